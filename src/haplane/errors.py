@@ -1,0 +1,176 @@
+"""Every exception haplane raises on purpose.
+
+    HaplaneError
+    ├── ValidationError        bad input: names the field, shows the value, states the rule      → 422
+    │   └── PayloadError       a whole document (JSON body, payload file) could not be read      → 400
+    ├── NotFound               a named object does not exist                                     → 404
+    ├── Conflict               a revision did not match (If-Match, compare-and-swap)             → 409
+    ├── Unauthorized           no or unknown bearer token                                        → 401
+    ├── Forbidden              a token whose role is too weak                                    → 403
+    ├── StoreError             the store failed
+    │   ├── StoreUnavailable   it cannot be reached now; try again later                         → 503
+    │   └── Compacted          a watch asked for a revision the store no longer keeps: resync
+    ├── HAProxyError
+    │   ├── HAProxyUnavailable the admin or master socket cannot be reached                      → 503
+    │   ├── RuntimeCommandError  HAProxy answered a Runtime API command with an error
+    │   ├── ConfigCheckFailed  `haproxy -c` rejected a config; carries HAProxy's own messages    → 422
+    │   └── ReloadFailed       the master did not bring up a new worker
+    ├── SourceError            a discovery source (docker, aws, consul) failed
+    │   └── SourceUnavailable
+    └── ConfigurationError     haplane's own settings are wrong, or an optional dependency is missing
+
+This module imports nothing of haplane's, so every layer may import it. Foreign exceptions
+(sqlite3, OSError, httpx, botocore) are translated at the adapter that meets them; callers
+only ever catch these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class HaplaneError(Exception):
+    """Base of every deliberate haplane error."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "field": None, "detail": str(self)}
+
+
+class ValidationError(HaplaneError):
+    """A value broke a rule. ``field`` is a dotted path such as ``candidates[1].predicate``."""
+
+    def __init__(self, field: str, value: Any, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.value is _MISSING:
+            return f"{self.field}: {self.rule}"
+        return f"{self.field}: {self.value!r} {self.rule}"
+
+    def at(self, prefix: str) -> ValidationError:
+        """The same error with its field path placed under ``prefix``."""
+        field = self.field
+        if prefix:
+            field = f"{prefix}{field}" if field.startswith("[") else f"{prefix}.{field}" if field else prefix
+        err = type(self)(field, self.value, self.rule)
+        return err
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "field": self.field, "detail": str(self)}
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+MISSING = _MISSING  # the value of a ValidationError for a field that was not given at all
+
+
+class PayloadError(ValidationError):
+    """A whole document could not be parsed (not JSON, not an object)."""
+
+
+class NotFound(HaplaneError):
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "NotFound", "field": self.kind, "detail": str(self)}
+
+
+class Conflict(HaplaneError):
+    """A compare-and-swap failed: someone else wrote ``key`` first."""
+
+    def __init__(self, key: str, expected: int | None = None, actual: int | None = None) -> None:
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        detail = f"{key} was changed by another writer"
+        if expected is not None:
+            detail += f" (expected revision {expected}, found {actual})"
+        super().__init__(detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "Conflict", "field": self.key, "detail": str(self)}
+
+
+class Unauthorized(HaplaneError):
+    pass
+
+
+class Forbidden(HaplaneError):
+    pass
+
+
+class StoreError(HaplaneError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class Compacted(StoreError):
+    """The watch's start revision is older than what the store keeps; the caller must resync."""
+
+    def __init__(self, requested: int, compact_revision: int) -> None:
+        self.requested = requested
+        self.compact_revision = compact_revision
+        super().__init__(f"revision {requested} has been compacted (oldest kept: {compact_revision})")
+
+
+class HAProxyError(HaplaneError):
+    pass
+
+
+class HAProxyUnavailable(HAProxyError):
+    pass
+
+
+class RuntimeCommandError(HAProxyError):
+    def __init__(self, command: str, message: str) -> None:
+        self.command = command
+        self.message = message
+        super().__init__(f"{command!r}: {message}")
+
+
+class ConfigCheckFailed(HAProxyError):
+    """``haproxy -c`` refused a config. ``messages`` are HAProxy's own lines;
+    ``lines`` the config line numbers they name (used to quarantine the owner of a bad line)."""
+
+    def __init__(self, messages: Sequence[str], lines: Sequence[int] = ()) -> None:
+        self.messages = list(messages)
+        self.lines = list(lines)
+        super().__init__("haproxy -c rejected the config:\n" + "\n".join(self.messages))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "ConfigCheckFailed", "field": None, "detail": "\n".join(self.messages)}
+
+
+class ReloadFailed(HAProxyError):
+    pass
+
+
+class SourceError(HaplaneError):
+    pass
+
+
+class SourceUnavailable(SourceError):
+    pass
+
+
+class ConfigurationError(HaplaneError):
+    pass
+
+
+class MissingDependency(ConfigurationError):
+    def __init__(self, what: str, package: str) -> None:
+        super().__init__(f"{what} needs the Python package {package!r}; install it (pip install {package})")
