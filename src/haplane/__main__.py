@@ -1,0 +1,5 @@
+import sys
+
+from haplane.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""Helpers shared by subcommands: common options and settings from parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from haplane import settings as settings_mod
+from haplane.errors import ConfigurationError
+
+
+def add_settings_options(p: argparse.ArgumentParser, *, store: bool = True, state_dir: bool = True) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML settings file (also HAPLANE_CONFIG)")
+    if state_dir:
+        p.add_argument("--state-dir", metavar="DIR", type=Path,
+                       help="where haplane keeps its state: store, haproxy.cfg, sockets (default: ./.state, "
+                            "or HAPLANE_STATE_DIR)")
+    if store:
+        p.add_argument("--store", metavar="URL",
+                       help="the store: sqlite:///PATH (default: STATE_DIR/haplane.db), memory://, "
+                            "etcd://HOST:PORT[,HOST:PORT]/PREFIX, dynamodb://TABLE?region=R")
+
+
+def load_settings(args: argparse.Namespace, **extra: Any) -> settings_mod.Settings:
+    overrides = {k: getattr(args, k, None) for k in ("state_dir", "store", "template")}
+    overrides.update(extra)
+    return settings_mod.load(overrides, config_file=getattr(args, "config", None))
+
+
+def read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None

@@ -1,0 +1,247 @@
+"""Compose: registry records → the desired HAProxy model. PURE: no I/O, no clock.
+
+Two entry points:
+- ``compose(registry, options)`` for the agent: one slotted backend per service (server slots filled through
+  the Runtime API), Thalassa frontends and backends, focus/fallback backends, host routing through a map.
+- ``compose_table(services, options)`` for Lambda-Registry's ``/generate``: one backend per stored service
+  with one explicit ``server`` line per container, as Lambda-Registry rendered it (but with per-server cookies).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from haplane.model.haproxy import (
+    FREE_SLOT_ADDRESS,
+    FREE_SLOT_PORT,
+    Backend,
+    Bind,
+    Config,
+    Frontend,
+    Globals,
+    HttpCheck,
+    Route,
+    Server,
+)
+from haplane.model.records import BackendSpec, FrontendSpec, HealthCheck, Instance, Registry, Service
+
+MAIN_FRONTEND = "http"
+FALLBACK_SUFFIX = "_fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeOptions:
+    binds: tuple[Bind, ...] = (Bind("*", 80),)
+    globals: Globals = field(default_factory=Globals)
+    min_slots: int = 8
+    host_map: str | None = None  # e.g. "hosts.map": route hosts by one map lookup instead of N ACLs
+    focus_zones: frozenset[str] = frozenset()
+    focus_groups: frozenset[str] = frozenset()
+    all_in_fallback: bool = False
+    excluded: frozenset[str] = frozenset()  # owners held back (quarantined), e.g. "service:app1"
+
+    @property
+    def focused(self) -> bool:
+        return bool(self.focus_zones or self.focus_groups)
+
+
+def slot_count(max_slot: int, min_slots: int) -> int:
+    """Slots for a backend whose highest used slot is ``max_slot``: a power of two with ≥ 25 % headroom, so
+    growth reloads rarely and the size is the same on every node for the same data."""
+    need = max(min_slots, max_slot + (max_slot + 3) // 4)
+    size = 1
+    while size < need:
+        size *= 2
+    return size
+
+
+def slot_name(slot: int) -> str:
+    return f"s{slot}"
+
+
+def _check(h: HealthCheck | None) -> HttpCheck | None:
+    if h is None:
+        return None
+    return HttpCheck(h.method, h.path, h.http_version, h.host, h.interval_ms, h.rise, h.fall)
+
+
+def assign_slots(instances: Iterable[Instance]) -> dict[str, int]:
+    """instance id → slot (1-based). Instances keep the slot the registry gave them; any without one (or
+    colliding) take the lowest free slots in id order, so the result depends only on the data."""
+    result: dict[str, int] = {}
+    used: set[int] = set()
+    pending: list[Instance] = []
+    for inst in sorted(instances, key=lambda i: (i.slot == 0, i.slot, i.id)):
+        if inst.slot > 0 and inst.slot not in used:
+            result[inst.id] = inst.slot
+            used.add(inst.slot)
+        else:
+            pending.append(inst)
+    nxt = 1
+    for inst in sorted(pending, key=lambda i: i.id):
+        while nxt in used:
+            nxt += 1
+        result[inst.id] = nxt
+        used.add(nxt)
+    return result
+
+
+def _slotted_servers(members: Sequence[Instance], slots: dict[str, int], size: int) -> tuple[Server, ...]:
+    by_slot = {slots[i.id]: i for i in members}
+    servers = []
+    for n in range(1, size + 1):
+        inst = by_slot.get(n)
+        name = slot_name(n)
+        if inst is None:
+            servers.append(Server(name, FREE_SLOT_ADDRESS, FREE_SLOT_PORT, 1, "maint", cookie=name))
+        else:
+            state = inst.state if inst.healthy else "maint"
+            servers.append(Server(name, inst.address, inst.port, inst.weight, state, cookie=name,
+                                  instance=inst.id, zone=inst.zone, version=inst.version))
+    return tuple(servers)
+
+
+def _in_focus(inst: Instance, options: ComposeOptions) -> bool:
+    return (inst.zone in options.focus_zones) or (inst.group in options.focus_groups)
+
+
+def _service_backends(svc: Service, instances: Sequence[Instance], options: ComposeOptions
+                      ) -> list[Backend]:
+    slots = assign_slots(instances)
+    size = slot_count(max(slots.values(), default=0), options.min_slots)
+    owner = f"service:{svc.name}"
+    common = {"balance": svc.balance, "cookie": svc.cookie, "health": _check(svc.health),
+              "check_inter_ms": svc.health.interval_ms if svc.health else 2000, "slotted": True, "owner": owner}
+    if not options.focused:
+        return [Backend(svc.name, _slotted_servers(instances, slots, size), **common)]  # type: ignore[arg-type]
+    main = [i for i in instances if _in_focus(i, options)]
+    rest = instances if options.all_in_fallback else [i for i in instances if not _in_focus(i, options)]
+    return [
+        Backend(svc.name, _slotted_servers(main, slots, size), **common),  # type: ignore[arg-type]
+        Backend(svc.name + FALLBACK_SUFFIX, _slotted_servers(rest, slots, size), **common),  # type: ignore[arg-type]
+    ]
+
+
+def _service_route(svc: Service) -> Route | None:
+    if svc.predicate is None:
+        return None
+    kind = "host" if svc.mode == "host" else "path_prefix"
+    return Route(svc.name, kind, svc.predicate, owner=f"service:{svc.name}")  # type: ignore[arg-type]
+
+
+def order_routes(routes: Iterable[Route]) -> list[Route]:
+    """Host routes first (by backend name), then path prefixes longest first, so '/api/v2' wins over '/api'."""
+    return sorted(routes, key=lambda r: (r.kind != "host", -len(r.value) if r.kind != "host" else 0,
+                                         r.backend, r.value))
+
+
+def _thalassa_route(rule_type: str, op: str, value: str, backend: str, header: str | None, owner: str) -> Route:
+    if rule_type == "header":
+        return Route(backend, op, value, header=header or "host", owner=owner)  # type: ignore[arg-type]
+    return Route(backend, op, value, owner=owner)  # type: ignore[arg-type]
+
+
+def _thalassa_frontend(spec: FrontendSpec, backends: set[str]) -> Frontend:
+    owner = f"frontend:{spec.name}"
+    routes = tuple(_thalassa_route(r.type, r.operation, r.value, r.backend, r.header, owner)
+                   for r in spec.rules if r.backend in backends)
+    return Frontend(spec.name, tuple(Bind(a, p) for a, p in spec.binds), spec.mode,
+                    spec.backend if spec.backend in backends else None, spec.keepalive, routes, spec.natives,
+                    owner=owner)
+
+
+def _thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
+                      options: ComposeOptions) -> Backend:
+    owner = f"backend:{spec.name}"
+    common = {"mode": spec.mode, "balance": spec.balance, "health": _check(spec.health),
+              "check_inter_ms": spec.health.interval_ms if spec.health else 2000,
+              "host_header": spec.host, "natives": spec.natives, "owner": owner}
+    if spec.type == "dynamic":
+        members = [i for i in by_service.get(spec.service or "", []) if i.version == spec.version]
+        slots = assign_slots(by_service.get(spec.service or "", []))
+        size = slot_count(max(slots.values(), default=0), options.min_slots)
+        return Backend(spec.name, _slotted_servers(members, slots, size), slotted=True,
+                       **common)  # type: ignore[arg-type]
+    servers = tuple(Server(f"m{n}", m.host, m.port, 1) for n, m in enumerate(spec.members, 1))
+    return Backend(spec.name, servers, **common)  # type: ignore[arg-type]
+
+
+def compose(registry: Registry, options: ComposeOptions | None = None) -> Config:
+    """The desired HAProxy model for everything in the registry."""
+    options = options or ComposeOptions()
+    by_service: dict[str, list[Instance]] = defaultdict(list)
+    for inst in registry.instances:
+        by_service[inst.service].append(inst)
+    backends: list[Backend] = []
+    routes: list[Route] = []
+    for svc in sorted(registry.services, key=lambda s: s.name):
+        if f"service:{svc.name}" in options.excluded:
+            continue
+        backends.extend(_service_backends(svc, by_service.get(svc.name, []), options))
+        route = _service_route(svc)
+        if route is not None:
+            routes.append(route)
+    taken = {b.name for b in backends}
+    for spec in sorted(registry.backends, key=lambda b: b.name):
+        if f"backend:{spec.name}" in options.excluded or spec.name in taken:
+            continue
+        backends.append(_thalassa_backend(spec, by_service, options))
+    names = {b.name for b in backends}
+
+    maps: tuple[tuple[str, str], ...] = ()
+    host_map = None
+    main_routes = order_routes(routes)
+    if options.host_map:
+        host_map = options.host_map
+        hosts = sorted((r.value, r.backend) for r in main_routes if r.kind == "host")
+        maps = ((options.host_map, "".join(f"{h} {b}\n" for h, b in hosts)),)
+        # the map carries host routes; path routes stay ACLs
+        main_routes = [r for r in main_routes if r.kind != "host"]
+    frontends = [Frontend(MAIN_FRONTEND, options.binds, routes=tuple(main_routes), host_map=host_map,
+                          owner="frontend:" + MAIN_FRONTEND)]
+    for fspec in sorted(registry.frontends, key=lambda f: f.name):
+        if f"frontend:{fspec.name}" in options.excluded or fspec.name == MAIN_FRONTEND:
+            continue
+        frontends.append(_thalassa_frontend(fspec, names))
+    return Config(tuple(frontends), tuple(backends), options.globals, maps)
+
+
+# --- Lambda-Registry tables ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class TableService:
+    """A service stored in a Lambda-Registry table, with the containers it last had."""
+
+    service: Service
+    containers: tuple[Container, ...]
+
+
+def compose_table(services: Sequence[TableService], binds: tuple[Bind, ...] = (Bind("*", 80),),
+                  globals_: Globals | None = None) -> Config:
+    """Lambda-Registry's config: one frontend, one ACL + use_backend per service, one backend per service
+    with one server per container. Each server's cookie value is its own id (Lambda-Registry gave every
+    server the cookie *name*, so stickiness never worked)."""
+    routes = []
+    backends = []
+    for ts in sorted(services, key=lambda t: t.service.name):
+        svc = ts.service
+        route = _service_route(svc)
+        if route is not None:
+            routes.append(route)
+        servers = tuple(Server(c.id, c.address, c.port, 1, cookie=c.id if svc.cookie else None)
+                        for c in ts.containers)
+        backends.append(Backend(svc.name, servers, balance=svc.balance, cookie=svc.cookie,
+                                health=_check(svc.health),
+                                check_inter_ms=svc.health.interval_ms if svc.health else 2000,
+                                owner=f"service:{svc.name}"))
+    frontend = Frontend(MAIN_FRONTEND, binds, routes=tuple(order_routes(routes)), owner="frontend:http")
+    return Config((frontend,), tuple(backends), globals_ or Globals())

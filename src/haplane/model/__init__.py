@@ -1,0 +1,1 @@
+"""The pure model: validated values, registry records, the HAProxy model, Change. See README.md."""

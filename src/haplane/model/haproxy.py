@@ -1,0 +1,166 @@
+"""The HAProxy model: what compose produces, render turns into haproxy.cfg and plan diffs against.
+
+Two layers of a backend are kept apart on purpose:
+- its *structure* (name, mode, balance, cookie, health check, natives, number of server slots), which only
+  a reload can change, and
+- its *membership* (what each slot points at, weight, admin state), which the Runtime API changes live.
+``Config.structure_key()`` is the fingerprint plan compares to decide whether a reload is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+ServerState = Literal["ready", "drain", "maint"]
+
+# The address a free slot points at: loopback, a port nothing listens on, and the slot is in maintenance
+# anyway (no traffic, no health checks) until the Runtime API fills it.
+FREE_SLOT_ADDRESS = "127.0.0.1"
+FREE_SLOT_PORT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    address: str
+    port: int
+    weight: int = 1
+    state: ServerState = "ready"
+    cookie: str | None = None
+    check: bool = True
+    instance: str | None = None  # the registry instance in this slot; None for a free slot
+    zone: str | None = None
+    version: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+    @property
+    def free(self) -> bool:
+        return self.instance is None and self.state == "maint"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCheck:
+    method: str = "GET"
+    path: str = "/"
+    http_version: str = "HTTP/1.0"
+    host: str | None = None
+    interval_ms: int = 2000
+    rise: int = 1
+    fall: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str
+    servers: tuple[Server, ...] = ()
+    mode: str = "http"
+    balance: str = "roundrobin"
+    cookie: str | None = None  # sticky cookie name; each server carries its own value
+    health: HttpCheck | None = None  # None: a plain TCP connect check
+    check_inter_ms: int = 2000
+    host_header: str | None = None
+    natives: tuple[str, ...] = ()
+    slotted: bool = False  # servers are slots s1..sN filled through the Runtime API
+    owner: str = ""  # who this came from, e.g. "service:app1" or "backend:live" (for quarantine)
+
+    def structure(self) -> tuple[object, ...]:
+        """Everything about this backend that only a reload can change."""
+        servers: tuple[object, ...]
+        if self.slotted:
+            servers = (len(self.servers),)
+        else:
+            servers = tuple((s.name, s.address, s.port, s.weight, s.state, s.cookie) for s in self.servers)
+        return (self.name, self.mode, self.balance, self.cookie, self.health, self.check_inter_ms,
+                self.host_header, self.natives, self.slotted, servers)
+
+
+RouteKind = Literal["host", "path_prefix", "path", "path_beg", "path_reg", "url", "url_beg", "url_reg",
+                    "hdr_dom", "hdr", "hdr_beg"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``use_backend <backend> if <acl>``; the ACL's name is derived from the route, never random, so the
+    same data renders the same bytes."""
+
+    backend: str
+    kind: RouteKind
+    value: str
+    header: str = "host"
+    owner: str = ""
+
+    @property
+    def acl_name(self) -> str:
+        digest = hashlib.sha1(f"{self.kind}\0{self.header}\0{self.value}\0{self.backend}".encode()).hexdigest()
+        return f"r_{self.backend}_{digest[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    address: str  # an IP or "*"
+    port: int
+
+    def render(self) -> str:
+        if self.address == "*":
+            return f"*:{self.port}"
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    name: str
+    binds: tuple[Bind, ...]
+    mode: str = "http"
+    default_backend: str | None = None
+    keepalive: str = "default"
+    routes: tuple[Route, ...] = ()
+    natives: tuple[str, ...] = ()
+    host_map: str | None = None  # route hosts through this map file (one lookup instead of N ACLs)
+    owner: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Globals:
+    """The global and defaults sections. ``control_*`` lines come from the HAProxy adapter (sockets, state
+    file); the rest are plain settings."""
+
+    maxconn: int = 4096
+    log_target: str | None = "127.0.0.1 local0"
+    control_global: tuple[str, ...] = ()
+    control_defaults: tuple[str, ...] = ()
+    timeout_connect_ms: int = 5000
+    timeout_client_ms: int = 50000
+    timeout_server_ms: int = 50000
+    stats_bind: Bind | None = None  # an HTTP stats page, if wanted
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    frontends: tuple[Frontend, ...] = ()
+    backends: tuple[Backend, ...] = ()
+    globals: Globals = field(default_factory=Globals)
+    maps: tuple[tuple[str, str], ...] = ()  # (file name, content) beside haproxy.cfg
+
+    def backend(self, name: str) -> Backend | None:
+        for b in self.backends:
+            if b.name == name:
+                return b
+        return None
+
+    def structure_key(self) -> str:
+        """A fingerprint of everything that needs a reload to change. Two configs with the same key differ
+        only in what the Runtime API can change (slot contents, weights, states, map entries)."""
+        h = hashlib.sha256()
+        h.update(repr(self.globals).encode())
+        for fe in self.frontends:
+            routes = () if fe.host_map else fe.routes
+            h.update(repr((fe.name, fe.binds, fe.mode, fe.default_backend, fe.keepalive, routes, fe.natives,
+                           fe.host_map)).encode())
+        for be in self.backends:
+            h.update(repr(be.structure()).encode())
+        return h.hexdigest()

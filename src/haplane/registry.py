@@ -1,0 +1,302 @@
+"""The registry: typed operations over a Store. The API, the sources and ``haplane generate`` write through
+here; the agent reads ``snapshot()`` and watches ``PREFIX``.
+
+Key layout (values are JSON documents):
+
+    /haplane/services/{name}              Service
+    /haplane/instances/{service}/{id}     Instance (with its slot; TTL'd ones carry a store lease)
+    /haplane/frontends/{name}             FrontendSpec (Thalassa)
+    /haplane/backends/{name}              BackendSpec (Thalassa)
+    /haplane/tables/{table}/{service}     a Lambda-Registry table's stored service + containers
+    /haplane/alloc/{service}              bumped by every slot allocation (serialises them via CAS)
+    /haplane/agents/{node}                an agent's reported status (applied revision, config hash, health)
+
+Every write is one store transaction guarded by compare-and-swap, retried on a conflict where the
+operation is a pure function of what it read (allocation, /generate), and surfaced as ``Conflict`` where
+the caller gave an ``If-Match`` revision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from haplane.compose import TableService
+from haplane.errors import Conflict, NotFound, ValidationError
+from haplane.generate import merge, parse_payload, table_service_from_dict, table_service_to_dict
+from haplane.model import values as v
+from haplane.model.change import Change
+from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
+from haplane.store.base import KV, Compare, Delete, Op, Put, Store
+
+PREFIX = "/haplane/"
+SERVICES = PREFIX + "services/"
+INSTANCES = PREFIX + "instances/"
+FRONTENDS = PREFIX + "frontends/"
+BACKENDS = PREFIX + "backends/"
+TABLES = PREFIX + "tables/"
+ALLOC = PREFIX + "alloc/"
+AGENTS = PREFIX + "agents/"
+MAX_RETRIES = 50
+
+T = TypeVar("T")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def service_key(name: str) -> str:
+    return SERVICES + name
+
+
+def instance_key(service: str, iid: str) -> str:
+    return f"{INSTANCES}{service}/{iid}"
+
+
+def _decode(kv: KV, parse: Callable[[dict[str, Any]], T]) -> T:
+    return parse(json.loads(kv.value))
+
+
+class RegistryStore:
+    """Registry operations on one store. Holds no state of its own besides the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    async def snapshot(self) -> Registry:
+        """Everything compose needs, read at one revision."""
+        kvs, rev = await self.store.range(PREFIX)
+        services, instances, frontends, backends = [], [], [], []
+        for kv in kvs:
+            if kv.key.startswith(SERVICES):
+                services.append(_decode(kv, Service.from_dict))
+            elif kv.key.startswith(INSTANCES):
+                instances.append(_decode(kv, Instance.from_dict))
+            elif kv.key.startswith(FRONTENDS):
+                frontends.append(_decode(kv, FrontendSpec.from_dict))
+            elif kv.key.startswith(BACKENDS):
+                backends.append(_decode(kv, BackendSpec.from_dict))
+        return Registry(tuple(services), tuple(instances), tuple(frontends), tuple(backends), rev)
+
+    async def get_service(self, name: str) -> tuple[Service, int]:
+        kv = await self.store.get(service_key(name))
+        if kv is None:
+            raise NotFound("service", name)
+        return _decode(kv, Service.from_dict), kv.mod_revision
+
+    async def list_services(self) -> list[tuple[Service, int]]:
+        kvs, _ = await self.store.range(SERVICES)
+        return [(_decode(kv, Service.from_dict), kv.mod_revision) for kv in kvs]
+
+    async def list_instances(self, service: str | None = None) -> list[tuple[Instance, int]]:
+        prefix = INSTANCES if service is None else f"{INSTANCES}{service}/"
+        kvs, _ = await self.store.range(prefix)
+        return [(_decode(kv, Instance.from_dict), kv.mod_revision) for kv in kvs]
+
+    async def get_instance(self, service: str, iid: str) -> tuple[Instance, int]:
+        kv = await self.store.get(instance_key(service, iid))
+        if kv is None:
+            raise NotFound("instance", f"{service}/{iid}")
+        return _decode(kv, Instance.from_dict), kv.mod_revision
+
+    # --- services ----------------------------------------------------------------------------------------
+
+    async def put_service(self, svc: Service, if_match: int | None = None) -> tuple[int, bool]:
+        """Create or replace a service; returns (revision, created)."""
+        key = service_key(svc.name)
+        current = await self.store.get(key)
+        if if_match is not None and (current is None or current.mod_revision != if_match):
+            raise Conflict(key, if_match, current.mod_revision if current else 0)
+        rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
+                                   [Put(key, dumps(svc.to_dict()))])
+        return rev, current is None
+
+    async def delete_service(self, name: str, if_match: int | None = None) -> int:
+        """Delete a service and all its instances in one transaction."""
+        key = service_key(name)
+        current = await self.store.get(key)
+        if current is None:
+            raise NotFound("service", name)
+        if if_match is not None and current.mod_revision != if_match:
+            raise Conflict(key, if_match, current.mod_revision)
+        return await self.store.txn([Compare(key, current.mod_revision)],
+                                    [Delete(key), Delete(f"{INSTANCES}{name}/", prefix=True),
+                                     Delete(ALLOC + name)])
+
+    # --- instances ---------------------------------------------------------------------------------------
+
+    async def put_instance(self, inst: Instance, if_match: int | None = None) -> tuple[Instance, int, bool]:
+        """Create or replace an instance. A new instance gets the lowest free slot of its service; an
+        existing one keeps its slot. ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
+        for _ in range(MAX_RETRIES):
+            key = instance_key(inst.service, inst.id)
+            current = await self.store.get(key)
+            if if_match is not None and (current is None or current.mod_revision != if_match):
+                raise Conflict(key, if_match, current.mod_revision if current else 0)
+            compares = [Compare(key, current.mod_revision if current else 0)]
+            ops: list[Op] = []
+            if current is not None:
+                old = _decode(current, Instance.from_dict)
+                new = replace(inst, slot=old.slot)
+                lease = old.lease
+                if inst.ttl is not None and (lease == 0 or old.ttl != inst.ttl):
+                    lease = await self.store.grant_lease(inst.ttl)
+                elif inst.ttl is None:
+                    lease = 0
+                new = replace(new, lease=lease)
+            else:
+                alloc_key = ALLOC + inst.service
+                alloc = await self.store.get(alloc_key)
+                siblings, _ = await self.store.range(f"{INSTANCES}{inst.service}/")
+                used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
+                slot = 1
+                while slot in used:
+                    slot += 1
+                lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
+                new = replace(inst, slot=slot, lease=lease)
+                compares.append(Compare(alloc_key, alloc.mod_revision if alloc else 0))
+                ops.append(Put(alloc_key, str(slot)))
+            ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
+            try:
+                rev = await self.store.txn(compares, ops)
+            except Conflict:
+                if if_match is not None:
+                    raise
+                continue
+            return new, rev, current is None
+        raise Conflict(instance_key(inst.service, inst.id))
+
+    async def delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
+        key = instance_key(service, iid)
+        current = await self.store.get(key)
+        if current is None:
+            raise NotFound("instance", f"{service}/{iid}")
+        if if_match is not None and current.mod_revision != if_match:
+            raise Conflict(key, if_match, current.mod_revision)
+        return await self.store.txn([Compare(key, current.mod_revision)], [Delete(key)])
+
+    async def heartbeat(self, service: str, iid: str) -> Instance:
+        inst, _ = await self.get_instance(service, iid)
+        if inst.lease == 0:
+            raise ValidationError("ttl", None, f"instance {service}/{iid} has no TTL to renew")
+        await self.store.keepalive(inst.lease)
+        return inst
+
+    async def replace_source(self, source: str, instances: Sequence[Instance]) -> tuple[int, list[Change]]:
+        """Make the instances owned by ``source`` exactly ``instances``, in one transaction: a watcher that
+        reconnects sends its full view, and whatever it no longer reports vanishes."""
+        source = v.name(source, "source")
+        for _ in range(MAX_RETRIES):
+            kvs, _rev = await self.store.range(INSTANCES)
+            current: dict[str, tuple[Instance, KV]] = {}
+            used: dict[str, set[int]] = {}
+            for kv in kvs:
+                inst = _decode(kv, Instance.from_dict)
+                used.setdefault(inst.service, set()).add(inst.slot)
+                if inst.source == source:
+                    current[kv.key] = (inst, kv)
+            compares: list[Compare] = []
+            ops: list[Op] = []
+            changes: list[Change] = []
+            wanted: set[str] = set()
+            for inst in instances:
+                inst = replace(inst, source=source)
+                key = instance_key(inst.service, inst.id)
+                wanted.add(key)
+                old = current.get(key)
+                if old is not None:
+                    new = replace(inst, slot=old[0].slot, lease=old[0].lease)
+                    if new == old[0]:
+                        continue
+                    compares.append(Compare(key, old[1].mod_revision))
+                    changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} updated it"))
+                else:
+                    other = await self.store.get(key)
+                    slots = used.setdefault(inst.service, set())
+                    if other is not None:
+                        slot = json.loads(other.value).get("slot", 0)
+                        compares.append(Compare(key, other.mod_revision))
+                    else:
+                        slot = 1
+                        while slot in slots:
+                            slot += 1
+                        slots.add(slot)
+                        alloc = await self.store.get(ALLOC + inst.service)
+                        if not any(c.key == ALLOC + inst.service for c in compares):
+                            compares.append(Compare(ALLOC + inst.service, alloc.mod_revision if alloc else 0))
+                        compares.append(Compare(key, 0))
+                    new = replace(inst, slot=slot)
+                    changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
+                ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
+            for key, (inst, kv) in current.items():
+                if key not in wanted:
+                    compares.append(Compare(key, kv.mod_revision))
+                    ops.append(Delete(key))
+                    changes.append(Change("instance-remove", f"{inst.service}/{inst.id}",
+                                          f"{source} no longer reports it"))
+            for c in compares:
+                if c.key.startswith(ALLOC):
+                    ops.append(Put(c.key, "0"))
+            try:
+                rev = await self.store.txn(compares, ops) if ops else await self.store.revision()
+            except Conflict:
+                continue
+            return rev, changes
+        raise Conflict(f"{PREFIX}sources/{source}")
+
+    # --- Thalassa frontends and backends -------------------------------------------------------------------
+
+    async def _put_doc(self, key: str, doc: dict[str, Any], if_match: int | None) -> tuple[int, bool]:
+        current = await self.store.get(key)
+        if if_match is not None and (current is None or current.mod_revision != if_match):
+            raise Conflict(key, if_match, current.mod_revision if current else 0)
+        rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
+                                   [Put(key, dumps(doc))])
+        return rev, current is None
+
+    async def put_frontend(self, spec: FrontendSpec, if_match: int | None = None) -> tuple[int, bool]:
+        return await self._put_doc(FRONTENDS + spec.name, spec.to_dict(), if_match)
+
+    async def put_backend(self, spec: BackendSpec, if_match: int | None = None) -> tuple[int, bool]:
+        return await self._put_doc(BACKENDS + spec.name, spec.to_dict(), if_match)
+
+    async def delete_key(self, kind: str, key: str, name: str, if_match: int | None = None) -> int:
+        current = await self.store.get(key)
+        if current is None:
+            raise NotFound(kind, name)
+        if if_match is not None and current.mod_revision != if_match:
+            raise Conflict(key, if_match, current.mod_revision)
+        return await self.store.txn([Compare(key, current.mod_revision)], [Delete(key)])
+
+    # --- Lambda-Registry tables ------------------------------------------------------------------------------
+
+    async def generate(self, data: Any) -> tuple[list[TableService], list[Change], int]:
+        """Apply a Lambda-Registry payload to its table in one compare-and-swap transaction (retried if
+        another writer got there first); returns the table's services after it."""
+        payload = parse_payload(data)
+        prefix = f"{TABLES}{payload.table}/"
+        for _ in range(MAX_RETRIES):
+            kvs, _ = await self.store.range(prefix)
+            stored = {kv.key[len(prefix):]: table_service_from_dict(json.loads(kv.value)) for kv in kvs}
+            revs = {kv.key: kv.mod_revision for kv in kvs}
+            new, changes = merge(payload, stored)
+            compares = [Compare(k, r) for k, r in revs.items()]
+            ops: list[Op] = []
+            for name, ts in new.items():
+                key = prefix + name
+                if key not in revs:
+                    compares.append(Compare(key, 0))
+                if stored.get(name) != ts:
+                    ops.append(Put(key, dumps(table_service_to_dict(ts))))
+            ops.extend(Delete(prefix + name) for name in stored if name not in new)
+            try:
+                rev = await self.store.txn(compares, ops) if ops else await self.store.revision()
+            except Conflict:
+                continue
+            return list(new.values()), changes, rev
+        raise Conflict(prefix)
