@@ -1,0 +1,281 @@
+"""Plan: desired HAProxy model + what HAProxy reports → Runtime API commands, or a reload. PURE.
+
+The agent calls ``plan()`` after every batch of store events and on every ramp/drain tick. The plan:
+- fills, updates and frees server slots with ``set server`` commands (no reload), in an order that never
+  routes to a half-configured slot (address and weight before ``state ready``);
+- ramps a new server's weight from ``ramp_min`` to its target in ``ramp_step`` steps every ``ramp_interval``;
+- drains a leaving instance (``state drain``: no new sessions) until it has no sessions or ``drain_timeout``
+  passes, and only then frees its slot (``state maint``);
+- updates host-map entries with ``add map`` / ``del map`` / ``set map``;
+- asks for a ``Reload`` only when the structure changed (a new backend, frontend, rule, slot count, ...).
+
+``SlotMemory`` is the agent's own bookkeeping (which instance is in a slot since when, whether it drains);
+plan returns the memory as it will be once its commands succeed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from haplane.model.change import Change
+from haplane.model.haproxy import Backend, Config, Server
+
+
+@dataclass(frozen=True, slots=True)
+class SlotObs:
+    """One server slot as HAProxy reports it."""
+
+    address: str
+    port: int
+    weight: int
+    maint: bool
+    drain: bool
+    sessions: int = 0
+
+
+Observed = Mapping[str, Mapping[str, SlotObs]]  # backend → server → slot
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMemory:
+    instance: str | None
+    placed_at: float = 0.0  # when the instance was put in the slot (ramp clock)
+    drain_since: float | None = None  # set while the slot's previous instance drains
+    ramped: bool = False  # reached its target weight once: no more ramping
+
+
+Memory = Mapping[tuple[str, str], SlotMemory]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    ramp_min: int = 1
+    ramp_step: int = 1
+    ramp_interval: float = 30.0  # 0 disables ramping
+    drain_timeout: float = 30.0  # 0 frees slots at once
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOp:
+    command: str
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    reason: str
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    ops: tuple[RuntimeOp, ...] = ()
+    reload: Reload | None = None
+    memory: dict[tuple[str, str], SlotMemory] = field(default_factory=dict)
+    wake_at: float | None = None  # when a ramp step or a drain deadline needs another look
+    waiting: tuple[str, ...] = ()  # slots whose new instance waits for a drain to finish
+
+    @property
+    def empty(self) -> bool:
+        return not self.ops and self.reload is None
+
+
+def ramp_weight(target: int, placed_at: float, now: float, policy: Policy) -> int:
+    """The weight a server placed at ``placed_at`` should have at ``now``."""
+    if policy.ramp_interval <= 0 or target <= policy.ramp_min:
+        return target
+    steps = math.floor(max(0.0, now - placed_at) / policy.ramp_interval)
+    return min(target, policy.ramp_min + steps * policy.ramp_step)
+
+
+def next_ramp_at(target: int, placed_at: float, now: float, policy: Policy) -> float | None:
+    if ramp_weight(target, placed_at, now, policy) >= target:
+        return None
+    steps = math.floor(max(0.0, now - placed_at) / policy.ramp_interval) + 1
+    return placed_at + steps * policy.ramp_interval
+
+
+def _addr(address: str) -> str:
+    return address
+
+
+class _Planner:
+    def __init__(self, observed: Observed, memory: Memory, now: float, policy: Policy) -> None:
+        self.observed = observed
+        self.memory = dict(memory)
+        self.now = now
+        self.policy = policy
+        self.ops: list[RuntimeOp] = []
+        self.wake: list[float] = []
+        self.waiting: list[str] = []
+
+    def op(self, command: str, change: Change) -> None:
+        self.ops.append(RuntimeOp(command, change))
+
+    def backend(self, be: Backend) -> None:
+        obs = self.observed.get(be.name)
+        if obs is None:
+            return  # not in the running config: it arrives with the next reload
+        for srv in be.servers:
+            o = obs.get(srv.name)
+            if o is not None:
+                self.slot(be, srv, o)
+
+    def slot(self, be: Backend, want: Server, o: SlotObs) -> None:
+        key = (be.name, want.name)
+        ref = f"{be.name}/{want.name}"
+        mem = self.memory.get(key)
+        if mem is None:
+            # first look at this slot: adopt what HAProxy runs if it is what we want
+            same = not o.maint and (o.address, o.port) == (want.address, want.port) and want.instance
+            mem = SlotMemory(want.instance if same else None, self.now - (1e9 if same else 0), None, bool(same))
+            if not same and not o.maint:
+                mem = SlotMemory("?", self.now - 1e9, None, True)  # something unknown runs here
+        current = mem.instance
+        if current is not None and current != want.instance:
+            # the slot's occupant leaves (or is replaced): drain it first
+            if not self._drained(key, ref, mem, o, want):
+                return
+            current = None
+            mem = SlotMemory(None)
+        if want.instance is None:
+            if not o.maint:
+                self.op(f"set server {ref} state maint",
+                        Change("server-remove", ref, "slot freed: its instance is gone"))
+            self.memory[key] = SlotMemory(None)
+            return
+        if current is None:
+            self.fill(key, ref, want, o)
+            return
+        self.update(key, ref, want, o, mem)
+
+    def _drained(self, key: tuple[str, str], ref: str, mem: SlotMemory, o: SlotObs, want: Server) -> bool:
+        if o.maint or self.policy.drain_timeout <= 0 or mem.instance == "?":
+            return True
+        if mem.drain_since is None:
+            self.op(f"set server {ref} state drain",
+                    Change("server-drain", ref, f"instance {mem.instance} left: draining before the slot is "
+                                                "freed", {"instance": mem.instance}))
+            self.memory[key] = replace(mem, drain_since=self.now)
+            self.wake.append(self.now + self.policy.drain_timeout)
+            if want.instance is not None:
+                self.waiting.append(ref)
+            return False
+        deadline = mem.drain_since + self.policy.drain_timeout
+        if o.sessions > 0 and self.now < deadline:
+            self.wake.append(min(deadline, self.now + 0.5))
+            if want.instance is not None:
+                self.waiting.append(ref)
+            return False
+        return True
+
+    def fill(self, key: tuple[str, str], ref: str, want: Server, o: SlotObs) -> None:
+        weight = ramp_weight(want.weight, self.now, self.now, self.policy)
+        detail = {"instance": want.instance, "address": want.endpoint, "weight": weight}
+        self.op(f"set server {ref} addr {want.address} port {want.port}",
+                Change("server-add", ref, f"instance {want.instance} is up: slot points at it", detail))
+        self.op(f"set server {ref} weight {weight}",
+                Change("server-add", ref, f"instance {want.instance} starts at weight {weight}", detail))
+        if want.state != "maint":
+            self.op(f"set server {ref} state {want.state}",
+                    Change("server-add", ref, f"instance {want.instance} is now routable", detail))
+        elif not o.maint:
+            self.op(f"set server {ref} state maint", Change("server-state", ref, "instance is unhealthy"))
+        self.memory[key] = SlotMemory(want.instance, self.now, None, weight >= want.weight)
+        nxt = next_ramp_at(want.weight, self.now, self.now, self.policy)
+        if nxt is not None:
+            self.wake.append(nxt)
+
+    def update(self, key: tuple[str, str], ref: str, want: Server, o: SlotObs, mem: SlotMemory) -> None:
+        if (o.address, o.port) != (want.address, want.port):
+            self.op(f"set server {ref} addr {want.address} port {want.port}",
+                    Change("server-update", ref, f"instance {want.instance} moved to {want.endpoint}"))
+        weight = want.weight if mem.ramped else ramp_weight(want.weight, mem.placed_at, self.now, self.policy)
+        if weight != o.weight:
+            kind = "weight-ramp" if weight < want.weight or not mem.ramped else "server-update"
+            reason = (f"ramping to {want.weight}: step to {weight}" if kind == "weight-ramp"
+                      else f"weight set to {weight}")
+            self.op(f"set server {ref} weight {weight}", Change(kind, ref, reason, {"weight": weight}))
+        ramped = mem.ramped or weight >= want.weight
+        if not ramped:
+            nxt = next_ramp_at(want.weight, mem.placed_at, self.now, self.policy)
+            if nxt is not None:
+                self.wake.append(nxt)
+        state = {"ready": (False, False), "drain": (False, True), "maint": (True, False)}[want.state]
+        if (o.maint, o.drain) != state:
+            reason = {"ready": "back in service", "drain": "drained by request: no new sessions",
+                      "maint": "in maintenance or unhealthy"}[want.state]
+            self.op(f"set server {ref} state {want.state}", Change("server-state", ref, reason))
+        self.memory[key] = SlotMemory(want.instance, mem.placed_at, None, ramped)
+
+
+def plan_maps(desired: Config, current: Mapping[str, Mapping[str, str]], map_paths: Mapping[str, str]
+              ) -> list[RuntimeOp]:
+    """Map entry changes: ``current`` is file name → {key: value} as HAProxy has it; ``map_paths`` file name →
+    the path HAProxy knows the map by."""
+    ops: list[RuntimeOp] = []
+    for name, content in desired.maps:
+        path = map_paths.get(name, name)
+        want = dict(line.split(" ", 1) for line in content.splitlines() if line)
+        have = current.get(name, {})
+        for k in sorted(have.keys() - want.keys()):
+            ops.append(RuntimeOp(f"del map {path} {k}", Change("map-update", f"map:{name}", f"{k} removed")))
+        for k in sorted(want):
+            if k not in have:
+                ops.append(RuntimeOp(f"add map {path} {k} {want[k]}",
+                                     Change("map-update", f"map:{name}", f"{k} → {want[k]}")))
+            elif have[k] != want[k]:
+                ops.append(RuntimeOp(f"set map {path} {k} {want[k]}",
+                                     Change("map-update", f"map:{name}", f"{k} → {want[k]} (was {have[k]})")))
+    return ops
+
+
+def structure_diff(applied: Config | None, desired: Config) -> list[str]:
+    """Words for what changed in the structure (for logs and the activity view)."""
+    if applied is None:
+        return ["first configuration"]
+    out: list[str] = []
+    old_b = {b.name: b for b in applied.backends}
+    new_b = {b.name: b for b in desired.backends}
+    out += [f"backend {n} added" for n in sorted(new_b.keys() - old_b.keys())]
+    out += [f"backend {n} removed" for n in sorted(old_b.keys() - new_b.keys())]
+    for n in sorted(new_b.keys() & old_b.keys()):
+        a, b = old_b[n].structure(), new_b[n].structure()
+        if a != b:
+            if old_b[n].slotted and new_b[n].slotted and len(old_b[n].servers) != len(new_b[n].servers):
+                out.append(f"backend {n} slots {len(old_b[n].servers)} → {len(new_b[n].servers)}")
+            else:
+                out.append(f"backend {n} changed")
+    old_f = {f.name: f for f in applied.frontends}
+    new_f = {f.name: f for f in desired.frontends}
+    out += [f"frontend {n} added" for n in sorted(new_f.keys() - old_f.keys())]
+    out += [f"frontend {n} removed" for n in sorted(old_f.keys() - new_f.keys())]
+    for n in sorted(new_f.keys() & old_f.keys()):
+        a_f, b_f = old_f[n], new_f[n]
+        if a_f.host_map and b_f.host_map:
+            a_f, b_f = replace(a_f, routes=()), replace(b_f, routes=())
+        if a_f != b_f:
+            out.append(f"frontend {n} changed")
+    if applied.globals != desired.globals:
+        out.append("global settings changed")
+    return out or ["structure changed"]
+
+
+def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | None, now: float,
+         policy: Policy, maps_now: Mapping[str, Mapping[str, str]] | None = None,
+         map_paths: Mapping[str, str] | None = None, backends: set[str] | None = None) -> Plan:
+    """Everything to do now. ``backends`` limits the membership diff to those backends (the agent passes
+    the ones its events touched, so a change in one service costs O(that service))."""
+    p = _Planner(observed, memory, now, policy)
+    for be in desired.backends:
+        if be.slotted and (backends is None or be.name in backends):
+            p.backend(be)
+    ops = p.ops
+    if maps_now is not None:
+        ops = ops + plan_maps(desired, maps_now, map_paths or {})
+    reload = None
+    if applied is None or desired.structure_key() != applied.structure_key():
+        reload = Reload("; ".join(structure_diff(applied, desired)))
+    return Plan(tuple(ops), reload, p.memory, min(p.wake) if p.wake else None, tuple(p.waiting))
