@@ -107,7 +107,7 @@ def _in_focus(inst: Instance, options: ComposeOptions) -> bool:
     return (inst.zone in options.focus_zones) or (inst.group in options.focus_groups)
 
 
-def _service_backends(svc: Service, instances: Sequence[Instance], options: ComposeOptions
+def service_backends(svc: Service, instances: Sequence[Instance], options: ComposeOptions
                       ) -> list[Backend]:
     slots = assign_slots(instances)
     size = slot_count(max(slots.values(), default=0), options.min_slots)
@@ -152,7 +152,7 @@ def _thalassa_frontend(spec: FrontendSpec, backends: set[str]) -> Frontend:
                     owner=owner)
 
 
-def _thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
+def thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
                       options: ComposeOptions) -> Backend:
     owner = f"backend:{spec.name}"
     common = {"mode": spec.mode, "balance": spec.balance, "health": _check(spec.health),
@@ -179,7 +179,7 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
     for svc in sorted(registry.services, key=lambda s: s.name):
         if f"service:{svc.name}" in options.excluded:
             continue
-        backends.extend(_service_backends(svc, by_service.get(svc.name, []), options))
+        backends.extend(service_backends(svc, by_service.get(svc.name, []), options))
         route = _service_route(svc)
         if route is not None:
             routes.append(route)
@@ -187,7 +187,7 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
     for spec in sorted(registry.backends, key=lambda b: b.name):
         if f"backend:{spec.name}" in options.excluded or spec.name in taken:
             continue
-        backends.append(_thalassa_backend(spec, by_service, options))
+        backends.append(thalassa_backend(spec, by_service, options))
     names = {b.name for b in backends}
 
     maps: tuple[tuple[str, str], ...] = ()

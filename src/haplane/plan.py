@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from haplane.model.change import Change
+from haplane.model.change import Change, ChangeKind
 from haplane.model.haproxy import Backend, Config, Server
 
 
@@ -194,7 +194,7 @@ class _Planner:
                     Change("server-update", ref, f"instance {want.instance} moved to {want.endpoint}"))
         weight = want.weight if mem.ramped else ramp_weight(want.weight, mem.placed_at, self.now, self.policy)
         if weight != o.weight:
-            kind = "weight-ramp" if weight < want.weight or not mem.ramped else "server-update"
+            kind: ChangeKind = "weight-ramp" if weight < want.weight or not mem.ramped else "server-update"
             reason = (f"ramping to {want.weight}: step to {weight}" if kind == "weight-ramp"
                       else f"weight set to {weight}")
             self.op(f"set server {ref} weight {weight}", Change(kind, ref, reason, {"weight": weight}))
@@ -253,10 +253,7 @@ def structure_diff(applied: Config | None, desired: Config) -> list[str]:
     out += [f"frontend {n} added" for n in sorted(new_f.keys() - old_f.keys())]
     out += [f"frontend {n} removed" for n in sorted(old_f.keys() - new_f.keys())]
     for n in sorted(new_f.keys() & old_f.keys()):
-        a_f, b_f = old_f[n], new_f[n]
-        if a_f.host_map and b_f.host_map:
-            a_f, b_f = replace(a_f, routes=()), replace(b_f, routes=())
-        if a_f != b_f:
+        if old_f[n] != new_f[n]:
             out.append(f"frontend {n} changed")
     if applied.globals != desired.globals:
         out.append("global settings changed")

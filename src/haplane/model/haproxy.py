@@ -158,8 +158,8 @@ class Config:
         h = hashlib.sha256()
         h.update(repr(self.globals).encode())
         for fe in self.frontends:
-            routes = () if fe.host_map else fe.routes
-            h.update(repr((fe.name, fe.binds, fe.mode, fe.default_backend, fe.keepalive, routes, fe.natives,
+            # with a host map, host routes live in the map (runtime-changeable) and are not in fe.routes
+            h.update(repr((fe.name, fe.binds, fe.mode, fe.default_backend, fe.keepalive, fe.routes, fe.natives,
                            fe.host_map)).encode())
         for be in self.backends:
             h.update(repr(be.structure()).encode())

@@ -106,7 +106,7 @@ def _frontend(f: Frontend) -> dict[str, Any]:
         "name": f.name, "binds": [b.render() for b in f.binds], "mode": f.mode, "keepalive": f.keepalive,
         "default_backend": f.default_backend, "host_map": f.host_map, "natives": list(f.natives),
         "routes": [{"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r)}
-                   for r in (() if f.host_map else f.routes)],
+                   for r in f.routes],
     }
 
 

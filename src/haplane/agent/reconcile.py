@@ -1,0 +1,435 @@
+"""The agent: keep one HAProxy in sync with the registry.
+
+    store ──watch──▶ mirror ──compose──▶ desired ──plan──▶ runtime commands (now)  ──▶ HAProxy
+                                                        └▶ reload (coalesced: at most one per reload_interval)
+
+Membership events go straight through the Runtime API and never wait for a reload. Structural changes
+are rendered, checked with ``haproxy -c``, and reloaded through the master CLI; a config HAProxy rejects is
+never written where HAProxy would load it. If ``haproxy -c`` names a line owned by one service, frontend or
+backend, that owner is held back (quarantined) and the rest goes ahead. A periodic resync re-reads the
+store and HAProxy, so nothing drifts for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import jinja2
+
+from haplane.agent.activity import Activity
+from haplane.agent.control import HAProxyControl
+from haplane.agent.mirror import Mirror, Touched
+from haplane.compose import ComposeOptions, compose, service_backends, thalassa_backend
+from haplane.errors import Compacted, HaplaneError, HAProxyError, StoreError
+from haplane.model.change import Change
+from haplane.model.haproxy import Config
+from haplane.plan import Plan, Policy, SlotMemory, plan
+from haplane.registry import PREFIX
+from haplane.render import render
+from haplane.store.base import Event, Store
+
+log = logging.getLogger("haplane.agent")
+NEVER = float("inf")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    compose: ComposeOptions = field(default_factory=ComposeOptions)
+    policy: Policy = field(default_factory=Policy)
+    reload_interval: float = 1.0
+    coalesce: float = 0.002
+    resync_interval: float = 30.0
+    map_dir: str = ""  # absolute directory of map files (the config names them by absolute path)
+
+
+@dataclass
+class AgentStatus:
+    revision: int = 0  # store revision applied
+    config_hash: str = ""
+    store_ok: bool = True
+    haproxy_ok: bool = True
+    last_error: str | None = None
+    last_reload: float | None = None
+    reloads: int = 0
+    quarantined: dict[str, str] = field(default_factory=dict)
+    waiting: tuple[str, ...] = ()
+    bad_records: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"revision": self.revision, "config_hash": self.config_hash, "store_ok": self.store_ok,
+                "haproxy_ok": self.haproxy_ok, "last_error": self.last_error, "last_reload": self.last_reload,
+                "reloads": self.reloads, "quarantined": dict(self.quarantined), "waiting": list(self.waiting),
+                "bad_records": dict(self.bad_records)}
+
+
+def owners_of_lines(text: str, lines: tuple[int, ...], config: Config) -> set[str]:
+    """The owners ("service:x", "frontend:y", "backend:z") of these config lines: a route's ACL and
+    use_backend lines belong to the route's owner, any other line to its section's owner."""
+    owner_of = {f"frontend {f.name}": f.owner for f in config.frontends}
+    owner_of.update({f"backend {b.name}": b.owner for b in config.backends})
+    acl_owner = {r.acl_name: r.owner for f in config.frontends for r in f.routes}
+    section = ""
+    owners: set[str] = set()
+    wanted = set(lines)
+    for n, line in enumerate(text.splitlines(), 1):
+        if line and not line[0].isspace():
+            section = line.strip()
+        if n in wanted:
+            words = line.split()
+            acl = words[1] if words[:1] == ["acl"] and len(words) > 1 else (
+                words[-1] if words[:1] == ["use_backend"] else "")
+            owners.add(acl_owner.get(acl) or owner_of.get(section, ""))
+    return owners
+
+
+class Agent:
+    def __init__(self, store: Store, control: HAProxyControl, options: AgentOptions, activity: Activity,
+                 template: jinja2.Template | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.control = control
+        self.options = options
+        self.activity = activity
+        self.template = template
+        self.clock = clock
+        self.mirror = Mirror()
+        self.desired: Config | None = None
+        self.applied: Config | None = None
+        self.applied_text: str | None = None
+        self.memory: dict[tuple[str, str], SlotMemory] = {}
+        self.status = AgentStatus()
+        self.quarantine: dict[str, tuple[str, str]] = {}  # owner → (message, fingerprint of its record)
+        self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
+        self._resync_requested = False
+        self._reload_wanted: str | None = None
+        self._last_reload_at = -NEVER
+        self._wake_at = NEVER
+        self._next_resync = NEVER
+        self.ready = asyncio.Event()
+        self.routable_callbacks: list[Callable[[float], None]] = []  # metrics: seconds event→applied
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._load_store()
+        await self._first_apply()
+        self.ready.set()
+        watcher = asyncio.create_task(self._watch(), name="haplane-watch")
+        try:
+            await self._loop()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _load_store(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                kvs, rev = await self.store.range(PREFIX)
+                self.mirror.load(kvs, rev)
+                self.status.store_ok = True
+                return
+            except StoreError as exc:
+                self.status.store_ok = False
+                self.status.last_error = f"store: {exc}"
+                log.warning("store unreachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _first_apply(self) -> None:
+        self.desired = self._compose_full()
+        text, maps = self._render(self.desired)
+        verdict = await self.control.check(text, maps)
+        if not verdict.ok:
+            self.desired, text, maps = await self._quarantine_until_valid(self.desired, text, maps,
+                                                                          verdict.messages, verdict.lines)
+        await self.control.start(text, maps)
+        self._applied(self.desired, text)
+        self.activity.record(Change("reload", "haproxy", "started with the registry's configuration",
+                                    {"revision": self.mirror.revision}))
+        await self._converge(None)
+        self._next_resync = self.clock() + self.options.resync_interval
+
+    # --- the loop --------------------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        delay = 0.2
+        while True:
+            start = self.mirror.revision + 1
+            try:
+                async for batch in self.store.watch(PREFIX, start):
+                    self._events.put_nowait(batch)
+                    if not self.status.store_ok:
+                        self.status.store_ok = True
+                    delay = 0.2
+            except Compacted as exc:
+                log.warning("watch fell behind (%s): full resync", exc)
+                self._resync_requested = True
+                self._events.put_nowait([])
+            except StoreError as exc:
+                self.status.store_ok = False
+                self.status.last_error = f"store: {exc}"
+                log.warning("store watch failed (%s); serving the last good config, retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._resync_requested = True
+                self._events.put_nowait([])
+
+    async def _loop(self) -> None:
+        while True:
+            now = self.clock()
+            reload_at = (max(self._last_reload_at + self.options.reload_interval, now)
+                         if self._reload_wanted else NEVER)
+            deadline = min(self._wake_at, self._next_resync, reload_at)
+            timeout = None if deadline == NEVER else max(0.0, deadline - now)
+            batches: list[list[Event]] = []
+            try:
+                batches.append(await asyncio.wait_for(self._events.get(), timeout))
+                if self.options.coalesce > 0:
+                    await asyncio.sleep(self.options.coalesce)
+                while not self._events.empty():
+                    batches.append(self._events.get_nowait())
+            except TimeoutError:
+                pass
+            try:
+                await self._step(batches)
+            except HAProxyError as exc:
+                self.status.haproxy_ok = False
+                self.status.last_error = f"haproxy: {exc}"
+                log.warning("HAProxy error: %s", exc)
+                await self._heal()
+            except HaplaneError as exc:
+                self.status.last_error = str(exc)
+                log.exception("agent step failed")
+                await asyncio.sleep(0.5)
+
+    async def _step(self, batches: list[list[Event]]) -> None:
+        t0 = self.clock()
+        events = [e for b in batches for e in b]
+        now = self.clock()
+        if self._resync_requested or now >= self._next_resync:
+            self._resync_requested = False
+            await self._resync()
+            return
+        if events:
+            touched = self.mirror.apply(events)
+            self.status.bad_records = dict(self.mirror.bad)
+            await self._converge(touched)
+            for cb in self.routable_callbacks:
+                cb(self.clock() - t0)
+        elif now >= self._wake_at:
+            self._wake_at = NEVER
+            await self._converge(Touched(services=set(), structural=False), all_backends=True)
+        if self._reload_wanted and self.clock() >= self._last_reload_at + self.options.reload_interval:
+            await self._reload()
+
+    async def _resync(self) -> None:
+        """Re-read the store and HAProxy from scratch: nothing missed or drifted survives this."""
+        await self._load_store()
+        if not await self.control.alive():
+            await self._heal()
+            return
+        await self._converge(None)
+        self._next_resync = self.clock() + self.options.resync_interval
+
+    async def _heal(self) -> None:
+        """HAProxy is gone or not answering: restart it from the last good config and converge again."""
+        if await self.control.alive():
+            return
+        self.activity.record(Change("restart", "haproxy", "HAProxy was not running: restarted from the last "
+                                                          "good config"))
+        await self.control.restart_from_last_good()
+        self.memory.clear()
+        self.status.haproxy_ok = True
+        await self._converge(None)
+
+    # --- compose / plan / apply ----------------------------------------------------------------------------
+
+    def _options(self) -> ComposeOptions:
+        return replace(self.options.compose, excluded=frozenset(self.quarantine))
+
+    def _compose_full(self) -> Config:
+        self._release_quarantine()
+        return compose(self.mirror.registry(), self._options())
+
+    def _compose_incremental(self, touched: Touched) -> tuple[Config, set[str]]:
+        """Re-compose only the backends of touched services (and dynamic backends following them)."""
+        assert self.desired is not None
+        opts = self._options()
+        replaced: dict[str, Any] = {}
+        for name in touched.services:
+            svc = self.mirror.services.get(name)
+            if svc is None or f"service:{name}" in opts.excluded:
+                continue
+            for be in service_backends(svc, self.mirror.service_instances(name), opts):
+                replaced[be.name] = be
+        by_service = {s: self.mirror.service_instances(s) for s in touched.services}
+        for spec in self.mirror.backends.values():
+            if spec.type == "dynamic" and spec.service in touched.services and spec.name not in replaced \
+                    and f"backend:{spec.name}" not in opts.excluded:
+                replaced[spec.name] = thalassa_backend(spec, by_service, opts)
+        if not replaced:
+            return self.desired, set()
+        backends = tuple(replaced.get(b.name, b) for b in self.desired.backends)
+        return replace(self.desired, backends=backends), set(replaced)
+
+    def _release_quarantine(self) -> None:
+        """Give a quarantined item another chance once its record changed."""
+        for owner, (_msg, fp) in list(self.quarantine.items()):
+            if self._fingerprint(owner) != fp:
+                del self.quarantine[owner]
+                self.activity.record(Change("release", owner, "its record changed: trying it again"))
+        self.status.quarantined = {o: m for o, (m, _) in self.quarantine.items()}
+
+    def _fingerprint(self, owner: str) -> str:
+        kind, _, name = owner.partition(":")
+        tables: dict[str, dict[str, Any]] = {"service": dict(self.mirror.services),
+                                             "frontend": dict(self.mirror.frontends),
+                                             "backend": dict(self.mirror.backends)}
+        return repr(tables.get(kind, {}).get(name))
+
+    def _map_paths(self) -> dict[str, str]:
+        return {name: f"{self.options.map_dir}/{name}" for name, _ in (self.desired.maps if self.desired else ())}
+
+    def _render(self, config: Config) -> tuple[str, dict[str, str]]:
+        text = render(config, self.template)
+        return text, {f"{self.options.map_dir}/{name}": content for name, content in config.maps}
+
+    async def _converge(self, touched: Touched | None, all_backends: bool = False) -> None:
+        """Bring HAProxy to the desired state: runtime commands now, a reload if the structure changed.
+        ``touched`` None means a full pass (after start, reload or resync)."""
+        if touched is None or touched.structural:
+            self.desired = self._compose_full()
+            limit: set[str] | None = None
+        else:
+            self.desired, limit = self._compose_incremental(touched)
+            if all_backends:
+                limit = None
+            elif not limit:
+                self._set_revision()
+                return
+        assert self.desired is not None
+        observed = await self.control.servers(limit)
+        maps_now = None
+        if self.desired.maps and (touched is None or touched.structural):
+            maps_now = await self._maps_now()
+        p = plan(self.desired, observed, self.memory, self.applied, self.clock(), self.options.policy,
+                 maps_now=maps_now, map_paths=self._map_paths(), backends=limit)
+        await self._apply(p)
+        if p.reload is not None:
+            self._reload_wanted = p.reload.reason
+        self._set_revision()
+
+    async def _maps_now(self) -> dict[str, dict[str, str]]:
+        paths = self._map_paths()
+        current = await self.control.maps(paths.values())
+        return {name: current.get(path, {}) for name, path in paths.items()}
+
+    def _set_revision(self) -> None:
+        self.status.revision = self.mirror.revision
+
+    async def _apply(self, p: Plan) -> None:
+        if p.ops:
+            results = await self.control.execute([op.command for op in p.ops])
+            failed = False
+            for op, res in zip(p.ops, results, strict=False):
+                if res.ok:
+                    self.activity.record(op.change, "ok", command=op.command)
+                else:
+                    failed = True
+                    self.activity.record(op.change, "failed", command=op.command, answer=res.answer)
+            if failed:
+                self._resync_requested = True  # re-read HAProxy before trusting our memory again
+            else:
+                self.memory.update(p.memory)
+        else:
+            self.memory.update(p.memory)
+        self.status.waiting = p.waiting
+        if p.wake_at is not None:
+            self._wake_at = min(self._wake_at, p.wake_at)
+
+    # --- reloads -----------------------------------------------------------------------------------------------
+
+    async def _quarantine_until_valid(self, config: Config, text: str, maps: dict[str, str],
+                                      messages: tuple[str, ...], lines: tuple[int, ...]
+                                      ) -> tuple[Config, str, dict[str, str]]:
+        """Hold back the owners of the lines HAProxy rejects, until the rest passes. Raises ConfigCheckFailed
+        when the fault is in nothing that can be held back (globals, the main frontend, a template)."""
+        from haplane.errors import ConfigCheckFailed
+
+        for _ in range(5):
+            owners = owners_of_lines(text, lines, config) - {"", "frontend:http"}
+            if not owners:
+                self.activity.record(Change("check-failed", "haproxy", "haproxy -c rejected the config; the "
+                                            "last good config stays in force", {"messages": list(messages)}),
+                                     "failed")
+                raise ConfigCheckFailed(messages, lines)
+            for owner in owners:
+                msg = "; ".join(messages)
+                self.quarantine[owner] = (msg, self._fingerprint(owner))
+                self.activity.record(Change("quarantine", owner, "haproxy -c rejected its lines: held back, the "
+                                            "rest is applied", {"messages": list(messages)}), "quarantined")
+            self.status.quarantined = {o: m for o, (m, _) in self.quarantine.items()}
+            config = compose(self.mirror.registry(), self._options())
+            text, maps = self._render(config)
+            verdict = await self.control.check(text, maps)
+            if verdict.ok:
+                return config, text, maps
+            messages, lines = verdict.messages, verdict.lines
+        raise ConfigCheckFailed(messages, lines)
+
+    async def _reload(self) -> None:
+        reason = self._reload_wanted or "structure changed"
+        self._reload_wanted = None
+        self.desired = self._compose_full()
+        config = self.desired
+        if self.applied is not None and config.structure_key() == self.applied.structure_key():
+            return  # the change that asked for it was undone in the meantime
+        text, maps = self._render(config)
+        verdict = await self.control.check(text, maps)
+        if not verdict.ok:
+            try:
+                config, text, maps = await self._quarantine_until_valid(config, text, maps, verdict.messages,
+                                                                        verdict.lines)
+            except HaplaneError as exc:
+                self.status.last_error = str(exc)
+                return
+            self.desired = config
+            if self.applied is not None and config.structure_key() == self.applied.structure_key():
+                return
+        diff = "".join(difflib.unified_diff((self.applied_text or "").splitlines(True), text.splitlines(True),
+                                            "running", "new", n=1))
+        self._last_reload_at = self.clock()
+        try:
+            count = await self.control.reload(text, maps)
+        except HAProxyError as exc:
+            self.status.last_error = f"reload: {exc}"
+            self.activity.record(Change("reload-failed", "haproxy", f"{reason}: reload failed, the last good "
+                                        "config stays in force", {"error": str(exc), "diff": diff[:20000]}),
+                                 "failed")
+            return
+        self._applied(config, text)
+        self.status.reloads = count
+        self.status.last_reload = time.time()
+        self.activity.record(Change("reload", "haproxy", reason, {"diff": diff[:20000], "check": "valid",
+                                                                  "reloads": count}))
+        # slots of new backends were rendered filled; everything else converges through the runtime
+        await self._converge(None)
+
+    def _applied(self, config: Config, text: str) -> None:
+        self.applied = config
+        self.applied_text = text
+        self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
+        for be in config.backends:
+            for s in be.servers:
+                key = (be.name, s.name)
+                if key not in self.memory and s.instance is not None:
+                    self.memory[key] = SlotMemory(s.instance, self.clock(), None, True)

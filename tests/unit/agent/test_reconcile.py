@@ -1,0 +1,176 @@
+"""The agent against the in-memory store and FakeHAProxy: what it sends, when it reloads, what it holds back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from haplane.agent.activity import Activity
+from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.compose import ComposeOptions
+from haplane.model.records import Instance, Service
+from haplane.plan import Policy
+from haplane.registry import RegistryStore
+from haplane.store import open_store
+from haplane.testing import FakeHAProxy
+
+
+@dataclass
+class Rig:
+    agent: Agent
+    fake: FakeHAProxy
+    reg: RegistryStore
+    activity: Activity
+
+
+async def until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def running(poison: tuple[str, ...] = (), reload_interval: float = 0.05,
+                  policy: Policy | None = None, setup: Callable[[RegistryStore], Awaitable[None]] | None = None
+                  ) -> AsyncIterator[Rig]:
+    store = open_store("memory://")
+    reg = RegistryStore(store)
+    if setup:
+        await setup(reg)
+    fake = FakeHAProxy(poison)
+    activity = Activity()
+    opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="hosts.map"),
+                        policy=policy or Policy(ramp_interval=0, drain_timeout=0),
+                        reload_interval=reload_interval, coalesce=0.001, resync_interval=3600, map_dir="/s")
+    agent = Agent(store, fake, opts, activity)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.ready.wait(), 3)
+        yield Rig(agent, fake, reg, activity)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+async def app_service(reg: RegistryStore) -> None:
+    await reg.put_service(Service("app", "host", "app.test"))
+
+
+def inst(iid: str, addr: str = "127.0.0.2", port: int = 8080, **kw: object) -> Instance:
+    return Instance(iid, "app", addr, port, **kw)  # type: ignore[arg-type]
+
+
+async def test_starts_haproxy_with_the_registry() -> None:
+    async def setup(reg: RegistryStore) -> None:
+        await app_service(reg)
+        await reg.put_instance(inst("a"))
+
+    async with running(setup=setup) as rig:
+        assert rig.fake.running
+        s1 = rig.fake.slot("app", "s1")
+        assert (s1.address, s1.port, s1.maint) == ("127.0.0.2", 8080, False)
+        assert rig.fake.map_entries["/s/hosts.map"] == {"app.test": "app"}
+
+
+async def test_membership_changes_use_runtime_api_only() -> None:
+    async with running(setup=app_service) as rig:
+        for n in range(3):
+            await rig.reg.put_instance(inst(f"i{n}", addr=f"127.0.0.{n + 2}"))
+        await until(lambda: not rig.fake.slot("app", "s3").maint)
+        assert rig.fake.slot("app", "s2").address == "127.0.0.3"
+        await rig.reg.delete_instance("app", "i0")
+        await until(lambda: rig.fake.slot("app", "s1").maint)
+        assert rig.fake.reload_count == 0
+        kinds = {r.kind for r in rig.activity.records}
+        assert {"server-add", "server-remove"} <= kinds
+
+
+async def test_structural_burst_gives_one_reload() -> None:
+    async with running(setup=app_service, reload_interval=0.3) as rig:
+        for n in range(20):
+            await rig.reg.put_service(Service(f"svc{n}", "host", f"s{n}.test"))
+        await until(lambda: rig.fake.reload_count >= 1)
+        await asyncio.sleep(0.5)
+        assert rig.fake.reload_count in (1, 2)  # leading edge, then at most one trailing
+        assert "backend svc19" in (rig.fake.config or "")
+
+
+async def test_new_service_host_is_routed_through_the_map_without_waiting() -> None:
+    async with running(setup=app_service) as rig:
+        await rig.reg.put_service(Service("web", "host", "web.test"))
+        await until(lambda: rig.fake.map_entries["/s/hosts.map"].get("web.test") == "web")
+        assert rig.fake.reload_count == 1
+
+
+async def test_rejected_service_is_quarantined_and_the_rest_applies() -> None:
+    async with running(setup=app_service, poison=("poison.test",)) as rig:
+        await rig.reg.put_service(Service("bad", "path", "/poison.test"))
+        await rig.reg.put_service(Service("good", "path", "/good"))
+        await until(lambda: "backend good" in (rig.fake.config or ""))
+        assert "backend bad" not in (rig.fake.config or "")
+        assert "service:bad" in rig.agent.status.quarantined
+        assert any(r.kind == "quarantine" and r.subject == "service:bad" for r in rig.activity.records)
+        # fixing the record releases it
+        await rig.reg.put_service(Service("bad", "path", "/fixed"))
+        await until(lambda: "backend bad" in (rig.fake.config or ""))
+        assert "service:bad" not in rig.agent.status.quarantined
+
+
+async def test_failed_reload_keeps_last_good() -> None:
+    async with running(setup=app_service) as rig:
+        before = rig.fake.config
+        rig.fake.fail_next_reload = True
+        await rig.reg.put_service(Service("web", "host", "web.test"))
+        await until(lambda: any(r.kind == "reload-failed" for r in rig.activity.records))
+        assert rig.fake.config == before
+
+
+async def test_dead_haproxy_is_restarted() -> None:
+    async with running(setup=app_service) as rig:
+        rig.fake.kill()
+        await rig.reg.put_instance(inst("a"))
+        await until(lambda: rig.fake.running and not rig.fake.slot("app", "s1").maint)
+        assert any(r.kind == "restart" for r in rig.activity.records)
+
+
+async def test_weights_ramp() -> None:
+    policy = Policy(ramp_min=1, ramp_step=5, ramp_interval=0.1, drain_timeout=0)
+    async with running(setup=app_service, policy=policy) as rig:
+        await rig.reg.put_instance(inst("a", weight=11))
+        await until(lambda: not rig.fake.slot("app", "s1").maint)
+        assert rig.fake.slot("app", "s1").weight == 1
+        await until(lambda: rig.fake.slot("app", "s1").weight == 11, timeout=2)
+        assert "set server app/s1 weight 6" in rig.fake.commands
+
+
+async def test_drain_before_free() -> None:
+    policy = Policy(ramp_interval=0, drain_timeout=0.3)
+
+    async def setup(reg: RegistryStore) -> None:
+        await app_service(reg)
+        await reg.put_instance(inst("a"))
+
+    async with running(setup=setup, policy=policy) as rig:
+        rig.fake.slot("app", "s1").sessions = 2
+        await rig.reg.delete_instance("app", "a")
+        await until(lambda: rig.fake.slot("app", "s1").drain)
+        assert not rig.fake.slot("app", "s1").maint
+        await until(lambda: rig.fake.slot("app", "s1").maint, timeout=2)  # timeout reached
+
+
+@pytest.mark.parametrize("n", [50])
+async def test_many_instances_one_pass(n: int) -> None:
+    async with running(setup=app_service) as rig:
+        await rig.reg.replace_source("docker-a", [inst(f"c{i}", addr="127.0.0.2", port=9000 + i) for i in range(n)])
+        await until(lambda: "app" in rig.fake.backends and len(rig.fake.backends["app"]) >= n
+                    and not rig.fake.slot("app", f"s{n}").maint)
+        ports = sorted(s.port for s in rig.fake.backends["app"].values() if not s.maint)
+        assert ports == list(range(9000, 9000 + n))
