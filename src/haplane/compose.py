@@ -36,7 +36,7 @@ class ComposeOptions:
     binds: tuple[Bind, ...] = (Bind("*", 80),)
     globals: Globals = field(default_factory=Globals)
     min_slots: int = 8
-    host_map: str | None = None  # e.g. "hosts.map": route hosts by one map lookup instead of N ACLs
+    host_map: str | None = None  # absolute path of a host map: one lookup instead of N ACLs
     focus_zones: frozenset[str] = frozenset()
     focus_groups: frozenset[str] = frozenset()
     all_in_fallback: bool = False

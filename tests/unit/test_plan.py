@@ -141,13 +141,13 @@ def test_slots_running_out_reloads() -> None:
 
 
 def test_host_map_changes_are_runtime() -> None:
-    opts = ComposeOptions(host_map="hosts.map")
+    opts = ComposeOptions(host_map="/s/hosts.map")
     svc = Service("app", "host", "app.test")
     before = compose(Registry((svc,)), opts)
     after = compose(Registry((Service("app", "host", "new.test"),)), opts)
     assert before.structure_key() == after.structure_key()
-    p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP, maps_now={"hosts.map": {"app.test": "app"}},
-             map_paths={"hosts.map": "/s/hosts.map"})
+    p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP, maps_now={"/s/hosts.map": {"app.test": "app"}},
+             map_paths={"/s/hosts.map": "/s/hosts.map"})
     assert [o.command for o in p.ops] == ["del map /s/hosts.map app.test", "add map /s/hosts.map new.test app"]
     assert p.reload is None
 

@@ -47,7 +47,6 @@ class AgentOptions:
     reload_interval: float = 1.0
     coalesce: float = 0.002
     resync_interval: float = 30.0
-    map_dir: str = ""  # absolute directory of map files (the config names them by absolute path)
 
 
 @dataclass
@@ -291,17 +290,21 @@ class Agent:
 
     def _fingerprint(self, owner: str) -> str:
         kind, _, name = owner.partition(":")
-        tables: dict[str, dict[str, Any]] = {"service": dict(self.mirror.services),
-                                             "frontend": dict(self.mirror.frontends),
-                                             "backend": dict(self.mirror.backends)}
-        return repr(tables.get(kind, {}).get(name))
+        rec: Any = None
+        if kind == "service":
+            rec = self.mirror.services.get(name)
+        elif kind == "frontend":
+            rec = self.mirror.frontends.get(name)
+        elif kind == "backend":
+            rec = self.mirror.backends.get(name)
+        return repr(rec)
 
     def _map_paths(self) -> dict[str, str]:
-        return {name: f"{self.options.map_dir}/{name}" for name, _ in (self.desired.maps if self.desired else ())}
+        """Map files are named by the path HAProxy loads them from (ComposeOptions.host_map)."""
+        return {path: path for path, _ in (self.desired.maps if self.desired else ())}
 
     def _render(self, config: Config) -> tuple[str, dict[str, str]]:
-        text = render(config, self.template)
-        return text, {f"{self.options.map_dir}/{name}": content for name, content in config.maps}
+        return render(config, self.template), dict(config.maps)
 
     async def _converge(self, touched: Touched | None, all_backends: bool = False) -> None:
         """Bring HAProxy to the desired state: runtime commands now, a reload if the structure changed.

@@ -45,9 +45,9 @@ async def running(poison: tuple[str, ...] = (), reload_interval: float = 0.05,
         await setup(reg)
     fake = FakeHAProxy(poison)
     activity = Activity()
-    opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="hosts.map"),
+    opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="/s/hosts.map"),
                         policy=policy or Policy(ramp_interval=0, drain_timeout=0),
-                        reload_interval=reload_interval, coalesce=0.001, resync_interval=3600, map_dir="/s")
+                        reload_interval=reload_interval, coalesce=0.001, resync_interval=3600)
     agent = Agent(store, fake, opts, activity)
     task = asyncio.create_task(agent.run())
     try:
