@@ -1,0 +1,59 @@
+"""Fixtures for the Store contract suite: every engine in ``ENGINES`` runs every test in
+``test_store_contract.py``.
+
+To put another engine through the suite, add one line to ``ENGINES``: a URL template for ``open_store``.
+``{tmp}`` becomes a fresh temporary directory and ``{unique}`` a fresh token (e.g. an etcd key prefix or a
+DynamoDB table name), so tests never see each other's data. Options a test asks for (``history=5``) are
+appended as URL query parameters; an engine that cannot honour one should skip via ``pytest.param(...,
+marks=...)`` or support it. Mark engines that need a server with ``pytest.mark.integration``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from haplane.store import Store, open_store
+
+ENGINES = [
+    pytest.param("memory://", id="memory"),
+    pytest.param("sqlite:///{tmp}/store.db", id="sqlite"),
+]
+
+MakeStore = Callable[..., Store]
+
+
+@pytest.fixture(params=ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The engine's URL with its placeholders filled in (without options)."""
+    template: str = request.param
+    return template.format(tmp=tmp_path, unique=uuid.uuid4().hex[:12])
+
+
+@pytest.fixture
+async def make_store(store_url: str) -> AsyncIterator[MakeStore]:
+    """``make_store(**options)`` opens a store on the engine's URL with ``options`` as query parameters.
+    Every store opened this way is closed after the test."""
+    opened: list[Store] = []
+
+    def make(**options: object) -> Store:
+        url = store_url
+        if options:
+            query = "&".join(f"{name}={value}" for name, value in options.items())
+            url += ("&" if "?" in url else "?") + query
+        store = open_store(url)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> Store:
+    """A fresh, empty store of the engine under test."""
+    return make_store()
