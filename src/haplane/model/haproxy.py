@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 ServerState = Literal["ready", "drain", "maint"]
 
@@ -21,8 +21,10 @@ FREE_SLOT_ADDRESS = "127.0.0.1"
 FREE_SLOT_PORT = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Server:
+class Server(NamedTuple):
+    """One server line (or slot). A NamedTuple, not a dataclass: configs hold 100,000 of them and this is
+    several times cheaper to create."""
+
     name: str
     address: str
     port: int

@@ -81,9 +81,27 @@ def conditions(route: Route) -> list[str]:
     raise RenderError("route.kind", route.kind, "is not a known route kind")
 
 
-def _server(s: Server) -> dict[str, Any]:
-    return {"name": s.name, "endpoint": s.endpoint, "weight": 0 if s.state == "drain" else s.weight,
-            "cookie": s.cookie, "check": s.check, "disabled": s.state == "maint"}
+_LINE = re.compile(r"[A-Za-z0-9_.:/\[\]*@%~!&()+,;=?\- ]+")
+
+
+def server_line(s: Server) -> str:
+    """One ``server`` line. Built here rather than in the template: a config can hold 100,000 of them.
+    The last line of defence is one check of the whole line: only token characters, and exactly as many
+    spaces as the words put there (so no value carried a space of its own)."""
+    words = ["server", s.name, s.endpoint]
+    weight = 0 if s.state == "drain" else s.weight
+    if weight != 1:
+        words += ["weight", str(int(weight))]
+    if s.cookie:
+        words += ["cookie", s.cookie]
+    if s.check:
+        words.append("check")
+    if s.state == "maint":
+        words.append("disabled")
+    line = " ".join(words)
+    if not _LINE.fullmatch(line) or line.count(" ") != len(words) - 1:
+        raise RenderError("server", line, "would not stay one HAProxy server line")
+    return line
 
 
 def _backend(b: Backend) -> dict[str, Any]:
@@ -97,7 +115,8 @@ def _backend(b: Backend) -> dict[str, Any]:
             "method": h.method, "path": h.path, "http_version": h.http_version, "host": h.host},
         "inter_ms": inter, "fastinter_ms": min(inter, 500), "downinter_ms": min(inter, 1000),
         "rise": h.rise if h else 1, "fall": h.fall if h else 2,
-        "natives": list(b.natives), "servers": [_server(s) for s in b.servers],
+        "natives": list(b.natives), "servers": b.servers,
+        "server_lines": "\n    ".join(server_line(s) for s in b.servers),
     }
 
 
