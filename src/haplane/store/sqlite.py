@@ -286,10 +286,10 @@ class _Writer(threading.Thread):
                 self.revision, self.compact_rev, self.event_count = conn.execute(
                     "SELECT revision, compact_rev, event_count FROM meta").fetchone()
                 before = self.revision
+                if sweep:  # first, so this batch's txns never see a lease that is already past its deadline
+                    self._run_job(_sweep)
                 for job in jobs:
                     results.append((job, *self._run_job(job.fn)))
-                if sweep:
-                    self._run_job(_sweep)
                 if self.revision != before:
                     self._trim()
                     conn.execute("UPDATE meta SET revision = ?, compact_rev = ?, event_count = ?",
