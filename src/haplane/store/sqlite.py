@@ -209,6 +209,7 @@ class _Writer(threading.Thread):
                     self._batch(jobs, sweep)
             except BaseException as exc:  # a bug must not leave callers waiting forever
                 self._fail(jobs, exc)
+                self.sweep_later()
             if stop:
                 break
         if self.conn is not None:
@@ -240,6 +241,10 @@ class _Writer(threading.Thread):
     def recheck_expiry(self) -> None:
         """Re-read the earliest expiry from the file before the next wait (after a sweep)."""
         self._next_check = 0.0
+
+    def sweep_later(self) -> None:
+        """A sweep failed: retry after a pause rather than at once, again and again."""
+        self._next_expiry = self._next_check = time.time() + LEASE_CHECK_INTERVAL
 
     # --- one group commit ---------------------------------------------------------------------------------------
 
@@ -286,8 +291,8 @@ class _Writer(threading.Thread):
                 self.revision, self.compact_rev, self.event_count = conn.execute(
                     "SELECT revision, compact_rev, event_count FROM meta").fetchone()
                 before = self.revision
-                if sweep:  # first, so this batch's txns never see a lease that is already past its deadline
-                    self._run_job(_sweep)
+                if sweep and not self._run_job(_sweep)[0]:  # first: no txn may see a lease past its deadline
+                    self.sweep_later()
                 for job in jobs:
                     results.append((job, *self._run_job(job.fn)))
                 if self.revision != before:
@@ -301,6 +306,8 @@ class _Writer(threading.Thread):
                 raise
         except sqlite3.Error as exc:
             self._fail(jobs, exc)
+            if sweep:
+                self.sweep_later()
             return
         self._resolve(results)
         if self.revision != before:
