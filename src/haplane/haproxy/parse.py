@@ -1,0 +1,341 @@
+"""Parsers of what HAProxy prints. PURE: text in, ``model.observed`` values out; no I/O.
+
+Formats are those of HAProxy 2.6 (see docs/haproxy-notes.md for real samples):
+- ``show servers state`` (format version 1, space separated, ``#`` header),
+- ``show stat`` (CSV with a ``# pxname,svname,...`` header),
+- ``show info`` (``Name: value`` lines),
+- the master CLI's ``show proc`` (fixed columns, ``# workers`` / ``# old workers`` / ``# programs`` sections),
+- ``show map`` (``0x<ref> <key> <value>`` lines),
+- ``haproxy -c`` (``[ALERT]    (pid) : config : parsing [file.cfg:12] : ...`` lines).
+
+Unknown or malformed lines are skipped rather than fatal: these parsers feed a reconcile loop that must
+keep working when a newer HAProxy adds a column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Literal
+
+from haplane.model.observed import CheckResult, Info, Proc, ProcInfo, ServerState, StatRow
+
+__all__ = [
+    "answer_error", "config_lines", "parse_check_output", "parse_info", "parse_kv", "parse_map_list",
+    "parse_servers_state", "parse_show_map", "parse_show_proc", "parse_stat", "parse_uptime", "proxy_lines",
+]
+
+
+# --- show servers state ---------------------------------------------------------------------------------
+
+def _int(text: str, default: int = 0) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def _opt(text: str) -> str | None:
+    return None if text in ("", "-") else text
+
+
+def parse_servers_state(text: str) -> list[ServerState]:
+    """``show servers state [backend]`` → one ``ServerState`` per server, in HAProxy's order.
+
+    Columns are looked up by the names on the ``#`` header line, so a column added by a later format
+    does not shift the others."""
+    out: list[ServerState] = []
+    columns: list[str] | None = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("#"):
+            names = line[1:].split()
+            if names and names[0] == "be_id":
+                columns = names
+            continue
+        if columns is None:
+            continue  # the format version line ("1") comes before the header
+        parts = line.split(" ")
+        if len(parts) < 19:
+            continue
+        f = dict(zip(columns, parts, strict=False))
+        out.append(ServerState(
+            backend_id=_int(f.get("be_id", "")),
+            backend=f.get("be_name", ""),
+            server_id=_int(f.get("srv_id", "")),
+            name=f.get("srv_name", ""),
+            addr=f.get("srv_addr", ""),
+            op_state=_int(f.get("srv_op_state", "")),
+            admin_state=_int(f.get("srv_admin_state", "")),
+            uweight=_int(f.get("srv_uweight", "")),
+            iweight=_int(f.get("srv_iweight", "")),
+            since_change=_int(f.get("srv_time_since_last_change", "")),
+            check_status=_int(f.get("srv_check_status", "")),
+            check_result=_int(f.get("srv_check_result", "")),
+            check_health=_int(f.get("srv_check_health", "")),
+            check_state=_int(f.get("srv_check_state", "")),
+            agent_state=_int(f.get("srv_agent_state", "")),
+            port=_int(f.get("srv_port", "")),
+            fqdn=_opt(f.get("srv_fqdn", "-")),
+            check_port=_int(f.get("srv_check_port", "")),
+            check_addr=_opt(f.get("srv_check_addr", "-")),
+        ))
+    return out
+
+
+# --- show stat ------------------------------------------------------------------------------------------
+
+_STAT_TYPES: Mapping[str, Literal["frontend", "backend", "server", "listener"]] = MappingProxyType(
+    {"0": "frontend", "1": "backend", "2": "server", "3": "listener"})
+
+
+def _oint(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def parse_stat(text: str) -> list[StatRow]:
+    """``show stat`` (CSV) → one ``StatRow`` per frontend, backend, server and listener row."""
+    lines = [ln for ln in text.splitlines() if ln]
+    if not lines or not lines[0].startswith("#"):
+        return []
+    header = [h.strip() for h in lines[0].lstrip("#").split(",")]
+    out: list[StatRow] = []
+    for values in csv.reader(lines[1:]):
+        raw = {h: v for h, v in zip(header, values, strict=False) if h and h != "-"}
+        if "pxname" not in raw or "svname" not in raw:
+            continue
+        out.append(_stat_row(raw))
+    return out
+
+
+def _stat_row(raw: dict[str, str]) -> StatRow:
+    def n(name: str) -> int:
+        return _oint(raw.get(name)) or 0
+
+    return StatRow(
+        pxname=raw["pxname"], svname=raw["svname"], type=_STAT_TYPES.get(raw.get("type", ""), "server"),
+        status=raw.get("status", ""), weight=_oint(raw.get("weight")), uweight=_oint(raw.get("uweight")),
+        scur=n("scur"), smax=n("smax"), slim=_oint(raw.get("slim")), stot=n("stot"), rate=n("rate"),
+        req_rate=n("req_rate"), req_tot=n("req_tot"), qcur=n("qcur"), bin=n("bin"), bout=n("bout"),
+        ereq=n("ereq"), econ=n("econ"), eresp=n("eresp"), wretr=n("wretr"), wredis=n("wredis"),
+        hrsp_1xx=n("hrsp_1xx"), hrsp_2xx=n("hrsp_2xx"), hrsp_3xx=n("hrsp_3xx"), hrsp_4xx=n("hrsp_4xx"),
+        hrsp_5xx=n("hrsp_5xx"), hrsp_other=n("hrsp_other"),
+        qtime=n("qtime"), ctime=n("ctime"), rtime=n("rtime"), ttime=n("ttime"),
+        check_status=raw.get("check_status") or None, check_code=_oint(raw.get("check_code")),
+        check_duration=_oint(raw.get("check_duration")), lastchg=_oint(raw.get("lastchg")),
+        downtime=_oint(raw.get("downtime")), chkfail=n("chkfail"), act=n("act"), bck=n("bck"),
+        addr=raw.get("addr") or None, cookie=raw.get("cookie") or None, mode=raw.get("mode") or None,
+        raw=MappingProxyType(raw),
+    )
+
+
+# --- show info ------------------------------------------------------------------------------------------
+
+def parse_kv(text: str) -> dict[str, str]:
+    """``Name: value`` lines (``show info``) → a dict, in order."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
+
+
+def parse_info(text: str) -> Info:
+    raw = parse_kv(text)
+
+    def n(name: str) -> int:
+        return _oint(raw.get(name)) or 0
+
+    return Info(
+        version=raw.get("Version", ""), pid=n("Pid"), uptime_sec=n("Uptime_sec"), nbthread=n("Nbthread"),
+        maxconn=n("Maxconn"), curr_conns=n("CurrConns"), cum_conns=n("CumConns"), cum_req=n("CumReq"),
+        conn_rate=n("ConnRate"), sess_rate=n("SessRate"), idle_pct=n("Idle_pct"), stopping=n("Stopping") != 0,
+        jobs=n("Jobs"), raw=MappingProxyType(raw),
+    )
+
+
+# --- master CLI: show proc ------------------------------------------------------------------------------
+
+_UPTIME = re.compile(r"^(?:(\d+)d)?\s*(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_PROC = re.compile(r"^(\d+)\s+(\S+)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?\s+(\S+)\s*(\S*)\s*$")
+
+
+def parse_uptime(text: str) -> int:
+    """``0d00h02m07s`` (``show proc``) or ``0d 0h00m02s`` (``show info``) → seconds; 0 if unreadable."""
+    m = _UPTIME.match(text.strip())
+    if not m:
+        return 0
+    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return ((d * 24 + h) * 60 + mi) * 60 + s
+
+
+def parse_show_proc(text: str) -> ProcInfo:
+    """The master CLI's ``show proc`` → ``ProcInfo``. Raises ``ValueError`` if there is no master line
+    (the text is not a ``show proc`` answer)."""
+    section = "head"
+    master: Proc | None = None
+    workers: list[Proc] = []
+    old: list[Proc] = []
+    programs: list[Proc] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip()
+            if title in ("workers", "old workers", "programs"):
+                section = title
+            continue
+        m = _PROC.match(line)
+        if not m:
+            continue
+        proc = Proc(pid=int(m.group(1)), type=m.group(2), reloads=int(m.group(3)),
+                    uptime_sec=parse_uptime(m.group(5)), version=m.group(6),
+                    failed_reloads=int(m.group(4)) if m.group(4) else 0)
+        if section == "head" and proc.type == "master":
+            master = proc
+        elif section == "workers":
+            workers.append(proc)
+        elif section == "old workers":
+            old.append(proc)
+        elif section == "programs":
+            programs.append(proc)
+    if master is None:
+        raise ValueError(f"not a show proc answer: {text[:200]!r}")
+    return ProcInfo(master=master, workers=tuple(workers), old_workers=tuple(old), programs=tuple(programs))
+
+
+# --- maps -----------------------------------------------------------------------------------------------
+
+def parse_show_map(text: str) -> dict[str, str]:
+    """``show map <file>`` → {key: value}. Lines are ``0x<ref> <key> <value>``; the value is the rest of
+    the line. When a key appears twice (``add map`` does not check), HAProxy uses the first: so do we."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.startswith("0x"):
+            continue
+        parts = line.split(" ", 2)
+        if len(parts) < 2:
+            continue
+        out.setdefault(parts[1], parts[2] if len(parts) > 2 else "")
+    return out
+
+
+_MAP_LIST = re.compile(r"^(-?\d+) \((.*)\) ")
+
+
+def parse_map_list(text: str) -> dict[str, int]:
+    """``show map`` (no argument) → {file: id} of the maps HAProxy has loaded."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        m = _MAP_LIST.match(line)
+        if m:
+            out[m.group(2)] = int(m.group(1))
+    return out
+
+
+# --- haproxy -c -----------------------------------------------------------------------------------------
+
+_LEVEL = re.compile(r"^\[(ALERT|WARNING|NOTICE|DIAG)\]\s+(?:\(\d+\)\s+)?:\s*")
+_LOCATION = re.compile(r"\[([^\[\]\s]+):(\d+)\]")
+_PROXY = re.compile(r"\b(?:Proxy|proxy|frontend|backend|listen) '([^']+)'")
+_SECTION = re.compile(r"^\s*(frontend|backend|listen|defaults|peers|resolvers|userlist|program|cache|ring)\s+(\S+)")
+
+
+def parse_check_output(output: str, returncode: int) -> CheckResult:
+    """``haproxy -c`` output (stdout and stderr together) and its exit code → ``CheckResult``.
+
+    Keeps HAProxy's ALERT and WARNING lines (with continuation lines), drops NOTICEs, and normalises the
+    prefix to ``[ALERT] config : ...`` (the pid is noise). ``lines`` holds every ``[file:N]`` line number
+    whose file is not a map or other side file (see ``config_lines`` to pick one file)."""
+    messages: list[str] = []
+    keep = False
+    for line in output.splitlines():
+        m = _LEVEL.match(line)
+        if m:
+            keep = m.group(1) in ("ALERT", "WARNING")
+            if keep:
+                messages.append(f"[{m.group(1)}] {line[m.end():].rstrip()}")
+        elif keep and line.strip() and line[:1].isspace():
+            messages.append(line.rstrip())
+        else:
+            keep = False
+    ok = returncode == 0
+    return CheckResult(ok=ok, messages=tuple(messages), lines=config_lines(messages))
+
+
+def config_lines(messages: Iterable[str], file: str | None = None) -> tuple[int, ...]:
+    """Line numbers named as ``[path:N]`` in ``messages`` (sorted, unique). With ``file``, only those whose
+    path is ``file`` or ends with ``/`` + its base name (HAProxy prints the path it was given)."""
+    base = file.rsplit("/", 1)[-1] if file else None
+    found: set[int] = set()
+    for msg in messages:
+        for m in _LOCATION.finditer(msg):
+            path = m.group(1)
+            if base is not None and path != file and path.rsplit("/", 1)[-1] != base:
+                continue
+            found.add(int(m.group(2)))
+    return tuple(sorted(found))
+
+
+def proxy_lines(messages: Sequence[str], config_text: str) -> tuple[int, ...]:
+    """Lines declaring the proxies that location-less messages name (``Proxy 'f': unable to find required
+    use_backend: 'nope'.``): so every ALERT points at some line an owner can be found for."""
+    declared: dict[str, int] = {}
+    for n, line in enumerate(config_text.splitlines(), 1):
+        m = _SECTION.match(line)
+        if m:
+            declared.setdefault(m.group(2), n)
+    found: set[int] = set()
+    for msg in messages:
+        if not msg.startswith("[ALERT]") or _LOCATION.search(msg):
+            continue
+        for m in _PROXY.finditer(msg):
+            if m.group(1) in declared:
+                found.add(declared[m.group(1)])
+    return tuple(sorted(found))
+
+
+# --- Runtime API answers --------------------------------------------------------------------------------
+
+# Commands that change something answer nothing on success, except these informational answers.
+_MUTATING = frozenset({"set", "add", "del", "clear", "enable", "disable", "commit", "prepare", "abort", "new",
+                       "update", "shutdown", "trace", "experimental-mode", "expert-mode"})
+_MUTATION_OK = re.compile(r"^(IP changed from|no need to change the addr|New server registered|Server deleted"
+                          r"|New version created|Done\.|Transaction|Committing|Success)")
+_MUTATION_PARTIAL = re.compile(r"problem|invalid|failed|error|cannot|can't|unable", re.IGNORECASE)
+# Answers of read commands that are errors (the first line is checked).
+_READ_ERROR = re.compile(
+    r"^(No such |Can't find|Unknown |Require |usage:|Usage:|Permission denied|Invalid |Missing |Unable |"
+    r"Failed |Not enough|'[^']*' (?:expects|requires)|This command|entry not found|Key not found)")
+
+
+def answer_error(command: str, answer: str) -> str | None:
+    """The error in ``answer`` to ``command``, or None when HAProxy accepted it.
+
+    HAProxy's CLI has no status code: a command that changes state (``set``, ``add``, ``del``, ...) answers
+    nothing on success, or one of a few informational lines (``IP changed from ...``); anything else is an
+    error (``No such server.``, ``Require 'backend/server'.``, ``Absolute weight can only be between 0 and 256
+    inclusive.``). ``set server addr`` can half-succeed (``IP changed ..., problem converting port``): that
+    is an error too. A read command's answer is an error when its first line is one of HAProxy's error
+    phrasings."""
+    text = answer.strip()
+    if not text:
+        return None
+    first = text.splitlines()[0]
+    verb = command.split(" ", 1)[0].lower()
+    if verb in _MUTATING:
+        if _MUTATION_OK.match(text) and not _MUTATION_PARTIAL.search(text):
+            return None
+        return first
+    if verb == "help" or verb == "prompt" or verb == "quit":
+        return None
+    if _READ_ERROR.match(first):
+        return first
+    return None

@@ -1,0 +1,431 @@
+"""HAProxy as a child process that haplane supervises, in master-worker mode.
+
+``HAProxyProcess(state_dir, haproxy_bin)`` runs::
+
+    haproxy -W -S <state_dir>/master.sock,mode,600 -f <state_dir>/haproxy.cfg
+
+in the foreground (not daemonized: the master is our child, so we see it exit), reads its output (so the
+pipe never fills and blocks HAProxy) into a ring of recent lines and the ``haplane.haproxy`` logger, and
+watches it with a task. The config must carry the control lines of ``control_globals(state_dir)`` (the
+admin socket at ``<state_dir>/admin.sock`` with ``expose-fd listeners`` for seamless reloads, the
+server-state file, ``hard-stop-after``, ``mworker-max-reloads``); the renderer includes them.
+
+HAProxy 2.6 behaviour this is built on (measured; docs/haproxy-notes.md):
+- if the worker dies (SIGKILL, crash), the master kills every process and exits (``exit-on-failure``): the
+  watcher sees the master exit, whichever of the two died;
+- if the master is killed, the worker notices and exits by itself shortly after;
+- ``reload`` keeps the old worker when the new config does not load, and says so in ``show proc``.
+
+Who calls what (the agent's managed-HAProxy control, one call at a time):
+``start(config, maps)`` once; ``reload(config, maps)`` for structural changes; ``alive()`` / ``exited`` to
+notice a death and ``restart_from_last_good()`` to recover; ``stop()`` at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from haplane.errors import HAProxyError, HAProxyUnavailable, ReloadFailed
+from haplane.haproxy.files import ConfigFiles
+from haplane.haproxy.master import MasterClient
+from haplane.haproxy.runtime import RuntimeClient
+from haplane.model.observed import ProcInfo
+
+__all__ = ["ADMIN_SOCKET", "MASTER_SOCKET", "ControlLines", "HAProxyProcess", "control_globals"]
+
+log = logging.getLogger("haplane.haproxy")
+
+ADMIN_SOCKET = "admin.sock"
+MASTER_SOCKET = "master.sock"
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_./@+-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ControlLines:
+    """Config lines haplane needs to control HAProxy: ``global_lines`` go in the ``global`` section,
+    ``defaults_lines`` in every ``defaults`` section (HAProxy 2.6 reads ``load-server-state-from-file``
+    from defaults/backends only)."""
+
+    global_lines: tuple[str, ...]
+    defaults_lines: tuple[str, ...]
+
+
+def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str = "30s",
+                    mworker_max_reloads: int = 50, stats_timeout: str = "30s") -> ControlLines:
+    """The control lines for a HAProxy whose state lives in ``state_dir`` (an absolute path is best: HAProxy
+    resolves relative ones against its working directory).
+
+    - ``stats socket <dir>/admin.sock mode 600 level admin expose-fd listeners``: the Runtime API, and the
+      listening sockets handed to the new worker on reload (no refused connection during a reload);
+    - ``stats timeout``: an idle CLI connection is closed after this;
+    - ``server-state-file <dir>/server-state`` + ``load-server-state-from-file global`` (defaults): runtime
+      addresses, weights and admin states survive a reload (haplane dumps ``show servers state`` into the
+      file just before each reload);
+    - ``hard-stop-after``: an old worker finishing its connections after a reload is stopped after this;
+    - ``mworker-max-reloads``: a worker that survived this many reloads gets SIGTERM.
+    """
+    d = os.fspath(state_dir).rstrip("/") or "/"
+    if not _SAFE_PATH.fullmatch(d):
+        raise ValueError(f"state directory {d!r} must be a plain path (letters, digits, '_./@+-') to be "
+                         "written unquoted in haproxy.cfg")
+    if not re.fullmatch(r"\d+(us|ms|s|m|h|d)?", hard_stop_after):
+        raise ValueError(f"hard_stop_after {hard_stop_after!r} is not a HAProxy time")
+    if not re.fullmatch(r"\d+(us|ms|s|m|h|d)?", stats_timeout):
+        raise ValueError(f"stats_timeout {stats_timeout!r} is not a HAProxy time")
+    return ControlLines(
+        global_lines=(
+            f"stats socket {d}/{ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
+            f"stats timeout {stats_timeout}",
+            f"server-state-file {d}/server-state",
+            f"hard-stop-after {hard_stop_after}",
+            f"mworker-max-reloads {int(mworker_max_reloads)}",
+        ),
+        defaults_lines=("load-server-state-from-file global",),
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: HAProxy's master gets SIGTERM if haplane dies, instead of holding the ports as an orphan."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class HAProxyProcess:
+    """One supervised HAProxy (master + worker) with its state in ``state_dir``."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy", *,
+                 start_timeout: float = 10.0, reload_timeout: float = 15.0, stop_timeout: float = 10.0,
+                 on_exit: Callable[[int], None] | None = None, keep_lines: int = 500) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.haproxy_bin = haproxy_bin
+        self.start_timeout = start_timeout
+        self.reload_timeout = reload_timeout
+        self.stop_timeout = stop_timeout
+        self.on_exit = on_exit
+        self.files = ConfigFiles(self.state_dir)
+        self.admin_socket = self.state_dir / ADMIN_SOCKET
+        self.master_socket = self.state_dir / MASTER_SOCKET
+        self.runtime = RuntimeClient(self.admin_socket)
+        self.master = MasterClient(self.master_socket)
+        self.output: collections.deque[str] = collections.deque(maxlen=keep_lines)
+        self._lines_seen = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._exited = asyncio.Event()
+        self._stopping = False
+        self._worker_pid: int | None = None
+        self.returncode: int | None = None
+        self.starts = 0
+
+    def __repr__(self) -> str:
+        return f"HAProxyProcess({str(self.state_dir)!r}, pid={self.pid})"
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.files.config_path
+
+    @property
+    def pid(self) -> int | None:
+        """The master's pid while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The current worker's pid as of the last start or reload."""
+        return self._worker_pid if self.running else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def exited(self) -> asyncio.Event:
+        """Set when the master exits (whether we stopped it or it died); cleared by ``start``."""
+        return self._exited
+
+    async def alive(self) -> bool:
+        """The master runs and its CLI answers."""
+        if not self.running:
+            return False
+        try:
+            await self.master.show_proc()
+        except HAProxyUnavailable:
+            return False
+        return True
+
+    def recent_output(self, since: int = 0) -> list[str]:
+        """HAProxy's output lines numbered ``since`` and later (that are still in the ring)."""
+        first = self._lines_seen - len(self.output)
+        return list(self.output)[max(0, since - first):]
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self, config: str | None = None, maps: Mapping[str, str] | None = None) -> ProcInfo:
+        """Write ``config`` (and ``maps``) if given, start HAProxy on ``haproxy.cfg`` and wait until the worker
+        serves the Runtime API. The config becomes the last good once HAProxy runs it. Raises
+        ``HAProxyUnavailable`` (with HAProxy's ALERT lines) if HAProxy exits or does not come up."""
+        if self.running:
+            raise HAProxyError(f"HAProxy already runs (pid {self.pid})")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            await self.files.write_current(config, maps)
+        mark = self._lines_seen
+        args = [self.haproxy_bin, "-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.config_path)]
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, cwd=self.state_dir, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        except OSError as exc:
+            raise HAProxyUnavailable(f"cannot run {self.haproxy_bin!r}: {exc.strerror or exc}") from exc
+        self.starts += 1
+        self._stopping = False
+        self.returncode = None
+        self._exited.clear()
+        proc = self._proc
+        self._reader = asyncio.create_task(self._read_output(proc), name="haproxy-output")
+        self._watcher = asyncio.create_task(self._watch(proc), name="haproxy-watch")
+        try:
+            info = await self._wait_started(proc, mark)
+        except BaseException:
+            await self._kill(proc)
+            raise
+        await self.files.mark_good(maps)
+        log.info("HAProxy started: master %s, worker %s", info.master_pid, info.worker_pid)
+        return info
+
+    async def reload(self, config: str | None = None, maps: Mapping[str, str] | None = None) -> ProcInfo:
+        """Make ``config`` (already checked) the running one: save server state, write the files atomically,
+        reload through the master CLI, and confirm that a new worker serves the Runtime API. Returns
+        ``show proc`` after the reload. On failure the last good files are put back on disk (HAProxy goes on
+        with its previous worker) and ``ReloadFailed`` says what HAProxy said."""
+        if not self.running:
+            raise HAProxyUnavailable("HAProxy is not running")
+        before = await self.master.show_proc()
+        await self.save_server_state()
+        if config is not None:
+            await self.files.write_current(config, maps)
+        mark = self._lines_seen
+        try:
+            after = await self.master.reload(timeout=self.reload_timeout, before=before)
+            if after.worker_pid is not None:
+                await self._wait_serving(after.worker_pid, self.reload_timeout)
+        except (ReloadFailed, HAProxyUnavailable) as exc:
+            alerts = await self._alerts_since(mark)
+            if config is not None:
+                await self.files.restore_last_good()
+            detail = ("; HAProxy said: " + " | ".join(alerts)) if alerts else ""
+            raise ReloadFailed(f"{exc}{detail}") from exc
+        self._worker_pid = after.worker_pid
+        if config is not None:
+            await self.files.mark_good(maps)
+        log.info("HAProxy reloaded: reload %s, worker %s", after.reloads, after.worker_pid)
+        return after
+
+    async def save_server_state(self) -> bool:
+        """Dump ``show servers state`` into the server-state file (read by the next worker at start). False
+        when the Runtime API does not answer (the reload then starts from the config's states)."""
+        try:
+            text = (await self.runtime.execute(["show servers state"]))[0]
+        except HAProxyUnavailable as exc:
+            log.warning("server state not saved before reload: %s", exc)
+            return False
+        await self.files.write_server_state(text)
+        return True
+
+    async def restart_from_last_good(self) -> ProcInfo:
+        """HAProxy died (or must be restarted): start it again from the last good config on disk. Waits for a
+        worker orphaned by a killed master to leave the ports first."""
+        if self.running:
+            await self.stop(graceful=False)
+        last = await self.files.read_last_good()
+        if last is None:
+            raise HAProxyUnavailable(f"no last good config in {self.state_dir}")
+        await self._wait_orphan_gone()
+        config, maps = last
+        log.warning("restarting HAProxy from the last good config")
+        return await self.start(config, maps)
+
+    async def stop(self, *, graceful: bool = True, timeout: float | None = None) -> int | None:
+        """Stop HAProxy: SIGUSR1 (soft stop: finish connections, bounded by ``hard-stop-after``) when
+        ``graceful``, else SIGTERM; SIGKILL if it has not exited within ``timeout``. Returns the exit code."""
+        proc = self._proc
+        if proc is None:
+            return self.returncode
+        self._stopping = True
+        wait = self.stop_timeout if timeout is None else timeout
+        if proc.returncode is None:
+            self._signal(proc, signal.SIGUSR1 if graceful else signal.SIGTERM)
+            if not await self._wait_exit(proc, wait):
+                self._signal(proc, signal.SIGTERM)
+                if not await self._wait_exit(proc, 2.0):
+                    self._signal(proc, signal.SIGKILL)
+                    await proc.wait()
+        await self._finish_tasks()
+        return proc.returncode
+
+    async def wait_exit(self) -> int:
+        """Wait until the master exits; its exit code."""
+        await self._exited.wait()
+        return self.returncode if self.returncode is not None else -1
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    async def _wait_started(self, proc: asyncio.subprocess.Process, mark: int) -> ProcInfo:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        while True:
+            if proc.returncode is not None or self._exited.is_set():
+                alerts = await self._alerts_since(mark)
+                raise HAProxyUnavailable(f"HAProxy exited at start (code {proc.returncode})"
+                                         + ("; HAProxy said: " + " | ".join(alerts) if alerts else ""))
+            try:
+                info = await self.master.show_proc()
+                if info.worker_pid is not None:
+                    self._worker_pid = info.worker_pid
+                    await self._wait_serving(info.worker_pid, max(0.1, deadline - loop.time()))
+                    return info
+            except HAProxyUnavailable:
+                pass
+            if loop.time() >= deadline:
+                alerts = await self._alerts_since(mark)
+                raise HAProxyUnavailable(f"HAProxy did not come up within {self.start_timeout:g}s"
+                                         + ("; HAProxy said: " + " | ".join(alerts) if alerts else ""))
+            await asyncio.sleep(0.01)
+
+    async def _wait_serving(self, worker_pid: int, timeout: float) -> None:
+        """Until the admin socket is answered by ``worker_pid`` (not by an old worker still holding it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                info = await self.runtime.info()
+                if info.pid == worker_pid:
+                    return
+            except HAProxyError:
+                pass
+            if loop.time() >= deadline:
+                raise HAProxyUnavailable(f"{self.admin_socket}: worker {worker_pid} does not answer the Runtime "
+                                         f"API within {timeout:g}s (is the stats socket in the config?)")
+            await asyncio.sleep(0.005)
+
+    async def _alerts_since(self, mark: int) -> list[str]:
+        # The master prints its ALERTs before its CLI reports the failure, but our reader may lag a little.
+        for _ in range(20):
+            lines = self.recent_output(mark)
+            if any("Loading failure" in ln or "exit" in ln.lower() for ln in lines):
+                break
+            await asyncio.sleep(0.01)
+        return [ln for ln in self.recent_output(mark) if "[ALERT]" in ln]
+
+    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except (ValueError, OSError):  # an over-long line, or the pipe broke
+                continue
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.output.append(line)
+            self._lines_seen += 1
+            level = logging.ERROR if "[ALERT]" in line else logging.WARNING if "[WARNING]" in line else logging.INFO
+            log.log(level, "%s", line)
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        self.returncode = code
+        self._exited.set()
+        if self._stopping:
+            log.info("HAProxy stopped (code %s)", code)
+            return
+        log.error("HAProxy exited unexpectedly (code %s)", code)
+        if self.on_exit is not None:
+            try:
+                self.on_exit(code)
+            except Exception:  # a callback must not kill the watcher
+                log.exception("on_exit callback failed")
+
+    async def _wait_orphan_gone(self, timeout: float = 5.0) -> None:
+        pid = self._worker_pid
+        if pid is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while _pid_alive(pid) and _is_haproxy(pid):
+            if loop.time() >= deadline:
+                log.warning("old worker %s still alive after %gs: SIGTERM", pid, timeout)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+                await asyncio.sleep(0.1)
+                return
+            await asyncio.sleep(0.01)
+
+    def _signal(self, proc: asyncio.subprocess.Process, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+    async def _wait_exit(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        self._stopping = True
+        if proc.returncode is None:
+            self._signal(proc, signal.SIGKILL)
+            await proc.wait()
+        await self._finish_tasks()
+
+    async def _finish_tasks(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._reader is not None:
+            # The pipe stays open while an orphaned worker holds it: do not wait for its end.
+            try:
+                async with asyncio.timeout(0.5):
+                    await self._reader
+            except TimeoutError:
+                pass
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may wait long for a reaper in a container)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_haproxy(pid: int) -> bool:
+    """Guard against pid reuse: only wait for (or signal) a process that is still a haproxy."""
+    try:
+        return "haproxy" in Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        return True  # no /proc: assume it is

@@ -1,0 +1,352 @@
+"""The Runtime API client: HAProxy's admin UNIX socket (``stats socket ... level admin``).
+
+One ``RuntimeClient`` per socket path; it holds no connection between calls (HAProxy's CLI is cheap to
+connect to, and a held connection would die with every reload). A batch goes over ONE connection in
+interactive mode: ``prompt`` first, then every command, pipelined; HAProxy answers each command followed by
+its ``> `` prompt, and the answers are split on that. A 1,000-command batch costs about what one command
+costs with a connection each (see bench/bench_runtime.py).
+
+Who calls what:
+- the agent's apply step: ``run(commands)`` with the plan's commands, and reads which ones failed;
+- the agent's observe step: ``servers_state()`` (and ``stat()`` for sessions), ``show_map()``;
+- the API/UI: ``stat()``, ``info()``.
+
+A batch is not a transaction: HAProxy runs every command of a pipelined batch even when an earlier one
+failed. ``run(..., stop_on_error=True)`` sends one command at a time on the same connection and stops at the
+first error (the rest come back as not sent), for sequences such as ``addr`` → ``weight`` → ``state ready``
+where a later command must not run when an earlier one failed.
+
+Every command passes ``validate_command``: no newline, no ``;`` (HAProxy's command separator), no
+backslash (its escape), no control character, no ``<<`` payload marker. The ``*_command(s)`` builders
+validate their arguments further (names, IP addresses, port and weight ranges).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from haplane.errors import HAProxyUnavailable, RuntimeCommandError
+from haplane.haproxy.parse import (
+    answer_error,
+    parse_info,
+    parse_map_list,
+    parse_servers_state,
+    parse_show_map,
+    parse_stat,
+)
+from haplane.model.observed import Info, ServerState, StatRow
+
+__all__ = [
+    "Answer", "RuntimeClient", "ServerAdminState", "add_map_command", "del_map_command", "set_map_command",
+    "set_server_commands", "show_map_command", "validate_command",
+]
+
+ServerAdminState = Literal["ready", "drain", "maint"]
+
+_PROMPT = b"\n> "
+_READ_CHUNK = 1 << 16
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f;\\]")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]+")  # HAProxy proxy and server names
+_MAP_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f;\\]+")
+
+
+def validate_command(command: str) -> str:
+    """``command`` if it is one safe Runtime API line; ``ValueError`` otherwise (the injection guard)."""
+    if not command or not command.strip():
+        raise ValueError("empty Runtime API command")
+    m = _FORBIDDEN.search(command)
+    if m:
+        raise ValueError(f"Runtime API command contains {m.group()!r} (newline, ';', '\\' and control "
+                         f"characters are refused): {command!r}")
+    if command.rstrip().endswith("<<"):
+        raise ValueError(f"Runtime API payload commands ('<<') are not supported: {command!r}")
+    return command
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """HAProxy's answer to one command of a batch. ``error`` is HAProxy's error line when it refused the
+    command; ``sent`` is False for the commands ``stop_on_error`` did not send."""
+
+    command: str
+    text: str
+    error: str | None = None
+    sent: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.sent and self.error is None
+
+    def raise_for_error(self) -> None:
+        if not self.sent:
+            raise RuntimeCommandError(self.command, "not sent: an earlier command of the batch failed")
+        if self.error is not None:
+            raise RuntimeCommandError(self.command, self.error)
+
+
+# --- command builders -----------------------------------------------------------------------------------
+
+def _name(value: str, what: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a HAProxy name (letters, digits, '_', '.', ':', '-')")
+    return value
+
+
+def _map_token(value: str, what: str) -> str:
+    if not _MAP_TOKEN.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must be one word without ';', '\\' or control characters")
+    return value
+
+
+def set_server_commands(backend: str, server: str, *, addr: str | None = None, port: int | None = None,
+                        weight: int | None = None, state: ServerAdminState | None = None) -> list[str]:
+    """The ``set server`` commands for one server, in the order that never routes to a half-configured
+    server: address (and port), then weight, then admin state."""
+    target = f"{_name(backend, 'backend')}/{_name(server, 'server')}"
+    out: list[str] = []
+    if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+        raise ValueError(f"port {port!r} is not in 1..65535 (HAProxy would silently wrap it)")
+    if addr is not None:
+        ip = ipaddress.ip_address(addr)  # ValueError for anything that is not an IP address
+        out.append(f"set server {target} addr {ip.compressed}" + (f" port {port}" if port is not None else ""))
+    elif port is not None:
+        raise ValueError("a port can only be set together with addr")
+    if weight is not None:
+        if not (isinstance(weight, int) and 0 <= weight <= 256):
+            raise ValueError(f"weight {weight!r} is not in 0..256")
+        out.append(f"set server {target} weight {weight}")
+    if state is not None:
+        if state not in ("ready", "drain", "maint"):
+            raise ValueError(f"state {state!r} is not ready, drain or maint")
+        out.append(f"set server {target} state {state}")
+    return out
+
+
+def add_map_command(path: str, key: str, value: str) -> str:
+    return f"add map {_map_token(path, 'map')} {_map_token(key, 'key')} {_map_token(value, 'value')}"
+
+
+def set_map_command(path: str, key: str, value: str) -> str:
+    return f"set map {_map_token(path, 'map')} {_map_token(key, 'key')} {_map_token(value, 'value')}"
+
+
+def del_map_command(path: str, key: str) -> str:
+    return f"del map {_map_token(path, 'map')} {_map_token(key, 'key')}"
+
+
+def show_map_command(path: str) -> str:
+    return f"show map {_map_token(path, 'map')}"
+
+
+# --- the client -----------------------------------------------------------------------------------------
+
+class RuntimeClient:
+    """Runtime API over ``socket_path``. ``timeout`` bounds a whole batch (connect + answers)."""
+
+    def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.socket_path = os.fspath(socket_path)
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"RuntimeClient({self.socket_path!r})"
+
+    # -- batches ---------------------------------------------------------------------------------------
+
+    async def execute(self, commands: Sequence[str]) -> list[str]:
+        """Send ``commands`` over one connection, pipelined; one answer (HAProxy's text, stripped of the
+        trailing blank line) per command, in order. Does not judge the answers: see ``run``.
+
+        Raises ``ValueError`` for an unsafe command (before anything is sent) and ``HAProxyUnavailable`` when
+        the socket cannot be reached or the connection ends before every answer came."""
+        cmds = [validate_command(c) for c in commands]
+        if not cmds:
+            return []
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._pipelined(cmds)
+        except TimeoutError:
+            raise HAProxyUnavailable(f"{self.socket_path}: no complete answer within {self.timeout:g}s "
+                                     f"to a batch of {len(cmds)} command(s)") from None
+
+    async def run(self, commands: Sequence[str], *, stop_on_error: bool = False) -> list[Answer]:
+        """Like ``execute``, with each answer judged (``Answer.error``). With ``stop_on_error`` the commands go
+        one at a time (still one connection) and the batch stops at the first refused command."""
+        cmds = [validate_command(c) for c in commands]
+        if not stop_on_error:
+            texts = await self.execute(cmds)
+            return [Answer(c, t, answer_error(c, t)) for c, t in zip(cmds, texts, strict=True)]
+        if not cmds:
+            return []
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._one_by_one(cmds)
+        except TimeoutError:
+            raise HAProxyUnavailable(f"{self.socket_path}: no answer within {self.timeout:g}s") from None
+
+    async def run_checked(self, commands: Sequence[str], *, stop_on_error: bool = False) -> list[str]:
+        """Run ``commands``; the answers' texts, or ``RuntimeCommandError`` naming the first refused command
+        (the others of a pipelined batch have run all the same)."""
+        answers = await self.run(commands, stop_on_error=stop_on_error)
+        for a in answers:
+            a.raise_for_error()
+        return [a.text for a in answers]
+
+    async def command(self, command: str) -> str:
+        """One command; its answer, or ``RuntimeCommandError``."""
+        return (await self.run_checked([command]))[0]
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    async def servers_state(self, backend: str | None = None) -> list[ServerState]:
+        cmd = "show servers state" if backend is None else f"show servers state {_name(backend, 'backend')}"
+        return parse_servers_state(await self.command(cmd))
+
+    async def stat(self) -> list[StatRow]:
+        return parse_stat(await self.command("show stat"))
+
+    async def info(self) -> Info:
+        return parse_info(await self.command("show info"))
+
+    async def show_map(self, path: str) -> dict[str, str]:
+        """The entries HAProxy holds for the map loaded from ``path`` (key → value)."""
+        return parse_show_map(await self.command(show_map_command(path)))
+
+    async def maps(self) -> dict[str, int]:
+        """The map files HAProxy has loaded (path → id)."""
+        return parse_map_list(await self.command("show map"))
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    async def set_server(self, backend: str, server: str, *, addr: str | None = None, port: int | None = None,
+                         weight: int | None = None, state: ServerAdminState | None = None) -> None:
+        """Change one server: address/port, then weight, then state, stopping at the first refusal."""
+        cmds = set_server_commands(backend, server, addr=addr, port=port, weight=weight, state=state)
+        await self.run_checked(cmds, stop_on_error=True)
+
+    async def add_map(self, path: str, key: str, value: str) -> None:
+        await self.command(add_map_command(path, key, value))
+
+    async def set_map(self, path: str, key: str, value: str) -> None:
+        await self.command(set_map_command(path, key, value))
+
+    async def del_map(self, path: str, key: str) -> None:
+        await self.command(del_map_command(path, key))
+
+    async def put_map(self, path: str, key: str, value: str) -> None:
+        """Make ``key`` map to ``value`` whether or not it is there (``set map``, else ``add map``)."""
+        answers = await self.run([set_map_command(path, key, value)])
+        if answers[0].ok:
+            return
+        await self.command(add_map_command(path, key, value))
+
+    async def wait_ready(self, timeout: float = 5.0, interval: float = 0.01) -> None:
+        """Wait until the socket answers (after a start or a reload); ``HAProxyUnavailable`` at ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self.execute(["show info"])
+                return
+            except HAProxyUnavailable as exc:
+                if loop.time() >= deadline:
+                    raise HAProxyUnavailable(f"{self.socket_path}: not answering after {timeout:g}s: {exc}") from exc
+            await asyncio.sleep(interval)
+
+    # -- the wire --------------------------------------------------------------------------------------
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_unix_connection(self.socket_path)
+        except OSError as exc:
+            raise HAProxyUnavailable(f"{self.socket_path}: cannot connect: {exc.strerror or exc}") from exc
+
+    async def _pipelined(self, cmds: list[str]) -> list[str]:
+        reader, writer = await self._connect()
+        payload = ("prompt\n" + "\n".join(cmds) + "\n").encode()
+
+        async def send() -> None:
+            writer.write(payload)
+            await writer.drain()
+
+        sender = asyncio.create_task(send())
+        try:
+            frames = _Frames()
+            answers = await frames.read(reader, len(cmds) + 1, self.socket_path)
+            await sender
+            return answers[1:]  # the first is the (empty) answer to "prompt"
+        except OSError as exc:
+            raise HAProxyUnavailable(f"{self.socket_path}: connection failed: {exc.strerror or exc}") from exc
+        finally:
+            if not sender.done():
+                sender.cancel()
+            await _close(writer)
+
+    async def _one_by_one(self, cmds: list[str]) -> list[Answer]:
+        reader, writer = await self._connect()
+        out: list[Answer] = []
+        try:
+            frames = _Frames()
+            writer.write(b"prompt\n")
+            await frames.read(reader, 1, self.socket_path)
+            failed = False
+            for cmd in cmds:
+                if failed:
+                    out.append(Answer(cmd, "", None, sent=False))
+                    continue
+                writer.write(cmd.encode() + b"\n")
+                text = (await frames.read(reader, 1, self.socket_path))[0]
+                answer = Answer(cmd, text, answer_error(cmd, text))
+                failed = answer.error is not None
+                out.append(answer)
+            return out
+        except OSError as exc:
+            raise HAProxyUnavailable(f"{self.socket_path}: connection failed: {exc.strerror or exc}") from exc
+        finally:
+            await _close(writer)
+
+
+class _Frames:
+    """Splits the interactive-mode stream into answers: each ends at the next ``\\n> `` prompt.
+
+    HAProxy ends an answer with an empty line and then the prompt (``text\\n\\n> ``; an empty answer is just
+    ``\\n> ``), but a few error answers lack the empty line (``Empty weight string empty or preceded by
+    garbage\\n> ``), so the prompt alone is the delimiter. No answer of a command haplane sends has a line
+    starting with ``> ``."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.start = 0  # where the next answer begins in buf
+        self.scan = 0  # where to look for the next prompt
+
+    async def read(self, reader: asyncio.StreamReader, count: int, where: str) -> list[str]:
+        out: list[str] = []
+        buf = self.buf
+        while len(out) < count:
+            i = buf.find(_PROMPT, self.scan)
+            if i >= 0:
+                out.append(buf[self.start:i].decode("utf-8", "replace").rstrip("\n"))
+                self.start = self.scan = i + len(_PROMPT)
+                continue
+            del buf[:self.start]  # compact only before reading more: one move per chunk, not per answer
+            self.start = 0
+            self.scan = max(0, len(buf) - len(_PROMPT) + 1)
+            chunk = await reader.read(_READ_CHUNK)
+            if not chunk:
+                raise HAProxyUnavailable(f"{where}: HAProxy closed the connection before answering "
+                                         f"({len(out)} of {count} answers)")
+            buf += chunk
+        return out
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except OSError:
+        pass
