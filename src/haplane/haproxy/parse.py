@@ -15,6 +15,7 @@ keep working when a newer HAProxy adds a column.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -23,8 +24,9 @@ from typing import Literal
 from haplane.model.observed import CheckResult, Info, Proc, ProcInfo, ServerState, StatRow
 
 __all__ = [
-    "answer_error", "config_lines", "parse_check_output", "parse_info", "parse_kv", "parse_map_list",
-    "parse_servers_state", "parse_show_map", "parse_show_proc", "parse_stat", "parse_uptime", "proxy_lines",
+    "answer_error", "config_lines", "config_servers", "filter_server_state", "parse_check_output", "parse_info",
+    "parse_kv", "parse_map_list", "parse_servers_state", "parse_show_map", "parse_show_proc", "parse_stat",
+    "parse_uptime", "proxy_lines",
 ]
 
 
@@ -300,6 +302,88 @@ def proxy_lines(messages: Sequence[str], config_text: str) -> tuple[int, ...]:
             if m.group(1) in declared:
                 found.add(declared[m.group(1)])
     return tuple(sorted(found))
+
+
+# --- server-state file vs. a new config -----------------------------------------------------------------
+
+_PROXY_SECTION = re.compile(r"^(backend|listen)\s+(\S+)")
+_ANY_SECTION = re.compile(r"^[A-Za-z]")
+_SERVER_LINE = re.compile(r"^\s+server\s+(\S+)\s+(\S+)")
+_TEMPLATE_LINE = re.compile(r"^\s+server-template\s+(\S+)\s+(\d+)(?:-(\d+))?\s+(\S+)")
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, int | None]:
+    if endpoint.startswith("["):
+        host, _, rest = endpoint[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif endpoint.count(":") == 1:
+        host, _, port = endpoint.partition(":")
+    else:
+        host, port = endpoint, ""
+    return host, (int(port) if port.isdigit() else None)
+
+
+def _norm_addr(addr: str) -> str:
+    try:
+        return ipaddress.ip_address(addr).compressed
+    except ValueError:
+        return addr
+
+
+def config_servers(config_text: str) -> dict[tuple[str, str], tuple[str, int | None]]:
+    """(backend, server) → (address, port) of every ``server`` (and ``server-template`` slot) in a config."""
+    out: dict[tuple[str, str], tuple[str, int | None]] = {}
+    backend: str | None = None
+    for line in config_text.splitlines():
+        if _ANY_SECTION.match(line):
+            m = _PROXY_SECTION.match(line)
+            backend = m.group(2) if m else None
+            continue
+        if backend is None:
+            continue
+        m = _SERVER_LINE.match(line)
+        if m:
+            host, port = _split_endpoint(m.group(2))
+            out[(backend, m.group(1))] = (_norm_addr(host), port)
+            continue
+        m = _TEMPLATE_LINE.match(line)
+        if m:
+            host, port = _split_endpoint(m.group(4))
+            first, last = (int(m.group(2)), int(m.group(3))) if m.group(3) else (1, int(m.group(2)))
+            for i in range(first, last + 1):
+                out[(backend, f"{m.group(1)}{i}")] = (_norm_addr(host), port)
+    return out
+
+
+def filter_server_state(state_text: str, config_text: str) -> tuple[str, list[tuple[str, str]]]:
+    """Keep from a ``show servers state`` dump only the servers the new config names at the same address
+    and port; return the filtered dump and the (backend, server) pairs dropped.
+
+    Why: HAProxy 2.6 applies a state file's port, weight and admin/op state to a server whose config
+    address is an IP literal, but never its address (``srv_addr`` only feeds ``init-addr last`` of FQDN
+    servers). A slot the new config points elsewhere would come back as *config address + old port*, and
+    keep the old op/admin state. Dropping its line lets the config win whole for that server, while
+    servers the config leaves in place keep their runtime weight, drain and maintenance."""
+    wanted = config_servers(config_text)
+    kept: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    columns: list[str] | None = None
+    for line in state_text.splitlines():
+        if not line or line.startswith("#") or columns is None:
+            if line.startswith("#") and line[1:].split()[:1] == ["be_id"]:
+                columns = line[1:].split()
+            kept.append(line)
+            continue
+        f = dict(zip(columns, line.split(" "), strict=False))
+        key = (f.get("be_name", ""), f.get("srv_name", ""))
+        want = wanted.get(key)
+        port = f.get("srv_port", "")
+        if want is not None and want[0] == _norm_addr(f.get("srv_addr", "")) and (
+                want[1] is None or str(want[1]) == port):
+            kept.append(line)
+        else:
+            dropped.append(key)
+    return "\n".join(kept) + "\n", dropped
 
 
 # --- Runtime API answers --------------------------------------------------------------------------------

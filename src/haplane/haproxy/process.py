@@ -39,6 +39,7 @@ from pathlib import Path
 from haplane.errors import HAProxyError, HAProxyUnavailable, ReloadFailed
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.master import MasterClient
+from haplane.haproxy.parse import filter_server_state
 from haplane.haproxy.runtime import RuntimeClient
 from haplane.model.observed import ProcInfo
 
@@ -216,7 +217,7 @@ class HAProxyProcess:
         if not self.running:
             raise HAProxyUnavailable("HAProxy is not running")
         before = await self.master.show_proc()
-        await self.save_server_state()
+        await self.save_server_state(config)
         if config is not None:
             await self.files.write_current(config, maps)
         mark = self._lines_seen
@@ -236,14 +237,21 @@ class HAProxyProcess:
         log.info("HAProxy reloaded: reload %s, worker %s", after.reloads, after.worker_pid)
         return after
 
-    async def save_server_state(self) -> bool:
-        """Dump ``show servers state`` into the server-state file (read by the next worker at start). False
-        when the Runtime API does not answer (the reload then starts from the config's states)."""
+    async def save_server_state(self, next_config: str | None = None) -> bool:
+        """Dump ``show servers state`` into the server-state file (read by the next worker at start). With
+        ``next_config``, servers that config moves to another address or port are left out, so the config
+        wins whole for them (see ``parse.filter_server_state``). False when the Runtime API does not answer
+        (the next worker then starts from the config's states)."""
         try:
             text = (await self.runtime.execute(["show servers state"]))[0]
         except HAProxyUnavailable as exc:
             log.warning("server state not saved before reload: %s", exc)
             return False
+        if next_config is not None:
+            text, dropped = filter_server_state(text, next_config)
+            if dropped:
+                log.info("server state: %d server(s) take their state from the new config: %s", len(dropped),
+                         ", ".join(f"{b}/{s}" for b, s in dropped[:20]))
         await self.files.write_server_state(text)
         return True
 

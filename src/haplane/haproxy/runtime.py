@@ -277,9 +277,10 @@ class RuntimeClient:
         sender = asyncio.create_task(send())
         try:
             frames = _Frames()
-            answers = await frames.read(reader, len(cmds) + 1, self.socket_path)
+            await frames.read(reader, 1, self.socket_path)  # the (empty) answer to "prompt"
+            answers = await frames.read(reader, len(cmds), self.socket_path)
             await sender
-            return answers[1:]  # the first is the (empty) answer to "prompt"
+            return answers
         except OSError as exc:
             raise HAProxyUnavailable(f"{self.socket_path}: connection failed: {exc.strerror or exc}") from exc
         finally:
