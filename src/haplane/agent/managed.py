@@ -1,0 +1,148 @@
+"""HAProxyControl over a real HAProxy: one haplane starts itself (``ManagedHAProxy``) or one the operator
+runs (``AttachedHAProxy``). Both speak to the admin socket for membership and to the master CLI for reloads;
+they differ only in who owns the process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from haplane.agent.control import CheckVerdict, CommandResult
+from haplane.errors import HAProxyUnavailable, ReloadFailed, RuntimeCommandError
+from haplane.haproxy.check import check_config
+from haplane.haproxy.files import ConfigFiles
+from haplane.haproxy.master import MasterClient
+from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_map, parse_stat
+from haplane.haproxy.process import HAProxyProcess
+from haplane.haproxy.runtime import RuntimeClient, show_map_command
+from haplane.plan import SlotObs
+
+
+class _RuntimeOps:
+    """What both flavours share: reads and commands over the admin socket, ``haproxy -c``."""
+
+    runtime: RuntimeClient
+    haproxy_bin: str
+    check_dir: Path
+
+    async def check(self, config: str, maps: Mapping[str, str]) -> CheckVerdict:
+        result = await check_config(config, self.haproxy_bin, directory=self.check_dir, maps=maps)
+        return CheckVerdict(result.ok, tuple(result.messages), tuple(result.lines))
+
+    async def servers(self, backends: Iterable[str] | None = None) -> dict[str, dict[str, SlotObs]]:
+        cmds = ["show servers state"] if backends is None else [f"show servers state {b}" for b in backends]
+        if not cmds:
+            return {}
+        answers = await self.runtime.execute(cmds)
+        out: dict[str, dict[str, SlotObs]] = {}
+        draining: set[int] = set()
+        for cmd, text in zip(cmds, answers, strict=True):
+            err = answer_error(cmd, text)
+            if err is not None:
+                if "Can't find backend" in text or "No such backend" in text:
+                    continue  # not in the running config yet: it arrives with the next reload
+                raise RuntimeCommandError(cmd, err)
+            for st in parse_servers_state(text):
+                out.setdefault(st.backend, {})[st.name] = SlotObs(st.addr, st.port, st.uweight, st.maint, st.drain)
+                if st.drain:
+                    draining.add(st.backend_id)
+        if draining:  # sessions matter only where a drain waits for them to end
+            stats = await self.runtime.execute([f"show stat {i} 4 -1" for i in sorted(draining)])
+            for text in stats:
+                for row in parse_stat(text):
+                    slot = out.get(row.pxname, {}).get(row.svname)
+                    if slot is not None:
+                        out[row.pxname][row.svname] = SlotObs(slot.address, slot.port, slot.weight, slot.maint,
+                                                              slot.drain, row.scur)
+        return out
+
+    async def execute(self, commands: list[str]) -> list[CommandResult]:
+        answers = await self.runtime.run(commands)
+        return [CommandResult(a.command, a.ok, a.text) for a in answers]
+
+    async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
+        paths = list(paths)
+        if not paths:
+            return {}
+        answers = await self.runtime.execute([show_map_command(p) for p in paths])
+        return {p: parse_show_map(t) if answer_error("show map", t) is None else {}
+                for p, t in zip(paths, answers, strict=True)}
+
+
+class ManagedHAProxy(_RuntimeOps):
+    """haplane starts HAProxy (master-worker) in ``state_dir`` and restarts it from the last good config if
+    it dies."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy") -> None:
+        self.process = HAProxyProcess(state_dir, haproxy_bin)
+        self.haproxy_bin = haproxy_bin
+        self.check_dir = Path(state_dir)
+        self.runtime = self.process.runtime
+        self.config_path = str(self.process.config_path)
+
+    async def start(self, config: str, maps: Mapping[str, str]) -> None:
+        await self.process.start(config, maps)
+
+    async def alive(self) -> bool:
+        return await self.process.alive()
+
+    async def restart_from_last_good(self) -> None:
+        await self.process.restart_from_last_good()
+
+    async def reload(self, config: str, maps: Mapping[str, str]) -> int:
+        info = await self.process.reload(config, maps)
+        return info.reloads
+
+    async def reloads(self) -> int:
+        return (await self.process.master.show_proc()).reloads
+
+    async def stop(self) -> None:
+        await self.process.stop()
+
+
+class AttachedHAProxy(_RuntimeOps):
+    """An HAProxy the operator runs: haplane writes ``config_path`` (and keeps its last good copy beside it)
+    and reloads through the master CLI at ``master_socket``; it never starts or stops the process."""
+
+    def __init__(self, admin_socket: str, master_socket: str, config_path: str, haproxy_bin: str = "haproxy"
+                 ) -> None:
+        self.runtime = RuntimeClient(admin_socket)
+        self.master = MasterClient(master_socket)
+        self.haproxy_bin = haproxy_bin
+        self.config_path = config_path
+        self.check_dir = Path(config_path).parent
+        self.files = ConfigFiles(self.check_dir)
+
+    async def start(self, config: str, maps: Mapping[str, str]) -> None:
+        await self.reload(config, maps)
+
+    async def alive(self) -> bool:
+        try:
+            await self.runtime.execute(["show info"])
+            return True
+        except HAProxyUnavailable:
+            return False
+
+    async def restart_from_last_good(self) -> None:
+        raise HAProxyUnavailable("the attached HAProxy is not answering; haplane does not run it, so it cannot "
+                                 "restart it: restart it yourself (its last good config is "
+                                 f"{self.files.last_good_path})")
+
+    async def reload(self, config: str, maps: Mapping[str, str]) -> int:
+        state = (await self.runtime.execute(["show servers state"]))[0]
+        await self.files.write_server_state(state)
+        await self.files.write_current(config, maps)
+        try:
+            info = await self.master.reload()
+        except (ReloadFailed, HAProxyUnavailable) as exc:
+            await self.files.restore_last_good()
+            raise ReloadFailed(str(exc)) from exc
+        await self.files.mark_good(maps)
+        return info.reloads
+
+    async def reloads(self) -> int:
+        return (await self.master.show_proc()).reloads
+
+    async def stop(self) -> None:
+        return None

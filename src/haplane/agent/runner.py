@@ -1,0 +1,91 @@
+"""Wiring for ``haplane agent`` and ``haplane up``: settings → the agent's collaborators.
+
+Kept apart from cli.py so tests and benches can start a real agent in-process with the same wiring."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from haplane.agent.activity import Activity
+from haplane.agent.control import HAProxyControl
+from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.compose import ComposeOptions
+from haplane.errors import ConfigurationError
+from haplane.model.haproxy import Bind, Globals
+from haplane.model.values import ip_or_wildcard_bind
+from haplane.plan import Policy
+from haplane.settings import Settings
+from haplane.store import Store, open_store
+
+log = logging.getLogger("haplane.agent")
+_SAFE_DIR = re.compile(r"[A-Za-z0-9_./@+-]+")
+
+
+@dataclass
+class AgentBundle:
+    agent: Agent
+    store: Store
+    control: HAProxyControl
+    activity: Activity
+    state_dir: Path
+
+
+def state_dir_of(settings: Settings) -> Path:
+    """The absolute state directory, created; refused if HAProxy could not name paths inside it."""
+    state_dir = settings.state_dir.expanduser().resolve()
+    if not _SAFE_DIR.fullmatch(str(state_dir)):
+        raise ConfigurationError(f"state directory {str(state_dir)!r} must be a path of A-Z a-z 0-9 _ . / @ + - "
+                                 "only: HAProxy's config names sockets and maps inside it")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return state_dir
+
+
+def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str, ...] = (),
+                  control_defaults: tuple[str, ...] = ()) -> AgentOptions:
+    addr, port = ip_or_wildcard_bind(f"{settings.http_address}:{settings.http_port}", "http_port")
+    compose = ComposeOptions(
+        binds=(Bind(addr, port),),
+        globals=Globals(log_target=None, control_global=control_global, control_defaults=control_defaults),
+        min_slots=settings.min_slots,
+        host_map=str(state_dir / "hosts.map") if settings.host_map else None,
+        focus_zones=frozenset(settings.focus_zones),
+        focus_groups=frozenset(settings.focus_groups),
+        all_in_fallback=settings.all_in_fallback,
+    )
+    policy = Policy(ramp_min=settings.ramp_min, ramp_step=settings.ramp_step, ramp_interval=settings.ramp_interval,
+                    drain_timeout=settings.drain_timeout)
+    return AgentOptions(compose=compose, policy=policy, reload_interval=settings.reload_interval,
+                        coalesce=settings.coalesce_ms / 1000, resync_interval=settings.resync_interval)
+
+
+def build_agent(settings: Settings, store: Store | None = None) -> AgentBundle:
+    """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set)."""
+    from haplane.agent.managed import AttachedHAProxy, ManagedHAProxy
+    from haplane.haproxy.process import control_globals
+    from haplane.render import compile_template
+
+    state_dir = state_dir_of(settings)
+    control: HAProxyControl
+    if settings.admin_socket:
+        if not settings.master_socket:
+            raise ConfigurationError("attaching to a running HAProxy needs both admin_socket and master_socket")
+        control = AttachedHAProxy(settings.admin_socket, settings.master_socket, str(state_dir / "haproxy.cfg"),
+                                  settings.haproxy_bin)
+        lines = ((), ())
+    else:
+        control = ManagedHAProxy(state_dir, settings.haproxy_bin)
+        cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s")
+        lines = (cl.global_lines, cl.defaults_lines)
+    template = None
+    if settings.template:
+        try:
+            template = compile_template(Path(settings.template).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read template {settings.template}: {exc.strerror}") from None
+    store = store or open_store(settings.store_url())
+    activity = Activity(state_dir / "events.jsonl")
+    agent = Agent(store, control, agent_options(settings, state_dir, *lines), activity, template)
+    return AgentBundle(agent, store, control, activity, state_dir)

@@ -1,0 +1,70 @@
+"""haplane agent: keep one HAProxy in sync with the store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from haplane.commands._common import add_settings_options, load_settings
+
+HELP = "run the agent beside one HAProxy: watch the store, apply changes (Runtime API first)"
+DESCRIPTION = """\
+Watch the store, compose the desired HAProxy configuration, and apply it: membership changes through the
+Runtime API (no reload), structural changes through a checked seamless reload. By default haplane starts
+HAProxy itself in STATE_DIR (master.sock, admin.sock, haproxy.cfg, its last good copy, the server-state
+file); with --admin-socket and --master-socket it drives an HAProxy you run.
+
+  haplane agent --state-dir /var/lib/haplane --http-port 80
+  haplane agent --store etcd://10.0.0.1:2379,10.0.0.2:2379/haplane --state-dir /var/lib/haplane
+"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_settings_options(p)
+    p.add_argument("--http-port", type=int, help="the proxy's port (default: 8080)")
+    p.add_argument("--http-address", help="the proxy's bind address (default: * = all)")
+    p.add_argument("--template", metavar="FILE", help="render haproxy.cfg with this Jinja2 template")
+    p.add_argument("--admin-socket", metavar="PATH", help="attach to a running HAProxy: its admin socket")
+    p.add_argument("--master-socket", metavar="PATH", help="attach to a running HAProxy: its master CLI socket")
+    p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
+    p.add_argument("--reload-interval", type=float, metavar="SECONDS",
+                   help="at most one reload per this many seconds (default: 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args, http_port=args.http_port, http_address=args.http_address,
+                             admin_socket=args.admin_socket, master_socket=args.master_socket,
+                             haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval)
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: object) -> int:
+    from haplane.agent.runner import build_agent
+    from haplane.settings import Settings
+
+    assert isinstance(settings, Settings)
+    bundle = build_agent(settings)
+    log = logging.getLogger("haplane.agent")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(bundle.agent.run())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raise what ended it
+        log.info("stopping")
+    finally:
+        task.cancel()
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await bundle.control.stop()
+        bundle.activity.close()
+        await bundle.store.close()
+    return 0
