@@ -74,7 +74,7 @@ def build_agent(settings: Settings, store: Store | None = None) -> AgentBundle:
             raise ConfigurationError("attaching to a running HAProxy needs both admin_socket and master_socket")
         control = AttachedHAProxy(settings.admin_socket, settings.master_socket, str(state_dir / "haproxy.cfg"),
                                   settings.haproxy_bin)
-        lines = ((), ())
+        lines: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     else:
         control = ManagedHAProxy(state_dir, settings.haproxy_bin)
         cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s")
