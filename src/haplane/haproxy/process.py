@@ -317,19 +317,10 @@ class HAProxyProcess:
 
     async def _wait_serving(self, worker_pid: int, timeout: float) -> None:
         """Until the admin socket is answered by ``worker_pid`` (not by an old worker still holding it)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                info = await self.runtime.info()
-                if info.pid == worker_pid:
-                    return
-            except HAProxyError:
-                pass
-            if loop.time() >= deadline:
-                raise HAProxyUnavailable(f"{self.admin_socket}: worker {worker_pid} does not answer the Runtime "
-                                         f"API within {timeout:g}s (is the stats socket in the config?)")
-            await asyncio.sleep(0.005)
+        try:
+            await self.runtime.wait_worker(worker_pid, timeout)
+        except HAProxyUnavailable as exc:
+            raise HAProxyUnavailable(f"{exc} (is the stats socket of control_globals() in the config?)") from exc
 
     async def _alerts_since(self, mark: int) -> list[str]:
         # The master prints its ALERTs before its CLI reports the failure, but our reader may lag a little.

@@ -258,6 +258,26 @@ class RuntimeClient:
                     raise HAProxyUnavailable(f"{self.socket_path}: not answering after {timeout:g}s: {exc}") from exc
             await asyncio.sleep(interval)
 
+    async def wait_worker(self, pid: int, timeout: float = 10.0, interval: float = 0.005) -> None:
+        """Wait until the socket is answered by worker ``pid`` (``show info`` Pid). Right after a reload the
+        old worker may still hold the admin socket for a moment; a command it takes is lost with it. Call
+        this with the new worker's pid (from ``show proc``) before sending Runtime API changes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen: int | None = None
+        while True:
+            try:
+                texts = await self.execute(["show info"])
+                seen = parse_info(texts[0]).pid
+                if seen == pid:
+                    return
+            except HAProxyUnavailable:
+                pass
+            if loop.time() >= deadline:
+                raise HAProxyUnavailable(f"{self.socket_path}: worker {pid} does not answer within {timeout:g}s "
+                                         f"(last answered by {seen})")
+            await asyncio.sleep(interval)
+
     # -- the wire --------------------------------------------------------------------------------------
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -55,7 +55,8 @@ async def test_current_last_good_restore(tmp_path: Path) -> None:
     # mark_good without maps keeps the map set of the previous last good
     await files.write_current("cfg v3\n")
     await files.mark_good()
-    assert await files.read_last_good() == ("cfg v3\n", {"hosts.map": "a.com app\n", str(tmp_path / "abs.map"): "x y\n"})
+    maps = {"hosts.map": "a.com app\n", str(tmp_path / "abs.map"): "x y\n"}
+    assert await files.read_last_good() == ("cfg v3\n", maps)
 
 
 async def test_mark_good_needs_a_current_config(tmp_path: Path) -> None:

@@ -129,7 +129,8 @@ def test_config_lines_by_file() -> None:
 
 
 def test_proxy_lines_point_at_the_declaration() -> None:
-    cfg = "global\n    maxconn 1\ndefaults\n    mode http\nfrontend f\n    bind :80\nbackend b\n    server s 1.2.3.4:80\n"
+    cfg = ("global\n    maxconn 1\ndefaults\n    mode http\nfrontend f\n    bind :80\nbackend b\n"
+           "    server s 1.2.3.4:80\n")
     r = parse_check_output(S.CHECK_OUTPUT_PROXY, 1)
     assert proxy_lines(r.messages, cfg) == (5,)  # "Proxy 'f'" → line of "frontend f"; located messages skipped
 

@@ -154,7 +154,8 @@ async def test_reads_and_map_helpers(sock_dir: Path) -> None:
         assert (await client.show_map("/m")) == {"www.example.com": "b", "a.com": "b"}
         await client.put_map("/m", "nokey", "v")  # set refused → add
         await client.set_server("b", "s1", addr="10.0.0.1", port=8080, weight=5, state="ready")
-    assert [c for c in seen if c != "prompt"][-5:] == ["set map /m nokey v", "add map /m nokey v", "set server b/s1 addr 10.0.0.1 port 8080",
+    sent = [c for c in seen if c != "prompt"]
+    assert sent[-5:] == ["set map /m nokey v", "add map /m nokey v", "set server b/s1 addr 10.0.0.1 port 8080",
                          "set server b/s1 weight 5", "set server b/s1 state ready"]
 
 
