@@ -3,15 +3,13 @@ and ``start_haproxy`` which starts a supervised HAProxy and stops it at the end 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from hx_support import haproxy_bin, short_tmpdir
+from hx_support import StartHAProxy, haproxy_bin, short_tmpdir
 
 from haplane.haproxy.process import HAProxyProcess
-
-StartHAProxy = Callable[..., Awaitable[HAProxyProcess]]
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,14 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from haplane.haproxy.process import HAProxyProcess
+
+StartHAProxy = Callable[..., Awaitable["HAProxyProcess"]]  # the start_haproxy fixture (conftest.py)
 
 
 def haproxy_bin() -> str | None:
