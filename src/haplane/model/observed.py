@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 # srv_op_state (show servers state): the server's operational state.
 OP_STOPPED = 0  # down
@@ -48,9 +48,11 @@ CHK_ST_ENABLED = 0x04
 CHK_ST_PAUSED = 0x08
 
 
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """One line of ``show servers state`` (format version 1)."""
+class ServerState(NamedTuple):
+    """One line of ``show servers state`` (format version 1).
+
+    A NamedTuple rather than a dataclass, like ``model.haproxy.Server``: a state read returns one per server
+    (10,000s), and a frozen dataclass costs ~2 µs to create against ~0.5 µs; it is just as immutable."""
 
     backend_id: int
     backend: str
