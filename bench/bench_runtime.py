@@ -89,7 +89,8 @@ async def run(quick: bool, haproxy: str) -> None:
         hp = HAProxyProcess(state_dir, haproxy)
         t0 = time.perf_counter()
         await hp.start(config(state_dir, port, big=False))
-        print(f"HAProxy {(await hp.runtime.info()).version}, start to serving: {1000 * (time.perf_counter() - t0):.1f} ms")
+        started = 1000 * (time.perf_counter() - t0)
+        print(f"HAProxy {(await hp.runtime.info()).version}, start to serving: {started:.1f} ms")
         rt = hp.runtime
         admin = str(hp.admin_socket)
         cmds = [f"set server b/s1 weight {i % 256 + 1}" for i in range(n)]
@@ -131,12 +132,12 @@ async def run(quick: bool, haproxy: str) -> None:
             runs = 5 if quick else 30
             cmd = f"show servers state {backend}"
             row(f"{size:>6} servers: raw socket fetch", [
-                _t(lambda c=cmd: raw_command(admin, c)) for _ in range(runs)], "(floor)")  # type: ignore[misc]
-            row(f"{size:>6} servers: RuntimeClient.execute", await timed(lambda c=cmd: rt.execute([c]), runs))  # type: ignore[misc]
+                _t(lambda c=cmd: raw_command(admin, c)) for _ in range(runs)], "(floor)")
+            row(f"{size:>6} servers: RuntimeClient.execute", await timed(lambda c=cmd: rt.execute([c]), runs))
             row(f"{size:>6} servers: RuntimeClient.servers_state (fetch+parse)",
-                await timed(lambda b=backend: rt.servers_state(b), runs))  # type: ignore[misc]
+                await timed(lambda b=backend: rt.servers_state(b), runs))
             text = (await rt.execute([cmd]))[0]
-            row(f"{size:>6} servers: parse only", [_t(lambda tx=text: parse_servers_state(tx)) for _ in range(runs)])  # type: ignore[misc]
+            row(f"{size:>6} servers: parse only", [_t(lambda tx=text: parse_servers_state(tx)) for _ in range(runs)])
 
         print("\n3. reload to new worker (11,010 servers)")
         row("HAProxyProcess.reload(config)", await timed(lambda: hp.reload(big), reloads))
