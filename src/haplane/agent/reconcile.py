@@ -108,6 +108,7 @@ class Agent:
         self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
         self._resync_requested = False
         self._reload_wanted: str | None = None
+        self._reloading = False
         self._last_reload_at = -NEVER
         self._wake_at = NEVER
         self._next_resync = NEVER
@@ -389,7 +390,19 @@ class Agent:
             messages, lines = verdict.messages, verdict.lines
         raise ConfigCheckFailed(messages, lines)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, no reload pending or running (for tests and `haplane plan`)."""
+        return self._events.empty() and self._reload_wanted is None and not self._reloading
+
     async def _reload(self) -> None:
+        self._reloading = True
+        try:
+            await self._do_reload()
+        finally:
+            self._reloading = False
+
+    async def _do_reload(self) -> None:
         reason = self._reload_wanted or "structure changed"
         self._reload_wanted = None
         self.desired = self._compose_full()

@@ -1,0 +1,153 @@
+"""A real agent driving a real HAProxy, in-process, with real HTTP backends on 127.0.0.x."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from haplane.agent.runner import AgentBundle, build_agent
+from haplane.registry import RegistryStore
+from haplane.settings import load
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Backend._Server
+
+    def do_GET(self) -> None:
+        self.server.owner.hits += 1
+        delay = self.server.owner.delay
+        if delay:
+            threading.Event().wait(delay)
+        body = f"backend={self.server.owner.name}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Backend:
+    name: str
+    address: str
+    port: int
+    hits: int = 0
+    delay: float = 0.0
+    _srv: Any = field(default=None, repr=False)
+
+    class _Server(ThreadingHTTPServer):
+        daemon_threads = True
+        owner: Backend
+
+    def start(self) -> Backend:
+        self._srv = self._Server((self.address, self.port), _Handler)
+        self._srv.owner = self
+        threading.Thread(target=self._srv.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._srv is not None:
+            self._srv.shutdown()
+            self._srv.server_close()
+            self._srv = None
+
+
+@pytest.fixture
+def backends() -> Iterator[list[Backend]]:
+    made: list[Backend] = []
+    yield made
+    for b in made:
+        b.stop()
+
+
+_next_ip = [10]
+
+
+def new_backend(made: list[Backend], name: str) -> Backend:
+    _next_ip[0] = _next_ip[0] % 250 + 1
+    addr = f"127.0.0.{_next_ip[0] + 1}"
+    b = Backend(name, addr, free_port(addr)).start()
+    made.append(b)
+    return b
+
+
+@dataclass
+class Rig:
+    bundle: AgentBundle
+    reg: RegistryStore
+    proxy: str
+    client: httpx.AsyncClient
+
+    async def get(self, host: str, path: str = "/", **kw: Any) -> httpx.Response:
+        return await self.client.get(self.proxy + path, headers={"Host": host}, **kw)
+
+    async def reloads(self) -> int:
+        return await self.bundle.control.reloads()
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until the agent has applied everything in the store (reloads included)."""
+        agent = self.bundle.agent
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            rev = await self.bundle.store.revision()
+            if agent.status.revision >= rev and agent.idle:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("agent did not settle")
+            await asyncio.sleep(0.01)
+
+    async def until_status(self, host: str, status: int, timeout: float = 5.0, path: str = "/") -> httpx.Response:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            r = await self.get(host, path)
+            if r.status_code == status:
+                return r
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{host}{path}: still {r.status_code} {r.text!r} after {timeout}s")
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def agent_rig(tmp_path: Path, **settings: Any) -> AsyncIterator[Rig]:
+    if not Path(HAPROXY).exists():
+        pytest.skip("haproxy is not installed")
+    port = free_port()
+    base = {"state_dir": str(tmp_path / "state"), "store": "memory://", "http_port": port,
+            "http_address": "127.0.0.1", "ramp_interval": 0, "drain_timeout": 0, "reload_interval": 0.2,
+            "resync_interval": 3600, "haproxy_bin": HAPROXY}
+    base.update(settings)
+    bundle = build_agent(load(base, env={}))
+    task = asyncio.create_task(bundle.agent.run())
+    try:
+        await asyncio.wait_for(bundle.agent.ready.wait(), 20)
+        async with httpx.AsyncClient(timeout=5) as client:
+            yield Rig(bundle, RegistryStore(bundle.store), f"http://127.0.0.1:{port}", client)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await bundle.control.stop()
+        bundle.activity.close()
+        await bundle.store.close()

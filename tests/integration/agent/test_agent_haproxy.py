@@ -1,0 +1,149 @@
+"""The agent with a real HAProxy: membership without reloads, one reload per structural change, bad configs
+never loaded, a killed HAProxy healed, weights ramped, drained servers left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from haplane.model.records import Instance, Service
+
+from .conftest import Backend, agent_rig, new_backend
+
+pytestmark = pytest.mark.integration
+
+
+def inst(iid: str, b: Backend, **kw: object) -> Instance:
+    return Instance(iid, "app", b.address, b.port, **kw)  # type: ignore[arg-type]
+
+
+async def test_membership_changes_apply_without_reload(tmp_path: Path, backends: list[Backend]) -> None:
+    async with agent_rig(tmp_path) as rig:
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.settled()
+        await rig.until_status("app.test", 503)  # the service exists, no instance yet
+        reloads = await rig.reloads()
+        bs = [new_backend(backends, f"b{i}") for i in range(3)]
+        for i, b in enumerate(bs):
+            await rig.reg.put_instance(inst(f"i{i}", b))
+        await rig.until_status("app.test", 200)
+        await asyncio.sleep(0.1)
+        seen = Counter([(await rig.get("app.test")).text for _ in range(30)])
+        assert set(seen) == {f"backend={b.name}" for b in bs}
+        # remove one, move another to a new address
+        await rig.reg.delete_instance("app", "i0")
+        moved = new_backend(backends, "moved")
+        await rig.reg.put_instance(inst("i1", moved))
+        await asyncio.sleep(0.2)
+        seen = Counter([(await rig.get("app.test")).text for _ in range(30)])
+        assert set(seen) == {"backend=moved", "backend=b2"}
+        assert await rig.reloads() == reloads  # HAProxy's own counter: no reload for membership
+
+
+async def test_structural_change_reloads_exactly_once(tmp_path: Path, backends: list[Backend]) -> None:
+    async with agent_rig(tmp_path, reload_interval=0.5) as rig:
+        b = new_backend(backends, "web")
+        before = await rig.reloads()
+        await rig.reg.put_service(Service("web", "path", "/web"))
+        await rig.reg.put_instance(Instance("w1", "web", b.address, b.port))
+        r = await rig.until_status("any.test", 200, path="/web/x")
+        assert r.text == "backend=web"
+        await asyncio.sleep(1.0)  # nothing else pending: no second reload
+        assert await rig.reloads() == before + 1
+
+
+async def test_failing_check_keeps_the_old_config_serving(tmp_path: Path, backends: list[Backend]) -> None:
+    bad_template = tmp_path / "bad.j2"
+    async with agent_rig(tmp_path) as rig:
+        b = new_backend(backends, "a")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.reg.put_instance(inst("i1", b))
+        await rig.until_status("app.test", 200)
+        cfg_before = Path(rig.bundle.control.config_path).read_text()
+        reloads = await rig.reloads()
+        # a backend whose natives HAProxy refuses: quarantined, the rest goes on
+        from haplane.model.records import BackendSpec
+        await rig.reg.put_backend(BackendSpec("broken", natives=("this-is-not-a-directive 1",),
+                                              members=()))
+        await rig.reg.put_service(Service("web", "host", "web.test"))
+        w = new_backend(backends, "w")
+        await rig.reg.put_instance(Instance("w1", "web", w.address, w.port))
+        await rig.until_status("web.test", 200)
+        assert "backend:broken" in rig.bundle.agent.status.quarantined
+        cfg = Path(rig.bundle.control.config_path).read_text()
+        assert "this-is-not-a-directive" not in cfg and cfg != cfg_before
+        assert await rig.reloads() == reloads + 1
+        assert (await rig.get("app.test")).status_code == 200
+    del bad_template
+
+
+async def test_broken_operator_template_never_loads(tmp_path: Path, backends: list[Backend]) -> None:
+    template = tmp_path / "op.j2"
+    from haplane.render import default_template_text
+    # the operator's template adds a directive HAProxy rejects to every backend
+    template.write_text(default_template_text().replace("    balance {{ be.balance }}",
+                                                        "    balance {{ be.balance }}\n    bogus-directive on"))
+    store = f"sqlite:///{tmp_path}/registry.db"
+    async with agent_rig(tmp_path, store=store) as rig:
+        b = new_backend(backends, "a")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.reg.put_instance(inst("i1", b))
+        await rig.until_status("app.test", 200)
+    # same state dir and store, now with the broken template: it never reaches HAProxy
+    async with agent_rig(tmp_path, store=store, template=str(template)) as rig:
+        assert "bogus-directive" not in Path(rig.bundle.control.config_path).read_text()
+        assert "service:app" in rig.bundle.agent.status.quarantined
+        events = [r for r in rig.bundle.activity.records if r.kind == "quarantine"]
+        assert events and "bogus-directive" in " ".join(events[-1].detail["messages"])
+
+
+async def test_killed_haproxy_is_healed(tmp_path: Path, backends: list[Backend]) -> None:
+    async with agent_rig(tmp_path, resync_interval=0.5) as rig:
+        b = new_backend(backends, "a")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.reg.put_instance(inst("i1", b))
+        await rig.until_status("app.test", 200)
+        proc = rig.bundle.control.process  # type: ignore[attr-defined]
+        os.kill(proc.pid, signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        r = await rig.until_status("app.test", 200, timeout=15)
+        assert r.text == "backend=a"
+        assert any(rec.kind == "restart" for rec in rig.bundle.activity.records)
+
+
+async def test_weights_ramp_on_haproxy(tmp_path: Path, backends: list[Backend]) -> None:
+    async with agent_rig(tmp_path, ramp_interval=0.3, ramp_step=4, ramp_min=1) as rig:
+        b = new_backend(backends, "a")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.settled()
+        await rig.reg.put_instance(inst("i1", b, weight=9))
+        await rig.until_status("app.test", 200)
+        weights = []
+        for _ in range(30):
+            state = await rig.bundle.control.servers(["app"])
+            weights.append(state["app"]["s1"].weight)
+            if weights[-1] == 9:
+                break
+            await asyncio.sleep(0.05)
+        assert weights[0] == 1 and weights[-1] == 9
+        assert 5 in weights  # the intermediate step was observed in HAProxy
+
+
+async def test_drained_server_gets_no_new_requests(tmp_path: Path, backends: list[Backend]) -> None:
+    async with agent_rig(tmp_path) as rig:
+        a, b = new_backend(backends, "a"), new_backend(backends, "b")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.reg.put_instance(inst("ia", a))
+        await rig.reg.put_instance(inst("ib", b))
+        await rig.until_status("app.test", 200)
+        await rig.reg.put_instance(inst("ia", a, state="drain"))
+        await asyncio.sleep(0.2)
+        hits = a.hits
+        seen = Counter([(await rig.get("app.test")).text for _ in range(40)])
+        assert seen == Counter({"backend=b": 40})
+        assert a.hits == hits
