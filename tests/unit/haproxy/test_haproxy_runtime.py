@@ -213,7 +213,7 @@ def test_set_server_commands_order_and_validation() -> None:
     for kwargs in ({"addr": "example.com"}, {"addr": "10.0.0.1", "port": 70000}, {"addr": "10.0.0.1", "port": 0},
                    {"port": 80}, {"weight": 257}, {"weight": -1}, {"state": "up"}):
         with pytest.raises(ValueError):
-            set_server_commands("b", "s1", **kwargs)  # type: ignore[arg-type]
+            set_server_commands("b", "s1", **kwargs)
     for backend, server in (("b c", "s1"), ("b", "s/1"), ("b;", "s")):
         with pytest.raises(ValueError):
             set_server_commands(backend, server, weight=1)
