@@ -75,6 +75,7 @@ class Plan:
     reload: Reload | None = None
     memory: dict[tuple[str, str], SlotMemory] = field(default_factory=dict)
     wake_at: float | None = None  # when a ramp step or a drain deadline needs another look
+    wake_backends: frozenset[str] = frozenset()  # the backends that need it
     waiting: tuple[str, ...] = ()  # slots whose new instance waits for a drain to finish
 
     @property
@@ -109,6 +110,7 @@ class _Planner:
         self.policy = policy
         self.ops: list[RuntimeOp] = []
         self.wake: list[float] = []
+        self.wake_backends: set[str] = set()
         self.waiting: list[str] = []
 
     def op(self, command: str, change: Change) -> None:
@@ -124,6 +126,12 @@ class _Planner:
                 self.slot(be, srv, o)
 
     def slot(self, be: Backend, want: Server, o: SlotObs) -> None:
+        n_wake = len(self.wake)
+        self._slot(be, want, o)
+        if len(self.wake) > n_wake:
+            self.wake_backends.add(be.name)
+
+    def _slot(self, be: Backend, want: Server, o: SlotObs) -> None:
         key = (be.name, want.name)
         ref = f"{be.name}/{want.name}"
         mem = self.memory.get(key)
@@ -159,13 +167,14 @@ class _Planner:
                     Change("server-drain", ref, f"instance {mem.instance} left: draining before the slot is "
                                                 "freed", {"instance": mem.instance}))
             self.memory[key] = replace(mem, drain_since=self.now)
-            self.wake.append(self.now + self.policy.drain_timeout)
+            # look again soon: a slot with no session left is freed at once, not at the deadline
+            self.wake.append(self.now + min(0.05, self.policy.drain_timeout))
             if want.instance is not None:
                 self.waiting.append(ref)
             return False
         deadline = mem.drain_since + self.policy.drain_timeout
         if o.sessions > 0 and self.now < deadline:
-            self.wake.append(min(deadline, self.now + 0.5))
+            self.wake.append(min(deadline, self.now + 0.1))
             if want.instance is not None:
                 self.waiting.append(ref)
             return False
@@ -275,4 +284,5 @@ def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | 
     reload = None
     if applied is None or desired.structure_key() != applied.structure_key():
         reload = Reload("; ".join(structure_diff(applied, desired)))
-    return Plan(tuple(ops), reload, p.memory, min(p.wake) if p.wake else None, tuple(p.waiting))
+    return Plan(tuple(ops), reload, p.memory, min(p.wake) if p.wake else None, frozenset(p.wake_backends),
+                tuple(p.waiting))

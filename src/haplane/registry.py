@@ -8,7 +8,8 @@ Key layout (values are JSON documents):
     /haplane/frontends/{name}             FrontendSpec (Thalassa)
     /haplane/backends/{name}              BackendSpec (Thalassa)
     /haplane/tables/{table}/{service}     a Lambda-Registry table's stored service + containers
-    /haplane/alloc/{service}              bumped by every slot allocation (serialises them via CAS)
+    /haplane/alloc/{service}              {"freed": {slot: time}}: slots freed recently; rewritten (CAS) by
+                                          every allocation and removal, which serialises them
     /haplane/agents/{node}                an agent's reported status (applied revision, config hash, health)
 
 Every write is one store transaction guarded by compare-and-swap, retried on a conflict where the
@@ -18,12 +19,14 @@ the caller gave an ``If-Match`` revision.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from haplane.compose import TableService
+from haplane.compose import TableService, slot_count
 from haplane.errors import Conflict, NotFound, ValidationError
 from haplane.generate import merge, parse_payload, table_service_from_dict, table_service_to_dict
 from haplane.model import values as v
@@ -60,11 +63,57 @@ def _decode(kv: KV, parse: Callable[[dict[str, Any]], T]) -> T:
     return parse(json.loads(kv.value))
 
 
-class RegistryStore:
-    """Registry operations on one store. Holds no state of its own besides the store."""
+class _Alloc:
+    """A service's slot bookkeeping: which slots were freed when. A slot freed less than ``cooldown``
+    seconds ago is not handed out again, so the agent can drain the instance that had it without making the
+    newcomer wait (a rolling deploy would otherwise put every new instance in the slot still draining)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, kv: KV | None, cooldown: float, now: float, min_slots: int = 8) -> None:
+        self.min_slots = min_slots
+        self.key_rev = kv.mod_revision if kv else 0
+        freed: dict[str, float] = {}
+        if kv is not None:
+            with contextlib.suppress(ValueError, AttributeError):
+                freed = {str(k): float(t) for k, t in json.loads(kv.value).get("freed", {}).items()}
+        self.freed = {int(k): t for k, t in freed.items() if now - t < cooldown}
+        self.now = now
+
+    def take(self, used: set[int]) -> int:
+        """The lowest slot neither used nor resting; but if taking it would grow the backend's slot count (a
+        reload) while a slot rests, the one resting longest (its drain is the most likely finished)."""
+        slot = 1
+        while slot in used or slot in self.freed:
+            slot += 1
+        resting = [s for s in self.freed if s not in used]
+        top = max(used, default=0)
+        if resting and slot > top and slot_count(slot, self.min_slots) > slot_count(top, self.min_slots):
+            slot = min(resting, key=lambda s: (self.freed[s], s))
+        self.freed.pop(slot, None)
+        used.add(slot)
+        return slot
+
+    def free(self, slot: int) -> None:
+        if slot > 0:
+            self.freed[slot] = self.now
+
+    def dump(self) -> str:
+        return dumps({"freed": {str(k): t for k, t in sorted(self.freed.items())}})
+
+
+class RegistryStore:
+    """Registry operations on one store. Holds no state of its own besides the store.
+
+    ``slot_cooldown`` (seconds) should match the agents' drain timeout: a freed slot is not reused sooner."""
+
+    def __init__(self, store: Store, slot_cooldown: float = 30.0, min_slots: int = 8,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.slot_cooldown = slot_cooldown
+        self.min_slots = min_slots
+        self.clock = clock
+
+    async def _alloc(self, service: str) -> _Alloc:
+        return _Alloc(await self.store.get(ALLOC + service), self.slot_cooldown, self.clock(), self.min_slots)
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -150,17 +199,14 @@ class RegistryStore:
                     lease = 0
                 new = replace(new, lease=lease)
             else:
-                alloc_key = ALLOC + inst.service
-                alloc = await self.store.get(alloc_key)
+                alloc = await self._alloc(inst.service)
                 siblings, _ = await self.store.range(f"{INSTANCES}{inst.service}/")
                 used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
-                slot = 1
-                while slot in used:
-                    slot += 1
+                slot = alloc.take(used)
                 lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
                 new = replace(inst, slot=slot, lease=lease)
-                compares.append(Compare(alloc_key, alloc.mod_revision if alloc else 0))
-                ops.append(Put(alloc_key, str(slot)))
+                compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
+                ops.append(Put(ALLOC + inst.service, alloc.dump()))
             ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
             try:
                 rev = await self.store.txn(compares, ops)
@@ -172,13 +218,24 @@ class RegistryStore:
         raise Conflict(instance_key(inst.service, inst.id))
 
     async def delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
+        """Remove an instance; its slot rests for ``slot_cooldown`` while the agents drain it."""
         key = instance_key(service, iid)
-        current = await self.store.get(key)
-        if current is None:
-            raise NotFound("instance", f"{service}/{iid}")
-        if if_match is not None and current.mod_revision != if_match:
-            raise Conflict(key, if_match, current.mod_revision)
-        return await self.store.txn([Compare(key, current.mod_revision)], [Delete(key)])
+        for _ in range(MAX_RETRIES):
+            current = await self.store.get(key)
+            if current is None:
+                raise NotFound("instance", f"{service}/{iid}")
+            if if_match is not None and current.mod_revision != if_match:
+                raise Conflict(key, if_match, current.mod_revision)
+            alloc = await self._alloc(service)
+            alloc.free(int(json.loads(current.value).get("slot", 0)))
+            try:
+                return await self.store.txn([Compare(key, current.mod_revision), Compare(ALLOC + service,
+                                                                                          alloc.key_rev)],
+                                            [Delete(key), Put(ALLOC + service, alloc.dump())])
+            except Conflict as exc:
+                if exc.key == key:
+                    raise
+        raise Conflict(key)
 
     async def heartbeat(self, service: str, iid: str) -> Instance:
         inst, _ = await self.get_instance(service, iid)
@@ -204,6 +261,14 @@ class RegistryStore:
             ops: list[Op] = []
             changes: list[Change] = []
             wanted: set[str] = set()
+            allocs: dict[str, _Alloc] = {}
+
+            async def alloc_of(service: str) -> _Alloc:
+                if service not in allocs:
+                    allocs[service] = await self._alloc(service)
+                    compares.append(Compare(ALLOC + service, allocs[service].key_rev))
+                return allocs[service]
+
             for inst in instances:
                 inst = replace(inst, source=source)
                 key = instance_key(inst.service, inst.id)
@@ -217,18 +282,11 @@ class RegistryStore:
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} updated it"))
                 else:
                     other = await self.store.get(key)
-                    slots = used.setdefault(inst.service, set())
                     if other is not None:
                         slot = json.loads(other.value).get("slot", 0)
                         compares.append(Compare(key, other.mod_revision))
                     else:
-                        slot = 1
-                        while slot in slots:
-                            slot += 1
-                        slots.add(slot)
-                        alloc = await self.store.get(ALLOC + inst.service)
-                        if not any(c.key == ALLOC + inst.service for c in compares):
-                            compares.append(Compare(ALLOC + inst.service, alloc.mod_revision if alloc else 0))
+                        slot = (await alloc_of(inst.service)).take(used.setdefault(inst.service, set()))
                         compares.append(Compare(key, 0))
                     new = replace(inst, slot=slot)
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
@@ -237,11 +295,10 @@ class RegistryStore:
                 if key not in wanted:
                     compares.append(Compare(key, kv.mod_revision))
                     ops.append(Delete(key))
+                    (await alloc_of(inst.service)).free(inst.slot)
                     changes.append(Change("instance-remove", f"{inst.service}/{inst.id}",
                                           f"{source} no longer reports it"))
-            for c in compares:
-                if c.key.startswith(ALLOC):
-                    ops.append(Put(c.key, "0"))
+            ops.extend(Put(ALLOC + svc, a.dump()) for svc, a in allocs.items())
             try:
                 rev = await self.store.txn(compares, ops) if ops else await self.store.revision()
             except Conflict:

@@ -4,6 +4,7 @@ they differ only in who owns the process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,6 +18,19 @@ from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_
 from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
 from haplane.plan import SlotObs
+
+
+async def _reload_count(master: MasterClient, timeout: float = 3.0) -> int:
+    """The master's reload counter. The master re-executes itself on every reload, so its CLI is briefly
+    away: retry for a moment before calling it unavailable."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return (await master.show_proc()).reloads
+        except HAProxyUnavailable:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
 
 
 class _RuntimeOps:
@@ -95,7 +109,7 @@ class ManagedHAProxy(_RuntimeOps):
         return info.reloads
 
     async def reloads(self) -> int:
-        return (await self.process.master.show_proc()).reloads
+        return await _reload_count(self.process.master)
 
     async def stop(self) -> None:
         await self.process.stop()
@@ -142,7 +156,7 @@ class AttachedHAProxy(_RuntimeOps):
         return info.reloads
 
     async def reloads(self) -> int:
-        return (await self.master.show_proc()).reloads
+        return await _reload_count(self.master)
 
     async def stop(self) -> None:
         return None

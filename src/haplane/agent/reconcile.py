@@ -111,6 +111,7 @@ class Agent:
         self._reloading = False
         self._last_reload_at = -NEVER
         self._wake_at = NEVER
+        self._wake_backends: set[str] = set()
         self._next_resync = NEVER
         self.ready = asyncio.Event()
         self.routable_callbacks: list[Callable[[float], None]] = []  # metrics: seconds event→applied
@@ -227,7 +228,8 @@ class Agent:
                 cb(self.clock() - t0)
         elif now >= self._wake_at:
             self._wake_at = NEVER
-            await self._converge(Touched(services=set(), structural=False), all_backends=True)
+            backends, self._wake_backends = self._wake_backends, set()
+            await self._converge(Touched(services=set(), structural=False), timers=backends)
         if self._reload_wanted and self.clock() >= self._last_reload_at + self.options.reload_interval:
             await self._reload()
 
@@ -307,7 +309,7 @@ class Agent:
     def _render(self, config: Config) -> tuple[str, dict[str, str]]:
         return render(config, self.template), dict(config.maps)
 
-    async def _converge(self, touched: Touched | None, all_backends: bool = False) -> None:
+    async def _converge(self, touched: Touched | None, timers: set[str] | None = None) -> None:
         """Bring HAProxy to the desired state: runtime commands now, a reload if the structure changed.
         ``touched`` None means a full pass (after start, reload or resync)."""
         if touched is None or touched.structural:
@@ -315,9 +317,9 @@ class Agent:
             limit: set[str] | None = None
         else:
             self.desired, limit = self._compose_incremental(touched)
-            if all_backends:
-                limit = None
-            elif not limit:
+            if timers:
+                limit = limit | timers
+            if not limit:
                 self._set_revision()
                 return
         assert self.desired is not None
@@ -359,6 +361,7 @@ class Agent:
         self.status.waiting = p.waiting
         if p.wake_at is not None:
             self._wake_at = min(self._wake_at, p.wake_at)
+            self._wake_backends |= p.wake_backends
 
     # --- reloads -----------------------------------------------------------------------------------------------
 
