@@ -112,6 +112,13 @@ class RegistryStore:
         self.min_slots = min_slots
         self.clock = clock
 
+    async def _alloc_once(self, service: str, allocs: dict[str, _Alloc], compares: list[Compare]) -> _Alloc:
+        """The service's allocation record, read once per transaction (and compared at commit)."""
+        if service not in allocs:
+            allocs[service] = await self._alloc(service)
+            compares.append(Compare(ALLOC + service, allocs[service].key_rev))
+        return allocs[service]
+
     async def _alloc(self, service: str) -> _Alloc:
         return _Alloc(await self.store.get(ALLOC + service), self.slot_cooldown, self.clock(), self.min_slots)
 
@@ -263,12 +270,6 @@ class RegistryStore:
             wanted: set[str] = set()
             allocs: dict[str, _Alloc] = {}
 
-            async def alloc_of(service: str) -> _Alloc:
-                if service not in allocs:
-                    allocs[service] = await self._alloc(service)
-                    compares.append(Compare(ALLOC + service, allocs[service].key_rev))
-                return allocs[service]
-
             for inst in instances:
                 inst = replace(inst, source=source)
                 key = instance_key(inst.service, inst.id)
@@ -286,7 +287,7 @@ class RegistryStore:
                         slot = json.loads(other.value).get("slot", 0)
                         compares.append(Compare(key, other.mod_revision))
                     else:
-                        slot = (await alloc_of(inst.service)).take(used.setdefault(inst.service, set()))
+                        slot = (await self._alloc_once(inst.service, allocs, compares)).take(used.setdefault(inst.service, set()))
                         compares.append(Compare(key, 0))
                     new = replace(inst, slot=slot)
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
@@ -295,7 +296,7 @@ class RegistryStore:
                 if key not in wanted:
                     compares.append(Compare(key, kv.mod_revision))
                     ops.append(Delete(key))
-                    (await alloc_of(inst.service)).free(inst.slot)
+                    (await self._alloc_once(inst.service, allocs, compares)).free(inst.slot)
                     changes.append(Change("instance-remove", f"{inst.service}/{inst.id}",
                                           f"{source} no longer reports it"))
             ops.extend(Put(ALLOC + svc, a.dump()) for svc, a in allocs.items())
