@@ -287,7 +287,8 @@ class RegistryStore:
                         slot = json.loads(other.value).get("slot", 0)
                         compares.append(Compare(key, other.mod_revision))
                     else:
-                        slot = (await self._alloc_once(inst.service, allocs, compares)).take(used.setdefault(inst.service, set()))
+                        alloc = await self._alloc_once(inst.service, allocs, compares)
+                        slot = alloc.take(used.setdefault(inst.service, set()))
                         compares.append(Compare(key, 0))
                     new = replace(inst, slot=slot)
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
