@@ -50,7 +50,7 @@ class Settings:
     admin_socket: str | None = None  # attach to an operator-run HAProxy instead of starting one
     master_socket: str | None = None
     reload_interval: float = 1.0  # at most one reload per this many seconds
-    coalesce_ms: float = 5.0  # events closer than this are applied together
+    coalesce_ms: float = 1.0  # events closer than this are applied together
     resync_interval: float = 30.0  # full resync against HAProxy and the store
     ramp_min: int = 1
     ramp_max: int = 10
