@@ -41,6 +41,7 @@ class ComposeOptions:
     focus_groups: frozenset[str] = frozenset()
     all_in_fallback: bool = False
     excluded: frozenset[str] = frozenset()  # owners held back (quarantined), e.g. "service:app1"
+    cookie_key: str = "haplane"  # dynamic-cookie-key of sticky slotted backends: the same on every node
 
     @property
     def focused(self) -> bool:
@@ -88,18 +89,19 @@ def assign_slots(instances: Iterable[Instance]) -> dict[str, int]:
     return result
 
 
-def _slotted_servers(members: Sequence[Instance], slots: dict[str, int], size: int, sticky: bool
-                     ) -> tuple[Server, ...]:
+def _slotted_servers(members: Sequence[Instance], slots: dict[str, int], size: int) -> tuple[Server, ...]:
+    """Slots s1..sN. Sticky slotted backends use dynamic cookies (a hash of the server's address), so the
+    servers carry no cookie value: a client follows its instance, not the slot it happens to be in."""
     by_slot = {slots[i.id]: i for i in members}
     servers = []
     for n in range(1, size + 1):
         inst = by_slot.get(n)
         name = slot_name(n)
         if inst is None:
-            servers.append(Server(name, FREE_SLOT_ADDRESS, FREE_SLOT_PORT, 1, "maint", cookie=name if sticky else None))
+            servers.append(Server(name, FREE_SLOT_ADDRESS, FREE_SLOT_PORT, 1, "maint"))
         else:
             state = inst.state if inst.healthy else "maint"
-            servers.append(Server(name, inst.address, inst.port, inst.weight, state, cookie=name if sticky else None,
+            servers.append(Server(name, inst.address, inst.port, inst.weight, state,
                                   instance=inst.id, zone=inst.zone, version=inst.version))
     return tuple(servers)
 
@@ -113,15 +115,16 @@ def service_backends(svc: Service, instances: Sequence[Instance], options: Compo
     slots = assign_slots(instances)
     size = slot_count(max(slots.values(), default=0), options.min_slots)
     owner = f"service:{svc.name}"
-    common = {"balance": svc.balance, "cookie": svc.cookie, "health": _check(svc.health),
+    common = {"balance": svc.balance, "cookie": svc.cookie, "cookie_key": options.cookie_key if svc.cookie else None,
+              "health": _check(svc.health),
               "check_inter_ms": svc.health.interval_ms if svc.health else 2000, "slotted": True, "owner": owner}
     if not options.focused:
-        return [Backend(svc.name, _slotted_servers(instances, slots, size, svc.cookie is not None), **common)]  # type: ignore[arg-type]
+        return [Backend(svc.name, _slotted_servers(instances, slots, size), **common)]  # type: ignore[arg-type]
     main = [i for i in instances if _in_focus(i, options)]
     rest = instances if options.all_in_fallback else [i for i in instances if not _in_focus(i, options)]
     return [
-        Backend(svc.name, _slotted_servers(main, slots, size, svc.cookie is not None), **common),  # type: ignore[arg-type]
-        Backend(svc.name + FALLBACK_SUFFIX, _slotted_servers(rest, slots, size, svc.cookie is not None), **common),  # type: ignore[arg-type]
+        Backend(svc.name, _slotted_servers(main, slots, size), **common),  # type: ignore[arg-type]
+        Backend(svc.name + FALLBACK_SUFFIX, _slotted_servers(rest, slots, size), **common),  # type: ignore[arg-type]
     ]
 
 
@@ -163,7 +166,7 @@ def thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
         members = [i for i in by_service.get(spec.service or "", []) if i.version == spec.version]
         slots = assign_slots(by_service.get(spec.service or "", []))
         size = slot_count(max(slots.values(), default=0), options.min_slots)
-        return Backend(spec.name, _slotted_servers(members, slots, size, False), slotted=True,
+        return Backend(spec.name, _slotted_servers(members, slots, size), slotted=True,
                        **common)  # type: ignore[arg-type]
     servers = tuple(Server(f"m{n}", m.host, m.port, 1) for n, m in enumerate(spec.members, 1))
     return Backend(spec.name, servers, **common)  # type: ignore[arg-type]

@@ -62,7 +62,8 @@ class Backend:
     servers: tuple[Server, ...] = ()
     mode: str = "http"
     balance: str = "roundrobin"
-    cookie: str | None = None  # sticky cookie name; each server carries its own value
+    cookie: str | None = None  # sticky cookie name
+    cookie_key: str | None = None  # set: dynamic cookies (a hash of key + server address), for slots
     health: HttpCheck | None = None  # None: a plain TCP connect check
     check_inter_ms: int = 2000
     host_header: str | None = None
@@ -77,7 +78,7 @@ class Backend:
             servers = (len(self.servers),)
         else:
             servers = tuple((s.name, s.address, s.port, s.weight, s.state, s.cookie) for s in self.servers)
-        return (self.name, self.mode, self.balance, self.cookie, self.health, self.check_inter_ms,
+        return (self.name, self.mode, self.balance, self.cookie, self.cookie_key, self.health, self.check_inter_ms,
                 self.host_header, self.natives, self.slotted, servers)
 
 

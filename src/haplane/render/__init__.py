@@ -110,10 +110,10 @@ def _backend(b: Backend) -> dict[str, Any]:
     return {
         "name": b.name, "mode": b.mode, "balance": b.balance,
         "hash_consistent": b.balance in ("source", "uri"),
-        "cookie": b.cookie, "host_header": b.host_header if b.mode == "http" else None,
+        "cookie": b.cookie, "cookie_key": b.cookie_key, "host_header": b.host_header if b.mode == "http" else None,
         "health": None if h is None or b.mode != "http" else {
             "method": h.method, "path": h.path, "http_version": h.http_version, "host": h.host},
-        "inter_ms": inter, "fastinter_ms": min(inter, 500), "downinter_ms": min(inter, 1000),
+        "inter_ms": inter, "fastinter_ms": min(inter, 200), "downinter_ms": min(inter, 1000),
         "rise": h.rise if h else 1, "fall": h.fall if h else 2,
         "natives": list(b.natives), "servers": b.servers,
         "server_lines": "\n    ".join(server_line(s) for s in b.servers),

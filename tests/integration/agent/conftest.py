@@ -101,7 +101,8 @@ class Rig:
     client: httpx.AsyncClient
 
     async def get(self, host: str, path: str = "/", **kw: Any) -> httpx.Response:
-        return await self.client.get(self.proxy + path, headers={"Host": host}, **kw)
+        kw.setdefault("headers", {"Host": host})
+        return await self.client.get(self.proxy + path, **kw)
 
     async def reloads(self) -> int:
         return await self.bundle.control.reloads()
@@ -121,7 +122,13 @@ class Rig:
     async def until_status(self, host: str, status: int, timeout: float = 5.0, path: str = "/") -> httpx.Response:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            r = await self.get(host, path)
+            try:
+                r = await self.get(host, path)
+            except httpx.TransportError:  # HAProxy restarting: not an answer yet
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+                continue
             if r.status_code == status:
                 return r
             if asyncio.get_running_loop().time() > deadline:

@@ -147,3 +147,23 @@ async def test_drained_server_gets_no_new_requests(tmp_path: Path, backends: lis
         seen = Counter([(await rig.get("app.test")).text for _ in range(40)])
         assert seen == Counter({"backend=b": 40})
         assert a.hits == hits
+
+
+async def test_sticky_cookie_follows_the_instance(tmp_path: Path, backends: list[Backend]) -> None:
+    async with agent_rig(tmp_path) as rig:
+        a, b = new_backend(backends, "a"), new_backend(backends, "b")
+        await rig.reg.put_service(Service("app", "host", "app.test", cookie="SRV"))
+        await rig.reg.put_instance(inst("ia", a))
+        await rig.reg.put_instance(inst("ib", b))
+        first = await rig.until_status("app.test", 200)
+        cookie = first.cookies.get("SRV")
+        assert cookie, first.headers
+        rig.client.cookies.clear()  # from here on, send the cookie only where the test says so
+        seen = {(await rig.get("app.test", headers={"Host": "app.test", "Cookie": f"SRV={cookie}"})).text
+                for _ in range(20)}
+        assert seen == {first.text}  # every request with the cookie lands on the same instance
+        unstuck = set()
+        for _ in range(20):
+            unstuck.add((await rig.get("app.test")).text)
+            rig.client.cookies.clear()
+        assert unstuck == {"backend=a", "backend=b"}  # without it, both share the load
