@@ -14,7 +14,13 @@ from haplane.errors import HAProxyUnavailable, ReloadFailed, RuntimeCommandError
 from haplane.haproxy.check import check_config
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.master import MasterClient
-from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_map, parse_stat
+from haplane.haproxy.parse import (
+    answer_error,
+    filter_server_state,
+    parse_servers_state,
+    parse_show_map,
+    parse_stat,
+)
 from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
 from haplane.plan import SlotObs
@@ -144,11 +150,16 @@ class AttachedHAProxy(_RuntimeOps):
                                  f"{self.files.last_good_path})")
 
     async def reload(self, config: str, maps: Mapping[str, str]) -> int:
+        """Save server state (minus servers the new config moves: the config wins whole for them), write the
+        files, reload through the master CLI, and wait until the new worker holds the admin socket."""
         state = (await self.runtime.execute(["show servers state"]))[0]
+        state, _dropped = filter_server_state(state, config)
         await self.files.write_server_state(state)
         await self.files.write_current(config, maps)
         try:
             info = await self.master.reload()
+            if info.worker_pid is not None:
+                await self.runtime.wait_worker(info.worker_pid)
         except (ReloadFailed, HAProxyUnavailable) as exc:
             await self.files.restore_last_good()
             raise ReloadFailed(str(exc)) from exc

@@ -64,21 +64,23 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
 def build_agent(settings: Settings, store: Store | None = None) -> AgentBundle:
     """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set)."""
     from haplane.agent.managed import AttachedHAProxy, ManagedHAProxy
-    from haplane.haproxy.process import control_globals
+    from haplane.haproxy.process import ADMIN_SOCKET, control_globals
     from haplane.render import compile_template
 
     state_dir = state_dir_of(settings)
     control: HAProxyControl
+    cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s")
+    lines = (cl.global_lines, cl.defaults_lines)
     if settings.admin_socket:
         if not settings.master_socket:
             raise ConfigurationError("attaching to a running HAProxy needs both admin_socket and master_socket")
         control = AttachedHAProxy(settings.admin_socket, settings.master_socket, str(state_dir / "haproxy.cfg"),
                                   settings.haproxy_bin)
-        lines: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        # the configs haplane writes must keep the operator's admin socket where the operator put it
+        own = str(state_dir / ADMIN_SOCKET)
+        lines = (tuple(line.replace(own, settings.admin_socket) for line in cl.global_lines), cl.defaults_lines)
     else:
         control = ManagedHAProxy(state_dir, settings.haproxy_bin)
-        cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s")
-        lines = (cl.global_lines, cl.defaults_lines)
     template = None
     if settings.template:
         try:

@@ -13,7 +13,7 @@ import pytest
 
 from haplane.model.records import Instance, Service
 
-from .conftest import Backend, agent_rig, new_backend
+from .conftest import Backend, agent_rig, free_port, new_backend
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,29 @@ async def test_sticky_cookie_follows_the_instance(tmp_path: Path, backends: list
             unstuck.add((await rig.get("app.test")).text)
             rig.client.cookies.clear()
         assert unstuck == {"backend=a", "backend=b"}  # without it, both share the load
+
+
+async def test_attached_to_an_operator_run_haproxy(tmp_path: Path, backends: list[Backend]) -> None:
+    """The operator runs HAProxy (here: started by hand from a minimal config); haplane only writes the
+    config and talks to the sockets it was given."""
+    from haplane.haproxy.process import HAProxyProcess, control_globals
+
+    run_dir = tmp_path / "state"
+    cl = control_globals(run_dir)
+    initial = "global\n" + "".join(f"    {x}\n" for x in cl.global_lines) + (
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n"
+        + "".join(f"    {x}\n" for x in cl.defaults_lines)
+        + f"frontend placeholder\n    bind 127.0.0.1:{free_port()}\n")
+    operator = HAProxyProcess(run_dir)
+    await operator.start(initial)
+    try:
+        async with agent_rig(tmp_path, admin_socket=str(run_dir / "admin.sock"),
+                             master_socket=str(run_dir / "master.sock")) as rig:
+            b = new_backend(backends, "a")
+            await rig.reg.put_service(Service("app", "host", "app.test"))
+            await rig.reg.put_instance(inst("i1", b))
+            r = await rig.until_status("app.test", 200)
+            assert r.text == "backend=a"
+            assert operator.running and operator.starts == 1  # reloaded, never restarted
+    finally:
+        await operator.stop()
