@@ -62,7 +62,7 @@ def main() -> int:
             fh.flush()
 
             def check() -> int:
-                return subprocess.run([haproxy, "-c", "-q", "-f", fh.name], capture_output=True).returncode  # noqa: B023
+                return subprocess.run([haproxy, "-c", "-q", "-f", fh.name], capture_output=True).returncode
 
             t_check, rc = best(check, runs)
             if rc != 0:
