@@ -4,7 +4,8 @@
     ├── ValidationError        bad input: names the field, shows the value, states the rule      → 422
     │   └── PayloadError       a whole document (JSON body, payload file) could not be read      → 400
     ├── NotFound               a named object does not exist                                     → 404
-    ├── Conflict               a revision did not match (If-Match, compare-and-swap)             → 409
+    ├── Conflict               another writer won a compare-and-swap                             → 409
+    │   └── PreconditionFailed the caller's If-Match revision is not the current one              → 412
     ├── Unauthorized           no or unknown bearer token                                        → 401
     ├── Forbidden              a token whose role is too weak                                    → 403
     ├── StoreError             the store failed
@@ -100,6 +101,13 @@ class Conflict(HaplaneError):
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": "Conflict", "field": self.key, "detail": str(self)}
+
+
+class PreconditionFailed(Conflict):
+    """The revision the caller based its write on (If-Match) is no longer the current one."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "PreconditionFailed", "field": self.key, "detail": str(self)}
 
 
 class Unauthorized(HaplaneError):

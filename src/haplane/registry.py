@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from haplane.compose import TableService, slot_count
-from haplane.errors import Conflict, NotFound, ValidationError
+from haplane.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from haplane.generate import merge, parse_payload, table_service_from_dict, table_service_to_dict
 from haplane.model import values as v
 from haplane.model.change import Change
@@ -41,6 +41,7 @@ FRONTENDS = PREFIX + "frontends/"
 BACKENDS = PREFIX + "backends/"
 TABLES = PREFIX + "tables/"
 ALLOC = PREFIX + "alloc/"
+SOURCES = PREFIX + "sources/"
 AGENTS = PREFIX + "agents/"
 MAX_RETRIES = 50
 
@@ -167,7 +168,7 @@ class RegistryStore:
         key = service_key(svc.name)
         current = await self.store.get(key)
         if if_match is not None and (current is None or current.mod_revision != if_match):
-            raise Conflict(key, if_match, current.mod_revision if current else 0)
+            raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
         rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
                                    [Put(key, dumps(svc.to_dict()))])
         return rev, current is None
@@ -179,7 +180,7 @@ class RegistryStore:
         if current is None:
             raise NotFound("service", name)
         if if_match is not None and current.mod_revision != if_match:
-            raise Conflict(key, if_match, current.mod_revision)
+            raise PreconditionFailed(key, if_match, current.mod_revision)
         return await self.store.txn([Compare(key, current.mod_revision)],
                                     [Delete(key), Delete(f"{INSTANCES}{name}/", prefix=True),
                                      Delete(ALLOC + name)])
@@ -193,7 +194,7 @@ class RegistryStore:
             key = instance_key(inst.service, inst.id)
             current = await self.store.get(key)
             if if_match is not None and (current is None or current.mod_revision != if_match):
-                raise Conflict(key, if_match, current.mod_revision if current else 0)
+                raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
             compares = [Compare(key, current.mod_revision if current else 0)]
             ops: list[Op] = []
             if current is not None:
@@ -232,7 +233,7 @@ class RegistryStore:
             if current is None:
                 raise NotFound("instance", f"{service}/{iid}")
             if if_match is not None and current.mod_revision != if_match:
-                raise Conflict(key, if_match, current.mod_revision)
+                raise PreconditionFailed(key, if_match, current.mod_revision)
             alloc = await self._alloc(service)
             alloc.free(int(json.loads(current.value).get("slot", 0)))
             try:
@@ -251,11 +252,35 @@ class RegistryStore:
         await self.store.keepalive(inst.lease)
         return inst
 
-    async def replace_source(self, source: str, instances: Sequence[Instance]) -> tuple[int, list[Change]]:
+    async def _source_lease(self, source: str, ttl: float) -> tuple[int, Put | None]:
+        """The lease binding ``source``'s instances: the current one, kept alive, or a new one (then the
+        returned Put records it, to be written in the same transaction as the instances)."""
+        key = f"{SOURCES}{source}"
+        kv = await self.store.get(key)
+        if kv is not None:
+            rec = json.loads(kv.value)
+            lease = int(rec.get("lease", 0))
+            if lease and float(rec.get("ttl", 0)) == ttl:
+                try:
+                    await self.store.keepalive(lease)
+                    return lease, None
+                except NotFound:
+                    pass  # expired: its instances are gone already; start again with a new lease
+        lease = await self.store.grant_lease(ttl)
+        return lease, Put(key, dumps({"lease": lease, "ttl": ttl}), lease=lease)
+
+    async def replace_source(self, source: str, instances: Sequence[Instance], ttl: float | None = None
+                             ) -> tuple[int, list[Change]]:
         """Make the instances owned by ``source`` exactly ``instances``, in one transaction: a watcher that
-        reconnects sends its full view, and whatever it no longer reports vanishes."""
+        reconnects sends its full view, and whatever it no longer reports vanishes.
+
+        With ``ttl`` the whole set is bound to one lease per source, renewed by every call: if the source
+        stops calling (its watcher died with its host), its instances expire by themselves."""
         source = v.name(source, "source")
+        if ttl is not None:
+            ttl = v.seconds(ttl, "ttl", 1, 86400)
         for _ in range(MAX_RETRIES):
+            lease, lease_put = (0, None) if ttl is None else await self._source_lease(source, ttl)
             kvs, _rev = await self.store.range(INSTANCES)
             current: dict[str, tuple[Instance, KV]] = {}
             used: dict[str, set[int]] = {}
@@ -271,12 +296,14 @@ class RegistryStore:
             allocs: dict[str, _Alloc] = {}
 
             for inst in instances:
-                inst = replace(inst, source=source)
+                inst = replace(inst, source=source, lease=lease, ttl=ttl)
                 key = instance_key(inst.service, inst.id)
+                if key in wanted:
+                    raise ValidationError("instances", f"{inst.service}/{inst.id}", "appears twice in the set")
                 wanted.add(key)
                 old = current.get(key)
                 if old is not None:
-                    new = replace(inst, slot=old[0].slot, lease=old[0].lease)
+                    new = replace(inst, slot=old[0].slot)
                     if new == old[0]:
                         continue
                     compares.append(Compare(key, old[1].mod_revision))
@@ -301,6 +328,8 @@ class RegistryStore:
                     changes.append(Change("instance-remove", f"{inst.service}/{inst.id}",
                                           f"{source} no longer reports it"))
             ops.extend(Put(ALLOC + svc, a.dump()) for svc, a in allocs.items())
+            if lease_put is not None:
+                ops.append(lease_put)
             try:
                 rev = await self.store.txn(compares, ops) if ops else await self.store.revision()
             except Conflict:
@@ -313,7 +342,7 @@ class RegistryStore:
     async def _put_doc(self, key: str, doc: dict[str, Any], if_match: int | None) -> tuple[int, bool]:
         current = await self.store.get(key)
         if if_match is not None and (current is None or current.mod_revision != if_match):
-            raise Conflict(key, if_match, current.mod_revision if current else 0)
+            raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
         rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
                                    [Put(key, dumps(doc))])
         return rev, current is None
@@ -329,7 +358,7 @@ class RegistryStore:
         if current is None:
             raise NotFound(kind, name)
         if if_match is not None and current.mod_revision != if_match:
-            raise Conflict(key, if_match, current.mod_revision)
+            raise PreconditionFailed(key, if_match, current.mod_revision)
         return await self.store.txn([Compare(key, current.mod_revision)], [Delete(key)])
 
     # --- Lambda-Registry tables ------------------------------------------------------------------------------

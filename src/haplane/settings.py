@@ -16,6 +16,7 @@ from typing import Any
 from haplane.errors import ConfigurationError
 
 ENV_PREFIX = "HAPLANE_"
+ROLES = ("read", "write", "admin")  # each role may do what the ones before it may
 
 # HSDO setting name -> haplane setting name
 HSDO_ALIASES: dict[str, str] = {
@@ -43,6 +44,8 @@ class Settings:
     http_address: str = "*"
     token: str | None = None  # HAPLANE_TOKEN: one admin token
     tokens: dict[str, str] = field(default_factory=dict)  # token -> role (read|write|admin)
+    session_secret: str | None = None  # signs UI session cookies (default: derived from the tokens)
+    session_ttl: float = 43200.0  # seconds a UI session lasts
     tls_cert: str | None = None
     tls_key: str | None = None
     template: str | None = None
@@ -153,4 +156,12 @@ def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
     for layer in layers:
         for name, raw in layer.items():
             settings = replace(settings, **{name: _coerce(name, raw, getattr(Settings(), name))})
+    for token, role in settings.tokens.items():
+        if role not in ROLES:
+            raise ConfigurationError(f"setting tokens: token ending {token[-4:]!r} has role {role!r}; "
+                                     f"roles are {', '.join(ROLES)}")
+        if len(token) < 8:
+            raise ConfigurationError(f"setting tokens: a token must be at least 8 characters (role {role})")
+    if settings.token is not None and len(settings.token) < 8:
+        raise ConfigurationError("setting token (HAPLANE_TOKEN): must be at least 8 characters")
     return settings

@@ -1,0 +1,56 @@
+"""The registry's HTTP API: ``create_app(deps)`` builds the FastAPI application.
+
+Routers are found through a table of import strings (each module exposes ``router(deps) -> APIRouter``),
+so optional parts (the web UI, /metrics) are mounted when they are installed and skipped when not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import FastAPI
+
+from haplane import __version__
+from haplane.api import errors
+from haplane.api.deps import ApiDeps
+
+log = logging.getLogger("haplane.api")
+
+ROUTERS: tuple[str, ...] = (
+    "haplane.api.routes.system",
+    "haplane.api.routes.services",
+    "haplane.api.routes.thalassa",
+    "haplane.api.routes.ui",
+    "haplane.api.routes.metrics",
+)
+
+DESCRIPTION = """\
+The registry of haplane: what HAProxy should do. Services and their instances (with TTLs and source-owned
+sets), Thalassa's frontends and backends, Lambda-Registry's `/generate`.
+
+Reads need a `read` token, changes a `write` token, raw config lines (natives) an `admin` token:
+`Authorization: Bearer TOKEN`. Writes answer with an `ETag` (the record's revision); send it back in
+`If-Match` and a write based on a stale read fails with 412 instead of overwriting someone else's change.
+Errors are `{"error", "field", "detail"}`.
+"""
+
+
+def create_app(deps: ApiDeps) -> FastAPI:
+    app = FastAPI(title="haplane", version=__version__, description=DESCRIPTION, docs_url="/docs",
+                  redoc_url=None, openapi_url="/openapi.json")
+    app.state.deps = deps
+    errors.install(app)
+    for name in ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            log.debug("%s is not installed: not mounted", name)
+            continue
+        app.include_router(module.router(deps))
+    return app
+
+
+__all__ = ["ApiDeps", "create_app"]

@@ -1,0 +1,83 @@
+"""The one place where haplane's exceptions become HTTP answers.
+
+Every error body is ``{"error": <kind>, "field": <dotted path or null>, "detail": <sentence>}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from haplane.errors import (
+    Compacted,
+    ConfigCheckFailed,
+    Conflict,
+    Forbidden,
+    HaplaneError,
+    HAProxyUnavailable,
+    NotFound,
+    PayloadError,
+    PreconditionFailed,
+    StoreUnavailable,
+    Unauthorized,
+    ValidationError,
+)
+
+log = logging.getLogger("haplane.api")
+
+# most specific first: the first class an exception is an instance of decides its status
+STATUS: tuple[tuple[type[HaplaneError], int], ...] = (
+    (PayloadError, 400),
+    (ValidationError, 422),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (PreconditionFailed, 412),
+    (Conflict, 409),
+    (ConfigCheckFailed, 422),
+    (StoreUnavailable, 503),
+    (Compacted, 503),
+    (HAProxyUnavailable, 503),
+)
+
+
+def status_of(exc: HaplaneError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, error: str, field: str | None, detail: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "field": field, "detail": detail}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HaplaneError)
+    async def haplane_error(request: Request, exc: HaplaneError) -> JSONResponse:
+        status = status_of(exc)
+        body: dict[str, Any] = exc.to_dict()
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(status, body["error"], body.get("field"), body["detail"], headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or None
+        if first.get("type") == "json_invalid":
+            return error_response(400, "PayloadError", "body", f"body is not valid JSON: {first.get('msg')}")
+        return error_response(422, "ValidationError", field, f"{field or 'request'}: {first.get('msg')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return error_response(exc.status_code, kind, None, str(exc.detail))

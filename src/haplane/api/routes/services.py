@@ -1,0 +1,179 @@
+"""haplane's own shape: services, their instances (with TTLs), and source-owned instance sets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from haplane.api.auth import Principal, require
+from haplane.api.deps import ApiDeps
+from haplane.api.routes._util import (
+    body_doc,
+    changed,
+    if_match,
+    json_body,
+    object_body,
+    reject_fields,
+    same_name,
+    set_etag,
+)
+from haplane.errors import ValidationError
+from haplane.model.records import Instance, Service
+
+HEALTH_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "HTTP health check (Thalassa's defaults)",
+    "properties": {"method": {"type": "string", "default": "GET"}, "uri": {"type": "string", "default": "/"},
+                   "httpVersion": {"type": "string", "enum": ["HTTP/1.0", "HTTP/1.1"]},
+                   "host": {"type": "string"}, "interval": {"type": "integer", "default": 2000}},
+}
+SERVICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "mode": {"type": "string", "enum": ["host", "path"], "default": "host"},
+        "predicate": {"type": "string", "description": "host name (host mode) or path prefix (path mode)"},
+        "port": {"type": "integer", "description": "instances' default port"},
+        "cookie": {"type": "string", "description": "sticky-session cookie name"},
+        "balance": {"type": "string", "default": "roundrobin"},
+        "health": HEALTH_SCHEMA,
+    },
+}
+INSTANCE_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["address"],
+    "properties": {
+        "address": {"type": "string", "description": "IPv4, IPv6 or DNS name, optionally with :port"},
+        "port": {"type": "integer"}, "weight": {"type": "integer", "default": 10},
+        "version": {"type": "string"}, "zone": {"type": "string"}, "group": {"type": "string"},
+        "state": {"type": "string", "enum": ["ready", "drain", "maint"]},
+        "ttl": {"type": "number", "description": "seconds; renew with POST .../heartbeat, or it expires"},
+    },
+}
+SOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["instances"],
+    "properties": {
+        "instances": {"type": "array", "items": {**INSTANCE_SCHEMA, "required": ["service", "id", "address"],
+                                                 "properties": {**INSTANCE_SCHEMA["properties"],
+                                                                "service": {"type": "string"},
+                                                                "id": {"type": "string"}}}},
+        "ttl": {"type": "number", "description": "the whole set expires unless sent again within ttl"},
+    },
+}
+SERVER_OWNED = ("slot", "lease", "source")
+
+
+def _instance(inst: Instance, rev: int) -> dict[str, Any]:
+    return {**inst.to_dict(), "revision": rev}
+
+
+def _service(svc: Service, rev: int) -> dict[str, Any]:
+    return {**svc.to_dict(), "revision": rev}
+
+
+def router(deps: ApiDeps) -> APIRouter:
+    r = APIRouter(tags=["services"])
+    read = Depends(require(deps.settings, "read"))
+    write = Depends(require(deps.settings, "write"))
+    reg = deps.registry
+
+    @r.get("/services", summary="Every service")
+    async def list_services(_: Principal = read) -> list[dict[str, Any]]:
+        return [_service(s, rev) for s, rev in await reg.list_services()]
+
+    @r.get("/services/{name}", summary="One service")
+    async def get_service(name: str, response: Response, _: Principal = read) -> dict[str, Any]:
+        svc, rev = await reg.get_service(name)
+        set_etag(response, rev)
+        return _service(svc, rev)
+
+    @r.put("/services/{name}", summary="Create or replace a service", openapi_extra=body_doc(
+        SERVICE_SCHEMA, {"mode": "host", "predicate": "web.example.com", "port": 8080}))
+    async def put_service(name: str, request: Request, response: Response, _: Principal = write
+                          ) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        same_name(d, "name", name)
+        svc = Service.from_dict(d, "", name=name)
+        rev, created = await reg.put_service(svc, if_match(request))
+        changed(request, f"service {name} {'created' if created else 'replaced'} at revision {rev}")
+        response.status_code = 201 if created else 200
+        set_etag(response, rev)
+        return _service(svc, rev)
+
+    @r.delete("/services/{name}", summary="Delete a service and all its instances")
+    async def delete_service(name: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        rev = await reg.delete_service(name, if_match(request))
+        changed(request, f"service {name} deleted at revision {rev}")
+        return {"deleted": name, "revision": rev}
+
+    @r.get("/services/{name}/instances", summary="A service's instances, filtered by version and zone")
+    async def list_instances(name: str, version: str | None = None, zone: str | None = None,
+                             _: Principal = read) -> list[dict[str, Any]]:
+        await reg.get_service(name)  # 404 for an unknown service
+        return [_instance(i, rev) for i, rev in await reg.list_instances(name)
+                if (version is None or i.version == version) and (zone is None or i.zone == zone)]
+
+    @r.get("/services/{name}/instances/{iid}", summary="One instance")
+    async def get_instance(name: str, iid: str, response: Response, _: Principal = read) -> dict[str, Any]:
+        inst, rev = await reg.get_instance(name, iid)
+        set_etag(response, rev)
+        return _instance(inst, rev)
+
+    @r.put("/services/{name}/instances/{iid}", summary="Register or update an instance",
+           openapi_extra=body_doc(INSTANCE_SCHEMA, {"address": "127.0.0.2", "port": 8080, "ttl": 30}))
+    async def put_instance(name: str, iid: str, request: Request, response: Response, _: Principal = write
+                           ) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        reject_fields(d, SERVER_OWNED, "is set by the registry, not by the caller")
+        same_name(d, "service", name)
+        same_name(d, "id", iid)
+        svc, _rev = await reg.get_service(name)
+        inst = Instance.from_dict(d, "", service=name, id=iid, default_port=svc.port)
+        new, rev, created = await reg.put_instance(inst, if_match(request))
+        changed(request, f"instance {name}/{iid} ({new.endpoint}, slot {new.slot}) "
+                         f"{'registered' if created else 'updated'} at revision {rev}")
+        response.status_code = 201 if created else 200
+        set_etag(response, rev)
+        return _instance(new, rev)
+
+    @r.delete("/services/{name}/instances/{iid}", summary="Deregister an instance (it is drained first)")
+    async def delete_instance(name: str, iid: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        rev = await reg.delete_instance(name, iid, if_match(request))
+        changed(request, f"instance {name}/{iid} deregistered at revision {rev}")
+        return {"deleted": f"{name}/{iid}", "revision": rev}
+
+    @r.post("/services/{name}/instances/{iid}/heartbeat", summary="Renew an instance's TTL")
+    async def heartbeat(name: str, iid: str, _: Principal = write) -> dict[str, Any]:
+        inst = await reg.heartbeat(name, iid)
+        return {"id": inst.id, "service": inst.service, "ttl": inst.ttl}
+
+    @r.put("/sources/{source}/instances", tags=["sources"],
+           summary="Replace every instance one source owns, in one transaction",
+           openapi_extra=body_doc(SOURCE_SCHEMA, {"ttl": 30, "instances": [
+               {"service": "web", "id": "c1", "address": "127.0.0.2", "port": 8080}]}))
+    async def put_source(source: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        reject_fields(d, tuple(k for k in d if k not in ("instances", "ttl")), "is not a field of a source set")
+        raw = d.get("instances")
+        if not isinstance(raw, list):
+            raise ValidationError("instances", raw, "must be a list of instances")
+        ports = {s.name: s.port for s, _ in await reg.list_services()}
+        instances = []
+        for i, item in enumerate(raw):
+            where = f"instances[{i}]"
+            if isinstance(item, dict):
+                for f in SERVER_OWNED:
+                    if f in item:
+                        raise ValidationError(f"{where}.{f}", item[f], "is set by the registry, not by the caller")
+                if isinstance(item.get("ttl"), int | float):
+                    raise ValidationError(f"{where}.ttl", item["ttl"], "is set for the whole set (the top-level ttl)")
+            svc_name = item.get("service") if isinstance(item, dict) else None
+            instances.append(Instance.from_dict(item, where,
+                                                default_port=ports.get(svc_name) if isinstance(svc_name, str)
+                                                else None))
+        ttl = d.get("ttl")
+        rev, changes = await reg.replace_source(source, instances, ttl=ttl)
+        if changes:
+            changed(request, f"source {source}: {len(changes)} change(s) at revision {rev}")
+        return {"source": source, "revision": rev, "instances": len(instances),
+                "changes": [c.to_dict() for c in changes]}
+
+    return r

@@ -1,0 +1,116 @@
+"""Health, sessions, Lambda-Registry's /generate, and the rendered config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from haplane.api.auth import COOKIE, Principal, create_session, require
+from haplane.api.deps import ApiDeps
+from haplane.api.rendering import render_registry
+from haplane.api.routes._util import body_doc, changed, json_body, object_body
+from haplane.errors import HaplaneError, ValidationError
+
+GENERATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "table": {"type": "string", "description": "the table (one set of services) this payload updates"},
+        "running": {"type": "array", "items": {"type": "object"},
+                    "description": "running containers: {serviceName, id, ip}"},
+        "candidates": {"type": "array", "items": {"type": "object"},
+                       "description": "services to add or update: {serviceName, port, configMode, predicate, "
+                                      "cookie, containers: [{id, ip}]}"},
+    },
+}
+
+
+def router(deps: ApiDeps) -> APIRouter:
+    r = APIRouter()
+    read = Depends(require(deps.settings, "read"))
+    write = Depends(require(deps.settings, "write"))
+
+    @r.get("/health", tags=["system"], summary="Is the registry up (store reachable; the agent's status)")
+    async def health() -> JSONResponse:
+        body: dict[str, Any] = {"status": "ok"}
+        status = 200
+        try:
+            body["store"] = {"url": _redact(deps.registry.store.url),
+                             "revision": await deps.registry.store.revision()}
+        except HaplaneError as exc:
+            body.update(status="unavailable", store={"error": str(exc)})
+            status = 503
+        if deps.agent is not None:
+            body["agent"] = deps.agent.status()
+        return JSONResponse(body, status_code=status)
+
+    @r.post("/auth/login", tags=["auth"], summary="Exchange a token for a session cookie (for the web UI)",
+            openapi_extra=body_doc({"type": "object", "required": ["token"],
+                                    "properties": {"token": {"type": "string"}}}))
+    async def login(request: Request) -> JSONResponse:
+        d = object_body(await json_body(request))
+        token = d.get("token")
+        if not isinstance(token, str) or not token:
+            raise ValidationError("token", token, "must be a non-empty string")
+        cookie, sess = create_session(deps.settings, token)
+        resp = JSONResponse({"role": sess.role, "csrf": sess.csrf, "expires": sess.expires})
+        set_session_cookie(resp, deps, cookie)
+        return resp
+
+    @r.post("/auth/logout", tags=["auth"], summary="End the session (clears the cookie)")
+    async def logout() -> JSONResponse:
+        resp = JSONResponse({"ok": True})
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    @r.get("/auth/whoami", tags=["auth"], summary="The role of the caller's token or session")
+    async def whoami(who: Principal = read) -> dict[str, Any]:
+        return {"role": who.role, "via": who.via, "csrf": who.csrf}
+
+    @r.post("/generate", tags=["lambda-registry"], response_class=PlainTextResponse,
+            summary="Lambda-Registry's /generate: apply {table, running, candidates}, answer the haproxy.cfg",
+            openapi_extra=body_doc(GENERATE_SCHEMA, {
+                "table": "demo", "running": [{"serviceName": "web", "id": "c1", "ip": "127.0.0.2:8080"}],
+                "candidates": [{"serviceName": "web", "port": 8080, "configMode": "host",
+                                "predicate": "web.example.com", "containers": [{"id": "c1", "ip": "127.0.0.2"}]}]}))
+    async def generate(request: Request, bind: str = "*:80", _: Principal = write) -> PlainTextResponse:
+        from haplane.compose import compose_table
+        from haplane.model import values
+        from haplane.model.haproxy import Bind
+        from haplane.render import render
+
+        b = Bind(*values.ip_or_wildcard_bind(bind, "bind"))
+        data = await json_body(request)
+        services, changes, rev = await deps.registry.generate(data)
+        if changes:
+            changed(request, f"generate: {len(changes)} change(s) at revision {rev}")
+        return PlainTextResponse(render(compose_table(services, (b,))), headers={"ETag": f'"{rev}"'})
+
+    @r.get("/haproxy/config", tags=["haproxy"], response_class=PlainTextResponse,
+           summary="The config the registry renders now (?applied=1: the one the local agent applied)")
+    async def haproxy_config(applied: bool = False, _: Principal = read) -> Response:
+        if applied:
+            text = deps.agent.applied_config() if deps.agent is not None else None
+            if text is None:
+                raise ValidationError("applied", applied, "needs an agent in this process that has applied a "
+                                                          "config (haplane up)")
+            return PlainTextResponse(text)
+        snapshot = await deps.registry.snapshot()
+        text, _maps = render_registry(snapshot, deps.settings)
+        return PlainTextResponse(text, headers={"ETag": f'"{snapshot.revision}"'})
+
+    return r
+
+
+def set_session_cookie(resp: Response, deps: ApiDeps, cookie: str) -> None:
+    resp.set_cookie(COOKIE, cookie, max_age=int(deps.settings.session_ttl), httponly=True, samesite="strict",
+                    secure=bool(deps.settings.tls_cert), path="/")
+
+
+def _redact(url: str) -> str:
+    """A store URL without credentials."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest.split("/", 1)[0]:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest

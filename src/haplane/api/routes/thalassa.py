@@ -1,0 +1,202 @@
+"""Thalassa's frontends and backends (shapes of its REST API), with haplane's checks.
+
+Natives (raw config lines) need the admin role, one directive per line, and are accepted only when the whole
+config, rendered with the new record, passes ``haproxy -c``; every other frontend and backend write is
+checked the same way, so the registry never holds a record the agents would have to quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from haplane.api.auth import Principal, require
+from haplane.api.deps import ApiDeps
+from haplane.api.rendering import render_registry, with_record
+from haplane.api.routes._util import body_doc, changed, if_match, json_body, object_body, same_name, set_etag
+from haplane.api.routes.services import HEALTH_SCHEMA
+from haplane.errors import ConfigCheckFailed, Forbidden, NotFound, ValidationError
+from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry
+from haplane.registry import BACKENDS, FRONTENDS
+
+RULE_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["type", "operation", "value", "backend"],
+    "properties": {"type": {"type": "string", "enum": ["path", "url", "header"]},
+                   "header": {"type": "string"}, "operation": {"type": "string"},
+                   "value": {"type": "string"}, "backend": {"type": "string"}},
+}
+FRONTEND_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["bind"],
+    "properties": {
+        "bind": {"type": "string", "description": "ADDRESS:PORT[,ADDRESS:PORT...], address * for any"},
+        "backend": {"type": "string", "description": "default backend (must exist)"},
+        "mode": {"type": "string", "enum": ["http", "tcp"]},
+        "keepalive": {"type": "string", "enum": ["default", "close", "server-close"]},
+        "rules": {"type": "array", "items": RULE_SCHEMA},
+        "natives": {"type": "array", "items": {"type": "string"}, "description": "raw config lines (admin)"},
+    },
+}
+BACKEND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": ["static", "dynamic"]},
+        "name": {"type": "string", "description": "dynamic: the service followed"},
+        "version": {"type": "string", "description": "dynamic: the version followed"},
+        "balance": {"type": "string"}, "host": {"type": "string", "description": "Host header sent"},
+        "health": HEALTH_SCHEMA, "mode": {"type": "string", "enum": ["http", "tcp"]},
+        "natives": {"type": "array", "items": {"type": "string"}},
+        "members": {"type": "array", "items": {"type": "object", "properties": {
+            "host": {"type": "string"}, "port": {"type": "integer"}}}},
+    },
+}
+
+
+def members_of(spec: BackendSpec, instances: list[Instance]) -> list[dict[str, Any]]:
+    if spec.type != "dynamic":
+        return [m.to_dict() for m in spec.members]
+    return [{"name": i.service, "version": i.version, "host": i.address, "port": i.port,
+             "id": f"/{i.service}/{i.version}/{i.address}/{i.port}",
+             "meta": {"instance": i.id, "zone": i.zone, "state": i.state, "weight": i.weight}}
+            for i in instances if i.service == spec.service and i.version == spec.version]
+
+
+def router(deps: ApiDeps) -> APIRouter:
+    r = APIRouter(tags=["thalassa"])
+    read = Depends(require(deps.settings, "read"))
+    write = Depends(require(deps.settings, "write"))
+    reg = deps.registry
+
+    async def check_with(snapshot: Registry, kind: str, record: FrontendSpec | BackendSpec) -> None:
+        text, maps = render_registry(with_record(snapshot, kind, record), deps.settings)
+        result = await deps.check(text, maps)
+        if not result.ok:
+            raise ConfigCheckFailed(result.messages, result.lines)
+
+    def need_admin_for_natives(who: Principal, natives: tuple[str, ...]) -> None:
+        if natives and who.role != "admin":
+            raise Forbidden(f"natives (raw config lines) need the admin role; the token given has {who.role}")
+
+    def backend_names(snapshot: Registry) -> set[str]:
+        return {b.name for b in snapshot.backends} | {s.name for s in snapshot.services}
+
+    # --- frontends ---------------------------------------------------------------------------------------
+
+    @r.get("/frontends", summary="Every frontend")
+    async def list_frontends(_: Principal = read) -> list[dict[str, Any]]:
+        return [f.to_dict() for f in (await reg.snapshot()).frontends]
+
+    @r.get("/frontends/{name}", summary="One frontend (200, or 404)")
+    async def get_frontend(name: str, response: Response, _: Principal = read) -> dict[str, Any]:
+        kv = await reg.store.get(FRONTENDS + name)
+        if kv is None:
+            raise NotFound("frontend", name)
+        set_etag(response, kv.mod_revision)
+        return FrontendSpec.from_dict(json.loads(kv.value)).to_dict()
+
+    @r.put("/frontends/{name}", summary="Create or update a frontend", openapi_extra=body_doc(
+        FRONTEND_SCHEMA, {"bind": "127.0.0.1:8081", "backend": "live", "rules": [
+            {"type": "header", "header": "host", "operation": "hdr_dom", "value": "staged.example.com",
+             "backend": "staged"}]}))
+    async def put_frontend(name: str, request: Request, response: Response, who: Principal = write
+                           ) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        same_name(d, "name", name)
+        spec = FrontendSpec.from_dict(d, "", name=name)
+        need_admin_for_natives(who, spec.natives)
+        snapshot = await reg.snapshot()
+        known = backend_names(snapshot)
+        if spec.backend is not None and spec.backend not in known:
+            raise ValidationError("backend", spec.backend, "is not a backend or service (define it first)")
+        for i, rule in enumerate(spec.rules):
+            if rule.backend not in known:
+                raise ValidationError(f"rules[{i}].backend", rule.backend,
+                                      "is not a backend or service (define it first)")
+        await check_with(snapshot, "frontend", spec)
+        rev, created = await reg.put_frontend(spec, if_match(request))
+        changed(request, f"frontend {name} {'created' if created else 'updated'} at revision {rev}")
+        set_etag(response, rev)
+        return spec.to_dict()
+
+    @r.delete("/frontends/{name}", summary="Delete a frontend (200, or 404)")
+    async def delete_frontend(name: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        rev = await reg.delete_key("frontend", FRONTENDS + name, name, if_match(request))
+        changed(request, f"frontend {name} deleted at revision {rev}")
+        return {"deleted": name, "revision": rev}
+
+    # --- backends ----------------------------------------------------------------------------------------
+
+    @r.get("/backends", summary="Every backend, with its members")
+    async def list_backends(_: Principal = read) -> list[dict[str, Any]]:
+        snap = await reg.snapshot()
+        return [{**b.to_dict(), "members": members_of(b, list(snap.instances))} for b in snap.backends]
+
+    async def _get_backend(name: str) -> tuple[BackendSpec, int]:
+        kv = await reg.store.get(BACKENDS + name)
+        if kv is None:
+            raise NotFound("backend", name)
+        return BackendSpec.from_dict(json.loads(kv.value)), kv.mod_revision
+
+    @r.get("/backends/{name}", summary="One backend (200, or 404)")
+    async def get_backend(name: str, response: Response, _: Principal = read) -> dict[str, Any]:
+        spec, rev = await _get_backend(name)
+        set_etag(response, rev)
+        instances = [i for i, _ in await reg.list_instances(spec.service)] if spec.service else []
+        return {**spec.to_dict(), "members": members_of(spec, instances)}
+
+    @r.get("/backends/{name}/members", summary="The backend's members (dynamic: the followed instances)")
+    async def get_members(name: str, _: Principal = read) -> list[dict[str, Any]]:
+        spec, _rev = await _get_backend(name)
+        instances = [i for i, _ in await reg.list_instances(spec.service)] if spec.service else []
+        return members_of(spec, instances)
+
+    @r.put("/backends/{name}", summary="Create or update a backend", openapi_extra=body_doc(
+        BACKEND_SCHEMA, {"type": "dynamic", "name": "myapp", "version": "1.0.0", "balance": "roundrobin"}))
+    async def put_backend(name: str, request: Request, response: Response, who: Principal = write
+                          ) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        same_name(d, "key", name)
+        spec = BackendSpec.from_dict(d, "", name=name)
+        need_admin_for_natives(who, spec.natives)
+        snapshot = await reg.snapshot()
+        if spec.name in {s.name for s in snapshot.services}:
+            raise ValidationError("name", name, "is already the backend of a service of the same name")
+        await check_with(snapshot, "backend", spec)
+        rev, created = await reg.put_backend(spec, if_match(request))
+        changed(request, f"backend {name} {'created' if created else 'updated'} at revision {rev}")
+        set_etag(response, rev)
+        return spec.to_dict()
+
+    @r.post("/backends/{name}", summary="Switch a dynamic backend to another version (and service)",
+            openapi_extra=body_doc({"type": "object", "required": ["version"], "properties": {
+                "version": {"type": "string"}, "name": {"type": "string"}}}, {"version": "1.1.0"}))
+    async def switch_version(name: str, request: Request, response: Response, _: Principal = write
+                             ) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        for key in d:
+            if key not in ("version", "name"):
+                raise ValidationError(key, d[key], "is not a field of a version switch (version, name)")
+        spec, rev = await _get_backend(name)
+        if spec.type != "dynamic":
+            raise ValidationError("type", spec.type, "must be dynamic to follow a version")
+        doc = {**spec.to_dict(), "version": d.get("version"), "name": d.get("name", spec.service)}
+        new = BackendSpec.from_dict(doc, "", name=name)
+        new_rev, _created = await reg.put_backend(new, if_match(request) or rev)
+        changed(request, f"backend {name} now follows {new.service} {new.version} (was {spec.service} "
+                         f"{spec.version}) at revision {new_rev}")
+        set_etag(response, new_rev)
+        return new.to_dict()
+
+    @r.delete("/backends/{name}", summary="Delete a backend (200, or 404)")
+    async def delete_backend(name: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        snapshot = await reg.snapshot()
+        users = [f.name for f in snapshot.frontends
+                 if f.backend == name or any(rule.backend == name for rule in f.rules)]
+        if users:
+            raise ValidationError("name", name, f"is still used by frontend(s) {', '.join(sorted(users))}")
+        rev = await reg.delete_key("backend", BACKENDS + name, name, if_match(request))
+        changed(request, f"backend {name} deleted at revision {rev}")
+        return {"deleted": name, "revision": rev}
+
+    return r
