@@ -2,7 +2,8 @@
 
     HaplaneError
     ├── ValidationError        bad input: names the field, shows the value, states the rule      → 422
-    │   └── PayloadError       a whole document (JSON body, payload file) could not be read      → 400
+    │   ├── PayloadError       a whole document (JSON body, payload file) could not be read      → 400
+    │   └── BadRequest         fields that do not go together (Thalassa answers these with 400)  → 400
     ├── NotFound               a named object does not exist                                     → 404
     ├── Conflict               another writer won a compare-and-swap                             → 409
     │   └── PreconditionFailed the caller's If-Match revision is not the current one              → 412
@@ -75,6 +76,10 @@ MISSING = _MISSING  # the value of a ValidationError for a field that was not gi
 
 class PayloadError(ValidationError):
     """A whole document could not be parsed (not JSON, not an object)."""
+
+
+class BadRequest(ValidationError):
+    """Fields that contradict each other, e.g. an HTTP/1.1 health check without a host."""
 
 
 class NotFound(HaplaneError):

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from haplane.errors import (
+    BadRequest,
     Compacted,
     ConfigCheckFailed,
     Conflict,
@@ -33,6 +34,7 @@ log = logging.getLogger("haplane.api")
 # most specific first: the first class an exception is an instance of decides its status
 STATUS: tuple[tuple[type[HaplaneError], int], ...] = (
     (PayloadError, 400),
+    (BadRequest, 400),
     (ValidationError, 422),
     (Unauthorized, 401),
     (Forbidden, 403),

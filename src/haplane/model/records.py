@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from haplane.errors import MISSING, ValidationError
+from haplane.errors import MISSING, BadRequest, ValidationError
 from haplane.model import values as v
 
 Mode = Literal["host", "path"]
@@ -64,7 +64,7 @@ class HealthCheck:
         host = _opt(d, "host")
         host = None if host is MISSING else v.host_name(host, _path(where, "host"))
         if http_version == "HTTP/1.1" and host is None:
-            raise ValidationError(_path(where, "host"), MISSING, "is required when http_version is HTTP/1.1")
+            raise BadRequest(_path(where, "host"), MISSING, "is required when http_version is HTTP/1.1")
         interval = v.milliseconds(d.get("interval_ms", 2000), _path(where, "interval_ms"))
         rise = v.integer(d.get("rise", 1), _path(where, "rise"), 1, 100)
         fall = v.integer(d.get("fall", 2), _path(where, "fall"), 1, 100)
@@ -73,6 +73,11 @@ class HealthCheck:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path, "http_version": self.http_version,
                 "host": self.host, "interval_ms": self.interval_ms, "rise": self.rise, "fall": self.fall}
+
+    def to_thalassa(self) -> dict[str, Any]:
+        """Thalassa's spelling (uri, httpVersion, interval), for its backends."""
+        return {"method": self.method, "uri": self.path, "httpVersion": self.http_version,
+                "host": self.host, "interval": self.interval_ms, "rise": self.rise, "fall": self.fall}
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +361,7 @@ class BackendSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"id": f"backend/{self.name}", "_type": "backend", "key": self.name, "type": self.type,
                 "name": self.service, "version": self.version, "balance": self.balance, "host": self.host,
-                "health": self.health.to_dict() if self.health else None, "mode": self.mode,
+                "health": self.health.to_thalassa() if self.health else None, "mode": self.mode,
                 "natives": list(self.natives), "members": [m.to_dict() for m in self.members]}
 
 

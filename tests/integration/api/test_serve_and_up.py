@@ -1,0 +1,191 @@
+"""`haplane serve` and `haplane up` as real processes: TLS, the exposure rule, schemathesis over the OpenAPI
+document, and the whole chain API → store → agent → real HAProxy → HTTP backend (with TTL expiry)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+
+pytestmark = pytest.mark.integration
+
+HAPLANE = [sys.executable, "-m", "haplane"]
+TOKEN = "integration-admin-token"
+
+
+def start(args: list[str], tmp: Path, env: dict[str, str] | None = None) -> Proc:
+    full = {**os.environ, "HAPLANE_TOKEN": TOKEN, **(env or {})}
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        full.pop(key, None)
+    return Proc([*HAPLANE, *args], tmp / "haplane.log", env=full)
+
+
+def wait_listening(url: str, proc: Proc, verify: bool | ssl.SSLContext = True) -> None:
+    def up() -> bool:
+        assert proc.alive(), proc.log_tail()
+        try:
+            return httpx.get(url + "/health", verify=verify, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 30, what=f"{url} answering")
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    tmp = short_tmpdir("api")
+    port = free_port()
+    proc = start(["serve", "--state-dir", str(tmp / "state"), "--listen", f"127.0.0.1:{port}"], tmp)
+    url = f"http://127.0.0.1:{port}"
+    wait_listening(url, proc)
+    yield url
+    assert proc.stop() == 0, proc.log_tail()
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start(["serve", "--state-dir", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}"], tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    wait_listening(url, proc)
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.put(f"{url}/services/web", json={"port": 80}, headers=h).status_code == 201
+    assert httpx.put(f"{url}/services/web", json={"port": 80}).status_code == 401
+    assert proc.stop(sig=signal.SIGTERM) == 0
+    # the write survived the process
+    proc = start(["serve", "--state-dir", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}"], tmp_path)
+    wait_listening(url, proc)
+    assert httpx.get(f"{url}/services/web", headers=h).json()["port"] == 80
+    assert proc.stop() == 0
+
+
+def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAPLANE_")}
+    r = subprocess.run([*HAPLANE, "serve", "--state-dir", str(tmp_path), "--listen", f"0.0.0.0:{free_port()}"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 1
+    assert "without tokens" in r.stderr
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "api.pem", tmp / "api.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_serve_over_tls_with_secure_session_cookies(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    proc = start(["serve", "--state-dir", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}",
+                  "--tls-cert", str(cert), "--tls-key", str(key)], tmp_path)
+    url = f"https://127.0.0.1:{port}"
+    ctx = ssl.create_default_context(cafile=str(cert))
+    wait_listening(url, proc, verify=ctx)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/health")  # not trusted without the cert
+    r = httpx.post(url + "/auth/login", json={"token": TOKEN}, verify=ctx)
+    assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)  # plain HTTP is not served
+    assert proc.stop() == 0
+
+
+def test_no_request_from_the_openapi_document_makes_a_server_error(served: str) -> None:
+    """schemathesis generates requests for every operation of /openapi.json (a few examples each): none may
+    answer 5xx, and every JSON error has the error shape."""
+    schema = schemathesis.openapi.from_url(served + "/openapi.json")
+    operations = 0
+    for result in schema.get_all_operations():
+        op = result.ok()
+        operations += 1
+
+        @given(case=op.as_strategy())
+        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case: schemathesis.Case) -> None:
+            response = case.call(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20)
+            assert response.status_code < 500, (case.method, case.formatted_path, response.text[:500])
+            ctype = "".join(response.headers.get("content-type", []))
+            if response.status_code >= 400 and ctype.startswith("application/json"):
+                assert set(response.json()) == {"error", "field", "detail"}, response.text
+
+        check()
+    assert operations >= 20
+
+
+def test_up_routes_what_the_api_registers_and_forgets_what_expires(tmp_path: Path,
+                                                                  http_backends: MakeHttpBackend,
+                                                                  loopback: Callable[[], str]) -> None:
+    state = short_tmpdir("up")
+    api_port, proxy_port = free_port(), free_port()
+    proc = start(["up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
+                  str(proxy_port), "--http-address", "127.0.0.1", "--no-docker"], tmp_path,
+                 env={"HAPLANE_RAMP_MIN": "10", "HAPLANE_DRAIN_TIMEOUT": "1"})
+    api = f"http://127.0.0.1:{api_port}"
+    wait_listening(api, proc)
+    wait_until(lambda: "login" in proc.log.read_text(), 20, what="the banner")
+    banner = proc.log.read_text()
+    assert f"http://127.0.0.1:{proxy_port}/" in banner and f"{api}/ui/login?token={TOKEN}" in banner
+
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    keep, gone = http_backends("keep", loopback()), http_backends("gone", loopback())
+    assert httpx.put(f"{api}/services/web", json={"predicate": "web.test", "port": keep.port},
+                     headers=h).status_code == 201
+    assert httpx.put(f"{api}/services/web/instances/keep", json={"address": keep.host}, headers=h).status_code == 201
+    assert httpx.put(f"{api}/services/web/instances/gone", json={"address": f"{gone.host}:{gone.port}", "ttl": 2},
+                     headers=h).status_code == 201
+
+    proxy = httpx.Client(base_url=f"http://127.0.0.1:{proxy_port}", headers={"Host": "web.test"}, timeout=5)
+
+    def answered_by() -> set[str]:
+        seen = set()
+        for _ in range(12):
+            r = proxy.get("/")
+            if r.status_code == 200:
+                seen.add(r.headers["x-backend"])
+        return seen
+
+    wait_until(lambda: answered_by() == {"keep", "gone"}, 30, what="both instances routable")
+    applied = httpx.get(f"{api}/haproxy/config?applied=1", headers=h)
+    assert applied.status_code == 200 and "backend web" in applied.text
+    # no heartbeat: the TTL instance leaves HAProxy by itself
+    wait_until(lambda: answered_by() == {"keep"}, 30, what="the expired instance gone from HAProxy")
+    hits = gone.hits
+    assert {r.headers["x-backend"] for r in (proxy.get("/") for _ in range(20))} == {"keep"}
+    assert gone.hits == hits
+
+    status = httpx.get(f"{api}/health").json()
+    agent = status["agent"]
+    assert agent["haproxy_ok"] and agent["store_ok"] and agent["last_error"] is None
+    assert agent["revision"] == status["store"]["revision"]  # the agent has applied everything
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0, proc.log_tail()
+    out = subprocess.run(["pgrep", "-f", str(state / "haproxy.cfg")], capture_output=True, text=True)
+    assert out.stdout.strip() == "", "HAProxy left running after Ctrl-C"
