@@ -19,6 +19,7 @@ the caller gave an ``If-Match`` revision.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -112,6 +113,9 @@ class RegistryStore:
         self.slot_cooldown = slot_cooldown
         self.min_slots = min_slots
         self.clock = clock
+        # Writers of one service in this process take turns: they would all compare-and-swap the same
+        # allocation record, and retrying each other's conflicts costs far more than waiting.
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def _alloc_once(self, service: str, allocs: dict[str, _Alloc], compares: list[Compare]) -> _Alloc:
         """The service's allocation record, read once per transaction (and compared at commit)."""
@@ -187,7 +191,24 @@ class RegistryStore:
 
     # --- instances ---------------------------------------------------------------------------------------
 
+    def _service_lock(self, service: str) -> asyncio.Lock:
+        lock = self._locks.get(service)
+        if lock is None:
+            lock = self._locks[service] = asyncio.Lock()
+        return lock
+
     async def put_instance(self, inst: Instance, if_match: int | None = None) -> tuple[Instance, int, bool]:
+        """Create or replace an instance. A new instance gets the lowest free slot of its service; an
+        existing one keeps its slot. ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
+        async with self._service_lock(inst.service):
+            return await self._put_instance(inst, if_match)
+
+    async def delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
+        """Remove an instance; its slot rests for ``slot_cooldown`` while the agents drain it."""
+        async with self._service_lock(service):
+            return await self._delete_instance(service, iid, if_match)
+
+    async def _put_instance(self, inst: Instance, if_match: int | None = None) -> tuple[Instance, int, bool]:
         """Create or replace an instance. A new instance gets the lowest free slot of its service; an
         existing one keeps its slot. ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
         for _ in range(MAX_RETRIES):
@@ -225,8 +246,7 @@ class RegistryStore:
             return new, rev, current is None
         raise Conflict(instance_key(inst.service, inst.id))
 
-    async def delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
-        """Remove an instance; its slot rests for ``slot_cooldown`` while the agents drain it."""
+    async def _delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
         key = instance_key(service, iid)
         for _ in range(MAX_RETRIES):
             current = await self.store.get(key)
