@@ -71,6 +71,9 @@ class Settings:
     aws_asg_names: tuple[str, ...] = ()
     dynamodb_table: str | None = None
     docker_keyword: str = "asteroid"
+    docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
+    docker_source: str | None = None  # default: docker-<hostname>
+    docker_host_address: str = "127.0.0.1"  # for --network host containers and published ports
 
     def store_url(self) -> str:
         if self.store:

@@ -20,13 +20,18 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from haplane.errors import HaplaneError, SourceUnavailable
-from haplane.model.records import Instance
+from haplane.model.records import Instance, Service
 
 log = logging.getLogger("haplane.sources")
 
 
 class Sink(Protocol):
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
+        ...
+
+    async def define(self, services: Sequence[Service]) -> None:
+        """Create or update the services a source describes (Docker labels, Cosmonaut's env vars); a
+        definition equal to the stored one writes nothing."""
         ...
 
     async def close(self) -> None:
@@ -49,6 +54,18 @@ class StoreSink:
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
         await self.registry.replace_source(source, instances)
 
+    async def define(self, services: Sequence[Service]) -> None:
+        from haplane.errors import NotFound
+
+        for svc in services:
+            try:
+                current, _rev = await self.registry.get_service(svc.name)
+            except NotFound:
+                current = None
+            if current != svc:
+                await self.registry.put_service(svc)
+                log.info("service %s defined by a source: %s", svc.name, svc.to_dict())
+
     async def close(self) -> None:
         await self.registry.store.close()
 
@@ -62,13 +79,34 @@ class ApiSink:
 
         self.base_url = base_url.rstrip("/")
         self.ttl = ttl
+        import socket
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=10.0, verify=verify)
+        transport = httpx.AsyncHTTPTransport(verify=verify,
+                                             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=10.0, transport=transport)
         self._last: dict[str, list[dict[str, Any]]] = {}
+        self._defined: dict[str, dict[str, Any]] = {}
         self._refresher: asyncio.Task[None] | None = None
 
+    async def define(self, services: Sequence[Service]) -> None:
+        import httpx
+
+        for svc in services:
+            doc = svc.to_dict()
+            if self._defined.get(svc.name) == doc:
+                continue
+            try:
+                resp = await self.client.put(f"/services/{svc.name}", json={k: v for k, v in doc.items()
+                                                                             if v is not None})
+            except httpx.HTTPError as exc:
+                raise SourceUnavailable(f"registry API {self.base_url}: {exc}") from None
+            if resp.status_code >= 400:
+                raise HaplaneError(f"registry API refused service {svc.name}: {resp.status_code} {resp.text}")
+            self._defined[svc.name] = doc
+
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
-        body = [i.to_dict() for i in instances]
+        body = [wire_instance(i) for i in instances]
         self._last[source] = body
         await self._send(source, body)
         if self._refresher is None:
@@ -98,6 +136,14 @@ class ApiSink:
         if self._refresher is not None:
             self._refresher.cancel()
         await self.client.aclose()
+
+
+def wire_instance(inst: Instance) -> dict[str, Any]:
+    """What a source sends for an instance: the fields the registry does not own (not slot, lease, source)."""
+    d = {"service": inst.service, "id": inst.id, "address": inst.address, "port": inst.port,
+         "weight": inst.weight, "version": inst.version, "zone": inst.zone, "group": inst.group,
+         "state": inst.state, "healthy": inst.healthy}
+    return {k: v for k, v in d.items() if v is not None}
 
 
 async def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> None:

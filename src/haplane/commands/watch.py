@@ -1,0 +1,103 @@
+"""haplane watch SOURCE: run one discovery source, pushing its whole view into the store or a remote API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from types import ModuleType
+from typing import Any
+
+from haplane.commands._common import add_settings_options, load_settings
+
+HELP = "run a discovery source (docker, aws, consul) and push what it sees to the store or a remote API"
+DESCRIPTION = """\
+Run one discovery source. It pushes its whole view (one source-owned set) at start, after every reconnect and
+on every change: into the local store (--store, default the SQLite store in STATE_DIR) or to a remote
+registry's API (--api URL --token T), where the set is bound to a lease of --ttl seconds that the watcher keeps
+renewing, so a dead watcher's instances expire by themselves.
+
+  haplane watch docker
+  haplane watch docker --api https://registry:9443 --token $TOKEN --ttl 30
+  haplane watch aws --asg web-a,web-b --service web --port 8080
+"""
+
+# name -> module; each exposes WATCH_HELP, configure_watch(parser), source_from_args(args, settings)
+SOURCES: dict[str, str] = {
+    "docker": "haplane.sources.docker",
+    "aws": "haplane.sources.aws_autoscaling",
+    "consul": "haplane.sources.consul",
+}
+
+log = logging.getLogger("haplane.watch")
+
+
+def _modules() -> dict[str, ModuleType]:
+    out = {}
+    for name, module_name in SOURCES.items():
+        try:
+            out[name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+    return out
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
+    for name, module in _modules().items():
+        sp = sub.add_parser(name, help=module.WATCH_HELP, description=module.WATCH_HELP,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_settings_options(sp)
+        sp.add_argument("--api", metavar="URL", help="push to this registry API instead of the store")
+        sp.add_argument("--token", metavar="TOKEN", help="the API's write token (default: HAPLANE_TOKEN)")
+        sp.add_argument("--ttl", type=float, default=30.0, metavar="SECONDS",
+                        help="with --api: the set expires unless renewed within this (default: 30)")
+        sp.add_argument("--ca", metavar="FILE", help="with --api over https: trust this CA certificate")
+        module.configure_watch(sp)
+        sp.set_defaults(_module=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    return asyncio.run(_run(args, settings))
+
+
+async def _run(args: argparse.Namespace, settings: Any) -> int:
+    from haplane.sources.base import ApiSink, Sink, StoreSink
+
+    source = args._module.source_from_args(args, settings)
+    sink: Sink
+    if args.api:
+        sink = ApiSink(args.api, args.token or settings.token, ttl=args.ttl, verify=args.ca or True)
+        where = args.api
+    else:
+        from haplane.registry import RegistryStore
+        from haplane.store import open_store
+
+        if settings.store is None:
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.store_url())
+        sink = StoreSink(RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots))
+        where = store.url
+    log.info("watching %s as source %s, pushing to %s", args.source_kind, source.name, where)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(source.run(sink))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+        return 0
+    finally:
+        task.cancel()
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await sink.close()
