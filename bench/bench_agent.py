@@ -216,6 +216,14 @@ async def run(args: argparse.Namespace) -> int:
         print(f"structural changes: {len(struct)} new services on top of {args.services}, "
               f"reloads: {structural_reloads}")
         print(f"  event-to-routable   {fmt(struct)}")
+        parts: dict[str, list[float]] = {}
+        for rec in bundle.agent.activity.query(kind="reload", limit=10_000):
+            for name, ms in rec.detail.get("timings_ms", {}).items():
+                parts.setdefault(name, []).append(ms / 1000)
+        for name, label in (("compose_render", "compose + render"), ("check", "haproxy -c"),
+                            ("reload", "reload to the new worker")):
+            if parts.get(name):
+                print(f"    of which {label:<22}{fmt(parts[name])}")
         print(f"negative control (HAProxy stopped and started under load): {c_total} requests, {c_failed} failed "
               f"-> {'the bench sees failures' if c_failed else 'NOT DETECTED: the bench cannot see failures'}")
         return 0 if c_failed else 1

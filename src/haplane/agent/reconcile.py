@@ -115,6 +115,8 @@ class Agent:
         self._next_resync = NEVER
         self.ready = asyncio.Event()
         self.routable_callbacks: list[Callable[[float], None]] = []  # metrics: seconds event→applied
+        self._full: Config | None = None
+        self._full_key: tuple[int, frozenset[str]] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -260,7 +262,12 @@ class Agent:
 
     def _compose_full(self) -> Config:
         self._release_quarantine()
-        return compose(self.mirror.registry(), self._options())
+        key = (self.mirror.revision, frozenset(self.quarantine))
+        if self._full_key == key and self._full is not None:
+            return self._full  # nothing changed since the last full compose (e.g. the step that wanted a reload)
+        self._full = compose(self.mirror.registry(), self._options())
+        self._full_key = key
+        return self._full
 
     def _compose_incremental(self, touched: Touched) -> tuple[Config, set[str]]:
         """Re-compose only the backends of touched services (and dynamic backends following them)."""
@@ -312,9 +319,20 @@ class Agent:
     async def _converge(self, touched: Touched | None, timers: set[str] | None = None) -> None:
         """Bring HAProxy to the desired state: runtime commands now, a reload if the structure changed.
         ``touched`` None means a full pass (after start, reload or resync)."""
-        if touched is None or touched.structural:
+        if touched is None:
             self.desired = self._compose_full()
             limit: set[str] | None = None
+        elif touched.structural:
+            # A reload follows: plan runtime changes only for the services the events touched (the reload
+            # and the full pass after it take care of the rest), so a new service among thousands does not
+            # wait for a diff of every backend first.
+            self.desired = self._compose_full()
+            opts = self._options()
+            limit = set()
+            for name in touched.services:
+                svc = self.mirror.services.get(name)
+                if svc is not None:
+                    limit |= {be.name for be in service_backends(svc, self.mirror.service_instances(name), opts)}
         else:
             self.desired, limit = self._compose_incremental(touched)
             if timers:
@@ -408,12 +426,15 @@ class Agent:
     async def _do_reload(self) -> None:
         reason = self._reload_wanted or "structure changed"
         self._reload_wanted = None
+        t0 = self.clock()
         self.desired = self._compose_full()
         config = self.desired
         if self.applied is not None and config.structure_key() == self.applied.structure_key():
             return  # the change that asked for it was undone in the meantime
         text, maps = self._render(config)
+        t_render = self.clock()
         verdict = await self.control.check(text, maps)
+        t_check = self.clock()
         if not verdict.ok:
             try:
                 config, text, maps = await self._quarantine_until_valid(config, text, maps, verdict.messages,
@@ -426,7 +447,7 @@ class Agent:
                 return
         diff = "".join(difflib.unified_diff((self.applied_text or "").splitlines(True), text.splitlines(True),
                                             "running", "new", n=1))
-        self._last_reload_at = self.clock()
+        self._last_reload_at = t_reload = self.clock()
         try:
             count = await self.control.reload(text, maps)
         except HAProxyError as exc:
@@ -438,8 +459,11 @@ class Agent:
         self._applied(config, text)
         self.status.reloads = count
         self.status.last_reload = time.time()
+        timings = {"compose_render": round((t_render - t0) * 1000, 1),
+                   "check": round((t_check - t_render) * 1000, 1),
+                   "reload": round((self.clock() - t_reload) * 1000, 1)}
         self.activity.record(Change("reload", "haproxy", reason, {"diff": diff[:20000], "check": "valid",
-                                                                  "reloads": count}))
+                                                                  "reloads": count, "timings_ms": timings}))
         # slots of new backends were rendered filled; everything else converges through the runtime
         await self._converge(None)
 
