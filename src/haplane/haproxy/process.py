@@ -184,6 +184,9 @@ class HAProxyProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
             await self.files.write_current(config, maps)
+        if not self.files.state_file.exists():
+            # an empty state (format version line only), so the first start does not warn about a missing file
+            await self.files.write_server_state("1")
         mark = self._lines_seen
         args = [self.haproxy_bin, "-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.config_path)]
         try:
