@@ -54,6 +54,7 @@ class Activity:
         self.counts: Counter[tuple[str, str]] = Counter()  # (kind, result) → n
         self.seq = 0
         self._followers: set[asyncio.Queue[ActivityRecord]] = set()
+        self.listeners: list[Callable[[ActivityRecord], None]] = []  # called for every new record (metrics)
         self._fh: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,11 @@ class Activity:
         level = logging.WARNING if result in ("failed", "quarantined") else logging.INFO
         log.log(level, "%s %s: %s [%s]", rec.kind, rec.subject, rec.reason, result)
         self._append(rec)
+        for listener in self.listeners:
+            try:
+                listener(rec)
+            except Exception:  # a broken listener must not stop the agent
+                log.exception("activity listener failed")
         for q in list(self._followers):
             if q.qsize() < 10_000:
                 q.put_nowait(rec)

@@ -117,6 +117,7 @@ class Agent:
         self.routable_callbacks: list[Callable[[float], None]] = []  # metrics: seconds event→applied
         self._full: Config | None = None
         self._full_key: tuple[int, frozenset[str]] | None = None
+        self.event_callbacks: list[Callable[[list[Event]], None]] = []  # metrics: store events, before applying
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -223,6 +224,8 @@ class Agent:
             await self._resync()
             return
         if events:
+            for ecb in self.event_callbacks:
+                ecb(events)
             touched = self.mirror.apply(events)
             self.status.bad_records = dict(self.mirror.bad)
             await self._converge(touched)

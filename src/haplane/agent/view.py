@@ -1,4 +1,5 @@
-"""What the API and UI may see of an agent running in the same process (read-only, plus its activity)."""
+"""What the API and UI may see of an agent running in the same process (read-only, plus its activity, its
+live traffic figures and a dry run of its next plan)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ from typing import Any
 
 from haplane.agent.activity import Activity
 from haplane.agent.reconcile import Agent
+from haplane.agent.stats import StatsSampler
 
 
 class AgentView:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, stats: StatsSampler | None = None) -> None:
         self.agent = agent
+        if stats is None:
+            runtime = getattr(agent.control, "runtime", None)  # real HAProxy: its admin socket client
+            if runtime is not None and hasattr(runtime, "stat"):
+                stats = StatsSampler(runtime.stat)
+        self.stats = stats
 
     @property
     def activity(self) -> Activity:
@@ -21,3 +28,34 @@ class AgentView:
 
     def applied_config(self) -> str | None:
         return self.agent.applied_text
+
+    async def overview(self, live: bool = True) -> dict[str, Any]:
+        """Frontends → rules → backends → servers as the agent wants them, with HAProxy's live state."""
+        from haplane.compose import compose
+        from haplane.overview import build
+
+        a = self.agent
+        registry = a.mirror.registry()
+        config = a.desired if a.desired is not None else compose(registry, a._options())
+        rows = None
+        if live and self.stats is not None:
+            rows = await self.stats.fresh(max_age=0.5)
+        doc = build(config, registry, rows, a.status.quarantined,
+                    self.stats.sampled_at if self.stats is not None else None)
+        doc["agent"] = self.status()
+        return doc
+
+    async def plan_preview(self) -> dict[str, Any]:
+        """What the agent would do now if it woke up: runtime commands and whether it would reload. Reads
+        HAProxy's state; changes nothing (the plan is computed, never applied)."""
+        from haplane.compose import compose
+        from haplane.overview import plan_document
+        from haplane.plan import plan
+
+        a = self.agent
+        desired = compose(a.mirror.registry(), a._options())
+        observed = await a.control.servers(None)
+        maps_now = await a._maps_now() if desired.maps else None
+        p = plan(desired, observed, a.memory, a.applied, a.clock(), a.options.policy, maps_now=maps_now,
+                 map_paths={path: path for path, _ in desired.maps})
+        return plan_document(p, a.mirror.revision, a.status.revision)

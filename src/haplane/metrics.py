@@ -1,0 +1,249 @@
+"""Prometheus metrics: HSDO's per-server figures and haplane's own.
+
+Two kinds of figures, both in a ``CollectorRegistry`` passed in (never the global one):
+- counted as things happen: the event-to-routable latency histogram (``Agent.routable_callbacks``),
+  reloads by reason and result, runtime commands, failed ``haproxy -c`` checks (``Activity.listeners``),
+  source events (``Agent.event_callbacks``);
+- read at scrape time (``Metrics.scrape`` gathers them, then the collector yields them): each server's weight,
+  target weight, state and sessions from HAProxy's ``show stat`` (HSDO exported weight and state per server),
+  instances by service and state, store revision and watch lag, quarantined items, agent health.
+
+``Metrics.scrape()`` answers the text exposition format; ``/metrics`` on the API serves it, and
+``serve_metrics`` serves it alone on ``metrics_port`` (HSDO's ``EXPORTER_PORT``) for ``haplane agent``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from haplane.errors import HaplaneError
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATES = ("up", "down", "draining", "maint")
+ROUTABLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_REASON = re.compile(r"^(backend|frontend) \S+ (added|removed|changed|slots)")
+
+
+def reload_reason(kind: str, reason: str) -> str:
+    """A reload's reason as a label of bounded cardinality: start, restart, backend-added, frontend-changed,
+    backend-slots, globals, ..."""
+    if kind == "restart":
+        return "restart"
+    if reason.startswith("started"):
+        return "start"
+    first = reason.split(";", 1)[0].strip()
+    if ": " in first:  # "backend x added: reload failed ..." (reload-failed records prefix the reason)
+        first = first.split(": ", 1)[0]
+    m = _REASON.match(first)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
+    if "global" in first:
+        return "globals"
+    return "structure"
+
+
+def command_label(command: str) -> str:
+    """A runtime command without its arguments: ``set server b/s1 weight 5`` → ``set server weight``."""
+    words = command.split()
+    if words[:2] == ["set", "server"] and len(words) >= 4:
+        return f"set server {words[3]}"
+    return " ".join(words[:2])
+
+
+@dataclass
+class Gathered:
+    """What one scrape read (async) for the collector to yield (sync)."""
+
+    rows: dict[tuple[str, str], Any] = field(default_factory=dict)
+    overview: dict[str, Any] | None = None
+    instances: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, state) → n
+    store_revision: int | None = None
+    store_up: bool = True
+    agent: dict[str, Any] | None = None
+
+
+class _ScrapeCollector(Collector):
+    def __init__(self) -> None:
+        self.gathered = Gathered()
+
+    def collect(self) -> Iterable[Metric]:
+        g = self.gathered
+        weight = GaugeMetricFamily("haplane_server_weight", "A server's weight in HAProxy now (HSDO: weight)",
+                                   labels=["backend", "server", "instance"])
+        target = GaugeMetricFamily("haplane_server_weight_target", "The weight a server ramps to",
+                                   labels=["backend", "server", "instance"])
+        state = GaugeMetricFamily("haplane_server_state", "1 for a server's state now (HSDO: state): "
+                                  "up, down, draining, maint", labels=["backend", "server", "instance", "state"])
+        sessions = GaugeMetricFamily("haplane_server_sessions", "A server's current sessions",
+                                     labels=["backend", "server", "instance"])
+        chkfail = CounterMetricFamily("haplane_server_check_failures", "Failed health checks of a server "
+                                      "(HAProxy's chkfail; resets with a new worker)",
+                                      labels=["backend", "server", "instance"])
+        if g.overview is not None:
+            for be in g.overview["backends"]:
+                for s in be["servers"]:
+                    labels = [be["name"], s["name"], s["instance"] or ""]
+                    if s["weight"] is not None:
+                        weight.add_metric(labels, s["weight"])
+                    target.add_metric(labels, s["target"])
+                    for st in STATES:
+                        state.add_metric([*labels, st], 1.0 if s["state"] == st else 0.0)
+                    if s["sessions"] is not None:
+                        sessions.add_metric(labels, s["sessions"])
+                    row = g.rows.get((be["name"], s["name"]))
+                    if row is not None:
+                        chkfail.add_metric(labels, row.chkfail)
+        yield from (weight, target, state, sessions, chkfail)
+        inst = GaugeMetricFamily("haplane_instances", "Registered instances by service and state",
+                                 labels=["service", "state"])
+        for (svc, st), n in sorted(g.instances.items()):
+            inst.add_metric([svc, st], n)
+        yield inst
+        yield GaugeMetricFamily("haplane_store_up", "1 if the store answered this scrape", value=1 if g.store_up else 0)
+        if g.store_revision is not None:
+            yield GaugeMetricFamily("haplane_store_revision", "The store's revision", value=g.store_revision)
+        if g.agent is not None:
+            applied = g.agent["revision"]
+            yield GaugeMetricFamily("haplane_agent_revision", "The store revision the agent has applied",
+                                    value=applied)
+            if g.store_revision is not None:
+                yield GaugeMetricFamily("haplane_store_watch_lag_revisions", "Store revisions the agent has not "
+                                        "applied yet (0: in sync)", value=max(0, g.store_revision - applied))
+            yield GaugeMetricFamily("haplane_haproxy_up", "1 if the agent's last HAProxy operation succeeded",
+                                    value=1 if g.agent["haproxy_ok"] else 0)
+            yield GaugeMetricFamily("haplane_agent_store_up", "1 if the agent's store watch is healthy",
+                                    value=1 if g.agent["store_ok"] else 0)
+            q = GaugeMetricFamily("haplane_quarantined", "Items held back because haproxy -c rejected their lines",
+                                  labels=["owner"])
+            for owner in sorted(g.agent["quarantined"]):
+                q.add_metric([owner], 1)
+            yield q
+            if g.agent.get("last_reload") is not None:
+                yield GaugeMetricFamily("haplane_last_reload_timestamp_seconds", "When HAProxy last reloaded",
+                                        value=g.agent["last_reload"])
+
+
+class Metrics:
+    """haplane's metrics over an optional in-process agent (``AgentView``) and an optional registry store."""
+
+    def __init__(self, registry: CollectorRegistry, agent: Any = None, store: Any = None) -> None:
+        self.registry = registry
+        self.agent = agent  # haplane.agent.view.AgentView | None
+        self.store = store  # haplane.store.Store | None
+        self.routable = Histogram("haplane_event_to_routable_seconds", "From a batch of store events reaching "
+                                  "the agent to HAProxy routing accordingly (runtime commands sent)",
+                                  buckets=ROUTABLE_BUCKETS, registry=registry)
+        self.reloads = Counter("haplane_reloads", "HAProxy reloads (and failed attempts) by reason and result",
+                               ["reason", "result"], registry=registry)
+        self.commands = Counter("haplane_runtime_commands", "Runtime API commands sent, by command and result",
+                                ["command", "result"], registry=registry)
+        self.checks_failed = Counter("haplane_config_checks_failed", "Configs haproxy -c rejected (in whole, "
+                                     "or lines of quarantined items)", ["kind"], registry=registry)
+        self.changes = Counter("haplane_changes", "Every change the agent made or decided, by kind and result",
+                               ["kind", "result"], registry=registry)
+        self.source_events = Counter("haplane_source_events", "Instance events from the store, by the source "
+                                     "that wrote them (api: written through the API)", ["source", "event"],
+                                     registry=registry)
+        self._collector = _ScrapeCollector()
+        registry.register(self._collector)
+        if agent is not None:
+            agent.activity.listeners.append(self.on_activity)
+            agent.agent.routable_callbacks.append(self.routable.observe)
+            agent.agent.event_callbacks.append(self.on_events)
+
+    # --- as things happen --------------------------------------------------------------------------------
+
+    def on_activity(self, rec: Any) -> None:
+        self.changes.labels(rec.kind, rec.result).inc()
+        if rec.kind in ("reload", "reload-failed", "restart"):
+            self.reloads.labels(reload_reason(rec.kind, rec.reason), "ok" if rec.result == "ok" else "failed").inc()
+        elif rec.kind in ("check-failed", "quarantine"):
+            self.checks_failed.labels(rec.kind).inc()
+        command = rec.detail.get("command") if isinstance(rec.detail, dict) else None
+        if isinstance(command, str):
+            self.commands.labels(command_label(command), rec.result).inc()
+
+    def on_events(self, events: list[Any]) -> None:
+        from haplane.registry import INSTANCES
+
+        mirror = self.agent.agent.mirror if self.agent is not None else None
+        for ev in events:
+            if not ev.key.startswith(INSTANCES):
+                continue
+            source = None
+            if ev.type == "put" and ev.value is not None:
+                try:
+                    source = json.loads(ev.value).get("source")
+                except (ValueError, AttributeError):
+                    source = None
+                event = "put"
+            else:
+                event = "delete"
+                service, _, iid = ev.key[len(INSTANCES):].partition("/")
+                old = mirror.instances.get(service, {}).get(iid) if mirror is not None else None
+                source = old.source if old is not None else None
+            self.source_events.labels(source or "api", event).inc()
+
+    # --- at scrape time ------------------------------------------------------------------------------------
+
+    async def gather(self) -> Gathered:
+        g = Gathered()
+        store = self.store
+        if store is None and self.agent is not None:
+            store = self.agent.agent.store
+        if self.agent is not None:
+            g.overview = await self.agent.overview(live=True)
+            g.agent = self.agent.status()
+            if self.agent.stats is not None:
+                g.rows = dict(self.agent.stats.rows)
+            registry = self.agent.agent.mirror.registry()
+            for inst in registry.instances:
+                key = (inst.service, inst.state if inst.healthy else "unhealthy")
+                g.instances[key] = g.instances.get(key, 0) + 1
+        if store is not None:
+            try:
+                g.store_revision = await store.revision()
+                if self.agent is None:
+                    from haplane.registry import RegistryStore
+
+                    snapshot = await RegistryStore(store).snapshot()
+                    for inst in snapshot.instances:
+                        key = (inst.service, inst.state if inst.healthy else "unhealthy")
+                        g.instances[key] = g.instances.get(key, 0) + 1
+            except HaplaneError:
+                g.store_up = False
+        return g
+
+    async def scrape(self) -> bytes:
+        self._collector.gathered = await self.gather()
+        return generate_latest(self.registry)
+
+
+def metrics_app(metrics: Metrics) -> Any:
+    """A bare ASGI app serving ``/metrics`` only (``haplane agent`` with ``metrics_port``)."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        return Response(await metrics.scrape(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+async def serve_metrics(metrics: Metrics, host: str, port: int, started: Any = None) -> None:
+    """Serve ``/metrics`` alone on ``host:port`` until cancelled."""
+    from haplane.api.server import serve_api
+
+    await serve_api(metrics_app(metrics), host, port, started=started)

@@ -1,0 +1,141 @@
+"""The overview: frontends → rules → backends → servers, as plain data for the web UI, ``haplane status`` and
+/metrics. PURE: built from the desired model, the registry's records and (when there is one) what HAProxy
+reports in ``show stat``; no I/O.
+
+A server's ``state`` is what HAProxy does with it now (``up``, ``down``, ``draining``, ``maint``), or, when
+HAProxy's view is not at hand, what the registry asks for (``ready``, ``drain``, ``maint``); ``weight`` is the
+weight in force and ``target`` the one it ramps to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from haplane.compose import FALLBACK_SUFFIX
+from haplane.model.haproxy import Backend, Config, Frontend, Route, Server
+from haplane.model.observed import StatRow
+from haplane.model.records import Registry
+
+Rows = Mapping[tuple[str, str], StatRow]
+
+ROUTE_WORDS = {"host": "host", "path_prefix": "path prefix"}
+
+
+def server_state(status: str) -> str:
+    """HAProxy's ``show stat`` status → up | down | draining | maint."""
+    s = status.upper()
+    if s.startswith("MAINT"):
+        return "maint"
+    if s.startswith("DRAIN") or s.startswith("NOLB"):
+        return "draining"
+    if s.startswith("DOWN"):
+        return "down"
+    return "up"
+
+
+def _route(r: Route) -> dict[str, Any]:
+    kind = ROUTE_WORDS.get(r.kind, r.kind)
+    if r.kind.startswith("hdr"):
+        kind = f"{r.kind}({r.header})"
+    return {"match": kind, "value": r.value, "backend": r.backend}
+
+
+def _frontend(fe: Frontend, maps: Mapping[str, str], rows: Rows | None) -> dict[str, Any]:
+    rules = []
+    if fe.host_map is not None:
+        for line in maps.get(fe.host_map, "").splitlines():
+            host, _, backend = line.partition(" ")
+            if host:
+                rules.append({"match": "host", "value": host, "backend": backend})
+    rules.extend(_route(r) for r in fe.routes)
+    row = rows.get((fe.name, "FRONTEND")) if rows is not None else None
+    return {"name": fe.name, "binds": [b.render() for b in fe.binds], "mode": fe.mode,
+            "default_backend": fe.default_backend, "rules": rules,
+            "status": row.status if row else None, "sessions": row.scur if row else None}
+
+
+def _server(be: Backend, srv: Server, row: StatRow | None, service: str | None) -> dict[str, Any]:
+    if row is not None:
+        state = server_state(row.status)
+        weight = row.uweight if row.uweight is not None else row.weight
+        health = row.check_status or ("no check" if row.status.lower() == "no check" else None)
+    else:
+        state, weight, health = {"ready": "up", "drain": "draining", "maint": "maint"}[srv.state], None, None
+    return {
+        "name": srv.name, "instance": srv.instance, "service": service, "address": srv.endpoint,
+        "state": state, "wanted": srv.state, "status": row.status if row else None, "health": health,
+        "weight": weight, "target": srv.weight, "ramping": weight is not None and weight < srv.weight,
+        "sessions": row.scur if row else None, "total": row.stot if row else None,
+        "version": srv.version, "zone": srv.zone,
+    }
+
+
+def _backend_kind(be: Backend, registry: Registry) -> tuple[str, str | None, str | None]:
+    """(kind, service followed, version followed)."""
+    owner_kind, _, owner = be.owner.partition(":")
+    if owner_kind == "service":
+        return ("fallback" if be.name.endswith(FALLBACK_SUFFIX) and be.name != owner else "service"), owner, None
+    for spec in registry.backends:
+        if spec.name == be.name:
+            return spec.type, spec.service, spec.version
+    return "static", None, None
+
+
+def build(config: Config, registry: Registry, rows: Rows | None = None,
+          quarantined: Mapping[str, str] | None = None, sampled_at: float | None = None) -> dict[str, Any]:
+    """The overview document (see the module docstring). ``rows``: ``show stat`` by (proxy, server)."""
+    maps = dict(config.maps)
+    backends = []
+    for be in config.backends:
+        kind, service, version = _backend_kind(be, registry)
+        servers = []
+        free = 0
+        for srv in be.servers:
+            if be.slotted and srv.instance is None:
+                free += 1
+                continue
+            row = rows.get((be.name, srv.name)) if rows is not None else None
+            servers.append(_server(be, srv, row, service))
+        row = rows.get((be.name, "BACKEND")) if rows is not None else None
+        up = sum(1 for s in servers if s["state"] == "up")
+        backends.append({
+            "name": be.name, "kind": kind, "service": service, "version": version, "mode": be.mode,
+            "balance": be.balance, "slots": len(be.servers) if be.slotted else None, "free_slots": free,
+            "status": row.status if row else None, "sessions": row.scur if row else None,
+            "servers_up": up, "servers": servers, "owner": be.owner,
+        })
+    services = {s.name: s for s in registry.services}
+    instances: dict[str, int] = {}
+    for inst in registry.instances:
+        instances[inst.service] = instances.get(inst.service, 0) + 1
+    return {
+        "revision": registry.revision,
+        "live": rows is not None,
+        "sampled_at": sampled_at,
+        "frontends": [_frontend(fe, maps, rows) for fe in config.frontends],
+        "backends": backends,
+        "services": [{"name": n, "mode": s.mode, "predicate": s.predicate, "instances": instances.get(n, 0)}
+                     for n, s in sorted(services.items())],
+        "quarantined": dict(quarantined or {}),
+    }
+
+
+def servers_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every server of an overview document, each with its backend's name."""
+    return [{**s, "backend": b["name"]} for b in doc.get("backends", []) for s in b.get("servers", [])]
+
+
+def plan_document(p: Any, revision: int, applied_revision: int | None = None,
+                  reload_reason: str | None = None) -> dict[str, Any]:
+    """A dry-run ``haplane.plan.Plan`` as plain data: the runtime commands it would send (each with its
+    Change) and whether, and why, it would reload."""
+    reason = reload_reason if reload_reason is not None else (p.reload.reason if p.reload is not None else None)
+    return {
+        "revision": revision,
+        "applied_revision": applied_revision,
+        "commands": [{"command": op.command, **op.change.to_dict()} for op in p.ops],
+        "reload": reason is not None,
+        "reload_reason": reason,
+        "waiting": list(p.waiting),
+    }

@@ -1,0 +1,123 @@
+"""Metrics over an in-process agent (memory store, FakeHAProxy): counted as changes happen, read at scrape time,
+parsed back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from haplane.agent.activity import Activity
+from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.agent.view import AgentView
+from haplane.compose import ComposeOptions
+from haplane.metrics import Metrics, command_label, reload_reason
+from haplane.model.records import Instance, Service
+from haplane.plan import Policy
+from haplane.registry import RegistryStore
+from haplane.store import open_store
+from haplane.testing import FakeHAProxy
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def get(m: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
+    return m.get((name, frozenset(labels.items())))
+
+
+def test_reload_reasons_have_bounded_labels() -> None:
+    assert reload_reason("reload", "started with the registry's configuration") == "start"
+    assert reload_reason("reload", "backend web added; frontend http changed") == "backend-added"
+    assert reload_reason("reload", "backend web slots 8 → 16") == "backend-slots"
+    assert reload_reason("reload-failed", "frontend x changed: reload failed, the last good config stays") \
+        == "frontend-changed"
+    assert reload_reason("reload", "global settings changed") == "globals"
+    assert reload_reason("restart", "HAProxy was not running") == "restart"
+    assert reload_reason("reload", "first configuration") == "structure"
+
+
+def test_command_labels_drop_arguments() -> None:
+    assert command_label("set server web/s1 weight 5") == "set server weight"
+    assert command_label("set server web/s1 addr 127.0.0.2 port 80") == "set server addr"
+    assert command_label("add map /x/hosts.map a.test web") == "add map"
+
+
+async def until(cond: object, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_metrics_count_what_the_agent_does() -> None:
+    store = open_store("memory://")
+    reg = RegistryStore(store)
+    fake = FakeHAProxy()
+    opts = AgentOptions(compose=ComposeOptions(min_slots=4), policy=Policy(ramp_interval=0, drain_timeout=0),
+                        reload_interval=0.01, coalesce=0.001, resync_interval=3600)
+    agent = Agent(store, fake, opts, Activity())
+    view = AgentView(agent)
+    assert view.stats is None  # FakeHAProxy has no admin socket to sample
+    metrics = Metrics(CollectorRegistry(), agent=view)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.ready.wait(), 3)
+        m = samples((await metrics.scrape()).decode())
+        assert get(m, "haplane_reloads_total", reason="start", result="ok") == 1
+        assert get(m, "haplane_instances", service="web", state="ready") is None
+
+        await reg.put_service(Service("web", "host", "web.test"))
+        await until(lambda: agent.status.reloads >= 1 and agent.idle)
+        await reg.put_instance(Instance("i1", "web", "127.0.0.2", 8080, weight=5, source="docker-h1"))
+        await reg.put_instance(Instance("i2", "web", "127.0.0.3", 8080))
+        rev = await store.revision()
+        await until(lambda: agent.status.revision >= rev and agent.idle)
+
+        m = samples((await metrics.scrape()).decode())
+        assert get(m, "haplane_reloads_total", reason="backend-added", result="ok") == 1
+        assert get(m, "haplane_runtime_commands_total", command="set server addr", result="ok") == 2
+        assert get(m, "haplane_source_events_total", source="docker-h1", event="put") == 1
+        assert get(m, "haplane_source_events_total", source="api", event="put") == 1
+        assert get(m, "haplane_instances", service="web", state="ready") == 2
+        assert get(m, "haplane_server_state", backend="web", server="s1", instance="i1", state="up") == 1
+        assert get(m, "haplane_server_weight_target", backend="web", server="s1", instance="i1") == 5
+        assert get(m, "haplane_server_weight", backend="web", server="s1", instance="i1") is None  # no live view
+        assert get(m, "haplane_store_watch_lag_revisions") == 0
+        assert (get(m, "haplane_event_to_routable_seconds_count") or 0) >= 2
+
+        inst, _ = await reg.get_instance("web", "i1")
+        await reg.put_instance(replace(inst, state="maint"))
+        await reg.delete_instance("web", "i2")
+        rev = await store.revision()
+        await until(lambda: agent.status.revision >= rev and agent.idle)
+        m = samples((await metrics.scrape()).decode())
+        assert get(m, "haplane_server_state", backend="web", server="s1", instance="i1", state="maint") == 1
+        assert get(m, "haplane_instances", service="web", state="maint") == 1
+        assert get(m, "haplane_source_events_total", source="api", event="delete") == 1
+        assert get(m, "haplane_runtime_commands_total", command="set server state", result="ok") == 4
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+async def test_metrics_without_an_agent_read_the_store() -> None:
+    store = open_store("memory://")
+    reg = RegistryStore(store)
+    try:
+        await reg.put_service(Service("api", "path", "/api"))
+        await reg.put_instance(Instance("a", "api", "127.0.0.2", 80, healthy=False))
+        m = samples((await Metrics(CollectorRegistry(), store=store).scrape()).decode())
+        assert get(m, "haplane_instances", service="api", state="unhealthy") == 1
+        assert get(m, "haplane_store_revision") == await store.revision()
+        assert get(m, "haplane_store_up") == 1
+        assert get(m, "haplane_haproxy_up") is None  # no agent in this process
+    finally:
+        await store.close()
