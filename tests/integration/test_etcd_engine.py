@@ -1,6 +1,6 @@
 """The etcd engine's own behaviour on real clusters: compaction means Compacted (resync, never a gap),
 members failing (the leader too) leave reads, writes and watches working, all of them failing is
-StoreUnavailable, and the store works again when they are back."""
+StoreUnavailable naming what it tried."""
 
 from __future__ import annotations
 
