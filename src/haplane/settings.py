@@ -74,6 +74,7 @@ class Settings:
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     docker_source: str | None = None  # default: docker-<hostname>
     docker_host_address: str = "127.0.0.1"  # for --network host containers and published ports
+    docker_forget_after: float = 60.0  # daemon unreachable this long: withdraw its instances (0: keep them)
 
     def store_url(self) -> str:
         if self.store:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 from haplane.errors import HaplaneError, SourceUnavailable
 from haplane.model.records import Instance, Service
@@ -29,9 +29,11 @@ class Sink(Protocol):
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
         ...
 
-    async def define(self, services: Sequence[Service]) -> None:
-        """Create or update the services a source describes (Docker labels, Cosmonaut's env vars); a
-        definition equal to the stored one writes nothing."""
+    async def define(self, services: Sequence[Definition]) -> None:
+        """Create or update the services a source describes (Docker labels, Cosmonaut's env vars). A
+        ``Service`` replaces the stored definition; a mapping (``{"name": ..., <fields>}``) sets only the
+        fields it names and keeps the others as stored (an operator's balance or health check survives).
+        A definition equal to the stored one writes nothing."""
         ...
 
     async def close(self) -> None:
@@ -54,17 +56,27 @@ class StoreSink:
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
         await self.registry.replace_source(source, instances)
 
-    async def define(self, services: Sequence[Service]) -> None:
-        from haplane.errors import NotFound
+    async def define(self, services: Sequence[Definition]) -> None:
+        from haplane.errors import Conflict, NotFound
 
-        for svc in services:
-            try:
-                current, _rev = await self.registry.get_service(svc.name)
-            except NotFound:
-                current = None
-            if current != svc:
-                await self.registry.put_service(svc)
-                log.info("service %s defined by a source: %s", svc.name, svc.to_dict())
+        for definition in services:
+            for _ in range(5):
+                try:
+                    current, rev = await self.registry.get_service(definition_name(definition))
+                except NotFound:
+                    current, rev = None, None
+                svc = merge_service(current, definition)
+                if current == svc:
+                    break
+                try:
+                    await self.registry.put_service(svc, if_match=rev)
+                except NotFound:  # deleted between the read and the write: create it
+                    continue
+                except Conflict:  # someone else wrote it meanwhile: merge onto theirs
+                    continue
+                log.info("service %s %s by a source: %s", svc.name, "defined" if current is None else "updated",
+                         _service_diff(current, svc))
+                break
 
     async def close(self) -> None:
         await self.registry.store.close()
@@ -89,21 +101,40 @@ class ApiSink:
         self._defined: dict[str, dict[str, Any]] = {}
         self._refresher: asyncio.Task[None] | None = None
 
-    async def define(self, services: Sequence[Service]) -> None:
+    async def define(self, services: Sequence[Definition]) -> None:
         import httpx
 
-        for svc in services:
-            doc = svc.to_dict()
-            if self._defined.get(svc.name) == doc:
+        for definition in services:
+            name = definition_name(definition)
+            wanted = definition.to_dict() if isinstance(definition, Service) else dict(definition)
+            if self._defined.get(name) == wanted:
                 continue
             try:
-                resp = await self.client.put(f"/services/{svc.name}", json={k: v for k, v in doc.items()
-                                                                             if v is not None})
+                for _ in range(5):
+                    resp = await self.client.get(f"/services/{name}")
+                    if resp.status_code == 404:
+                        current, etag = None, None
+                    elif resp.status_code >= 400:
+                        raise HaplaneError(f"registry API: GET /services/{name}: {resp.status_code} {resp.text}")
+                    else:
+                        doc = {k: v for k, v in resp.json().items() if k != "revision"}
+                        current, etag = Service.from_dict(doc, f"service {name}"), resp.headers.get("etag")
+                    svc = merge_service(current, definition)
+                    if svc == current:
+                        break
+                    headers = {"If-Match": etag} if etag else {}
+                    resp = await self.client.put(f"/services/{name}", headers=headers,
+                                                 json={k: v for k, v in svc.to_dict().items() if v is not None})
+                    if resp.status_code in (409, 412) or (etag and resp.status_code == 404):
+                        continue  # someone else wrote it meanwhile: merge onto theirs
+                    if resp.status_code >= 400:
+                        raise HaplaneError(f"registry API refused service {name}: {resp.status_code} {resp.text}")
+                    log.info("service %s %s through %s: %s", name, "defined" if current is None else "updated",
+                             self.base_url, _service_diff(current, svc))
+                    break
             except httpx.HTTPError as exc:
                 raise SourceUnavailable(f"registry API {self.base_url}: {exc}") from None
-            if resp.status_code >= 400:
-                raise HaplaneError(f"registry API refused service {svc.name}: {resp.status_code} {resp.text}")
-            self._defined[svc.name] = doc
+            self._defined[name] = wanted
 
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
         body = [wire_instance(i) for i in instances]
@@ -136,6 +167,34 @@ class ApiSink:
         if self._refresher is not None:
             self._refresher.cancel()
         await self.client.aclose()
+
+
+Definition: TypeAlias = Service | Mapping[str, Any]
+
+
+def definition_name(definition: Definition) -> str:
+    return definition.name if isinstance(definition, Service) else str(definition["name"])
+
+
+def merge_service(current: Service | None, definition: Definition) -> Service:
+    """The service a source's definition makes of the stored one: a ``Service`` replaces it; a mapping sets
+    the fields it names onto it (onto the defaults if there is none). Raises ValidationError naming the field."""
+    if isinstance(definition, Service):
+        return definition
+    name = definition_name(definition)
+    base = {k: v for k, v in current.to_dict().items() if v is not None} if current is not None else {}
+    doc = {**base, **{k: v for k, v in definition.items() if k != "name"}, "name": name}
+    if current is not None and "mode" in definition and definition["mode"] != current.mode \
+            and "predicate" not in definition:
+        doc.pop("predicate", None)  # a predicate means something else in the other mode
+    return Service.from_dict(doc, f"service {name}")
+
+
+def _service_diff(old: Service | None, new: Service) -> str:
+    if old is None:
+        return ", ".join(f"{k}={v}" for k, v in new.to_dict().items() if v is not None and k != "name")
+    a, b = old.to_dict(), new.to_dict()
+    return ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" for k in b if a[k] != b[k])
 
 
 def wire_instance(inst: Instance) -> dict[str, Any]:
