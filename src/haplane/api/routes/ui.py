@@ -1,0 +1,321 @@
+"""The web UI: overview, activity and live stats pages, their JSON and SSE feeds, and the operator's actions.
+
+Pages are plain HTML, CSS and JS shipped in ``haplane/api/ui`` (no build chain, nothing fetched from
+elsewhere; a strict Content-Security-Policy says so to the browser). The page asks for a token once
+(``/ui/login``, a POST form) and keeps the API's session cookie (HttpOnly, SameSite=Strict); ``GET
+/ui/login?token=...`` (the link ``haplane up`` prints) answers a page that moves the token into a POST and
+wipes it from the address bar and history before anything else happens.
+
+Reads need the read role; actions the write role, and a cookie-authenticated action must carry the
+session's CSRF nonce in ``X-CSRF-Token``. Actions change the registry (desired state), never HAProxy
+directly: a drained server stays drained across reloads and on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from haplane.api.auth import COOKIE, Principal, authenticate, create_session, require
+from haplane.api.deps import ApiDeps
+from haplane.api.routes._util import changed, json_body, object_body
+from haplane.errors import Forbidden, HaplaneError, Unauthorized, ValidationError
+from haplane.model import values
+
+PAGES = {"": "overview.html", "activity": "activity.html", "stats": "stats.html"}
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+HEARTBEAT = 15.0
+
+
+def ui_dir() -> Path:
+    return Path(str(resources.files("haplane.api") / "ui"))
+
+
+def _file(name: str) -> str:
+    return (ui_dir() / name).read_text(encoding="utf-8")
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse a form post from another site (login CSRF): browsers send ``Origin`` on every POST."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise Forbidden(f"a form posted from {origin} is not accepted here")
+
+
+def login_page(error: str | None = None, token: str | None = None, status: int = 200) -> HTMLResponse:
+    text = _file("login.html")
+    err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    text = text.replace("{{error}}", err).replace("{{token}}", html.escape(token or "", quote=True))
+    text = text.replace("{{autosubmit}}", "1" if token else "")
+    return HTMLResponse(text, status_code=status, headers=PAGE_HEADERS)
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":"), default=str))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+async def with_heartbeat(source: AsyncIterator[bytes], every: float = HEARTBEAT) -> AsyncIterator[bytes]:
+    """``source``'s messages, and an SSE comment whenever it is quiet for ``every`` seconds (keeps proxies
+    and the browser from closing an idle stream)."""
+    it = source.__aiter__()
+    nxt: asyncio.Task[bytes] | None = None
+    try:
+        while True:
+            if nxt is None:
+                nxt = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait({nxt}, timeout=every)
+            if not done:
+                yield b": keep-alive\n\n"
+                continue
+            try:
+                item = nxt.result()
+            except StopAsyncIteration:
+                return
+            nxt = None
+            yield item
+    finally:
+        if nxt is not None:
+            nxt.cancel()
+            with contextlib.suppress(BaseException):
+                await nxt
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(BaseException):
+                await aclose()
+
+
+def stream(source: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(with_heartbeat(source), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def router(deps: ApiDeps) -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+    read = Depends(require(deps.settings, "read"))
+    write = Depends(require(deps.settings, "write"))
+    reg = deps.registry
+
+    def signed_in(request: Request) -> Principal | None:
+        try:
+            return authenticate(request, deps.settings)
+        except (Unauthorized, Forbidden):
+            return None
+
+    # --- pages -----------------------------------------------------------------------------------------
+
+    @r.get("/ui")
+    async def ui_root() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=303)
+
+    async def page(request: Request, name: str) -> Response:
+        if signed_in(request) is None:
+            return RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(_file(PAGES[name]), headers=PAGE_HEADERS)
+
+    @r.get("/ui/")
+    async def overview_page(request: Request) -> Response:
+        return await page(request, "")
+
+    @r.get("/ui/activity")
+    async def activity_page(request: Request) -> Response:
+        return await page(request, "activity")
+
+    @r.get("/ui/stats")
+    async def stats_page(request: Request) -> Response:
+        return await page(request, "stats")
+
+    @r.get("/ui/static/{name}")
+    async def static(name: str) -> Response:
+        path = ui_dir() / "static" / name
+        kind = STATIC_TYPES.get(Path(name).suffix)
+        if "/" in name or name.startswith(".") or kind is None or not path.is_file():
+            return JSONResponse({"error": "NotFound", "field": None, "detail": f"no static file {name!r}"}, 404)
+        return Response(path.read_bytes(), media_type=kind,
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    # --- sessions --------------------------------------------------------------------------------------
+
+    @r.get("/ui/login")
+    async def login_form(request: Request, token: str | None = None) -> Response:
+        if token:
+            # answered as a page that POSTs the token and wipes it from the address bar and history first
+            return login_page(token=token)
+        if not deps.settings.all_tokens():
+            return RedirectResponse("/ui/", status_code=303)  # an open API (loopback, no token): nothing to ask
+        return login_page()
+
+    @r.post("/ui/login")
+    async def login_post(request: Request) -> Response:
+        _same_origin(request)
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0].strip()
+        if not token:
+            return login_page("Enter a token.", status=400)
+        try:
+            cookie, _sess = create_session(deps.settings, token)
+        except Unauthorized:
+            return login_page("That token is not known here.", status=401)
+        from haplane.api.routes.system import set_session_cookie
+
+        resp = RedirectResponse("/ui/", status_code=303, headers={"Cache-Control": "no-store",
+                                                                   "Referrer-Policy": "no-referrer"})
+        set_session_cookie(resp, deps, cookie)
+        return resp
+
+    @r.post("/ui/logout")
+    async def logout(request: Request) -> Response:
+        _same_origin(request)
+        resp = RedirectResponse("/ui/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    # --- reads -----------------------------------------------------------------------------------------
+
+    async def overview_doc() -> dict[str, Any]:
+        if deps.agent is not None:
+            doc: dict[str, Any] = await deps.agent.overview()
+            return doc
+        from haplane.agent.runner import agent_options
+        from haplane.compose import compose
+        from haplane.overview import build
+
+        snapshot = await reg.snapshot()
+        options = agent_options(deps.settings, deps.settings.state_dir.expanduser().resolve()).compose
+        doc = build(compose(snapshot, options), snapshot)
+        doc["agent"] = None
+        return doc
+
+    @r.get("/ui/api/overview")
+    async def overview(_: Principal = read) -> dict[str, Any]:
+        return await overview_doc()
+
+    def activity_query(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        limit = q.get("limit", "500")
+        since = q.get("since") or request.headers.get("last-event-id") or "0"
+        if not limit.isdigit() or not since.isdigit():
+            raise ValidationError("limit" if not limit.isdigit() else "since", limit if not limit.isdigit()
+                                  else since, "must be a whole number")
+        return {"service": q.get("service") or None, "kind": q.get("kind") or None,
+                "result": q.get("result") or None, "since": int(since), "limit": min(int(limit), 10_000)}
+
+    @r.get("/ui/api/activity")
+    async def activity(request: Request, _: Principal = read) -> dict[str, Any]:
+        if deps.agent is None:
+            return {"records": [], "agent": False}
+        recs = deps.agent.activity.query(**activity_query(request))
+        return {"records": [rec.to_dict() for rec in recs], "agent": True}
+
+    @r.get("/ui/api/stats")
+    async def stats(_: Principal = read) -> dict[str, Any]:
+        sampler = deps.agent.stats if deps.agent is not None else None
+        if sampler is None:
+            return {"live": False, "series": {}, "interval": None}
+        sampler.touch()
+        if not sampler.series:
+            await sampler.fresh(0)
+        return {"live": True, "series": sampler.history(), "interval": sampler.interval,
+                "fields": ["t", "req", "err", "rtime", "scur"], "error": sampler.error}
+
+    @r.get("/ui/api/plan")
+    async def plan(_: Principal = read) -> dict[str, Any]:
+        if deps.agent is None:
+            raise ValidationError("agent", None, "a dry run needs an agent in this process (haplane up); run "
+                                                 "`haplane plan` on the agent's host instead")
+        doc: dict[str, Any] = await deps.agent.plan_preview()
+        return doc
+
+    # --- live streams (Server-Sent Events) ------------------------------------------------------------------
+
+    @r.get("/ui/api/stream/overview")
+    async def stream_overview(_: Principal = read) -> StreamingResponse:
+        async def gen() -> AsyncIterator[bytes]:
+            last = None
+            while True:
+                try:
+                    doc = await overview_doc()
+                except HaplaneError as exc:
+                    doc = {"error": str(exc)}
+                key = json.dumps({k: v for k, v in doc.items() if k != "sampled_at"}, sort_keys=True, default=str)
+                if key != last:
+                    last = key
+                    yield sse("overview", doc)
+                await asyncio.sleep(1.0)
+
+        return stream(gen())
+
+    @r.get("/ui/api/stream/activity")
+    async def stream_activity(request: Request, _: Principal = read) -> StreamingResponse:
+        q = activity_query(request)
+
+        async def gen() -> AsyncIterator[bytes]:
+            if deps.agent is None:
+                yield sse("info", {"agent": False})
+                while True:
+                    await asyncio.sleep(3600)
+            async for rec in deps.agent.activity.follow(q["since"]):
+                if (q["service"] is None or rec.service == q["service"]) and \
+                        (q["kind"] is None or rec.kind == q["kind"]) and \
+                        (q["result"] is None or rec.result == q["result"]):
+                    yield sse("activity", rec.to_dict(), rec.seq)
+
+        return stream(gen())
+
+    @r.get("/ui/api/stream/stats")
+    async def stream_stats(_: Principal = read) -> StreamingResponse:
+        sampler = deps.agent.stats if deps.agent is not None else None
+
+        async def gen() -> AsyncIterator[bytes]:
+            if sampler is None:
+                yield sse("info", {"live": False})
+                while True:
+                    await asyncio.sleep(3600)
+            yield sse("history", {"series": sampler.history(), "interval": sampler.interval, "t": time.time()})
+            async for tick in sampler.ticks():
+                yield sse("tick", tick)
+
+        return stream(gen())
+
+    # --- actions (the registry's desired state) ----------------------------------------------------------
+
+    async def change_instance(request: Request, service: str, iid: str, **fields: Any) -> dict[str, Any]:
+        inst, rev = await reg.get_instance(service, iid)
+        new, new_rev, _created = await reg.put_instance(replace(inst, **fields), if_match=rev)
+        what = ", ".join(f"{k}={v}" for k, v in fields.items())
+        changed(request, f"instance {service}/{iid}: {what} (from the UI) at revision {new_rev}")
+        return {**new.to_dict(), "revision": new_rev}
+
+    @r.post("/ui/api/instances/{service}/{iid}/state")
+    async def set_state(service: str, iid: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        state = values.choice(d.get("state"), "state", ("ready", "drain", "maint"))
+        return await change_instance(request, service, iid, state=state)
+
+    @r.post("/ui/api/instances/{service}/{iid}/weight")
+    async def set_weight(service: str, iid: str, request: Request, _: Principal = write) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        weight = values.weight(d.get("weight"), "weight")
+        return await change_instance(request, service, iid, weight=weight)
+
+    return r

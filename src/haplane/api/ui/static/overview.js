@@ -1,0 +1,178 @@
+// Overview: frontends → rules → backends → servers, live; actions (drain, weight, version) for writers.
+(function () {
+  "use strict";
+  var el = hp.el;
+  var doc = null;
+  var pending = false;
+
+  function text(v) { return v === null || v === undefined || v === "" ? "—" : String(v); }
+
+  function stateBadge(s) {
+    return el("span", { class: "state " + s.state, title: s.status ? "HAProxy: " + s.status : "desired: " + s.wanted }, s.state);
+  }
+
+  function weightCell(s) {
+    if (s.weight === null || s.weight === undefined) return el("td", { class: "weight" }, text(s.target));
+    if (s.weight !== s.target)
+      return el("td", { class: "weight" }, String(s.weight), el("span", { class: "ramp", title: "ramping to its target" }, " → " + s.target));
+    return el("td", { class: "weight" }, String(s.weight));
+  }
+
+  function act(promise, what) {
+    promise.then(function () { hp.toast(what + ": saved in the registry; HAProxy follows"); })
+      .catch(function (e) { hp.toast(what + ": " + e.message, true); });
+  }
+
+  function actions(be, s) {
+    if (!hp.can("write") || !s.instance || !s.service) return el("td", { class: "actions" });
+    var base = "/ui/api/instances/" + encodeURIComponent(s.service) + "/" + encodeURIComponent(s.instance);
+    var td = el("td", { class: "actions" });
+    function stateButton(label, state, cls) {
+      return el("button", {
+        type: "button", class: cls || null, "data-action": state, onclick: function () {
+          act(hp.post(base + "/state", { state: state }), s.instance + " " + label.toLowerCase());
+        },
+      }, label);
+    }
+    if (s.wanted !== "drain") td.appendChild(stateButton("Drain", "drain"));
+    if (s.wanted !== "ready") td.appendChild(stateButton("Ready", "ready"));
+    if (s.wanted !== "maint") td.appendChild(stateButton("Maint", "maint", "danger"));
+    var w = el("input", { type: "number", min: 0, max: 256, value: s.target, "aria-label": "weight", "data-weight": s.instance });
+    td.appendChild(document.createTextNode(" "));
+    td.appendChild(w);
+    td.appendChild(el("button", {
+      type: "button", "data-action": "weight", onclick: function () {
+        act(hp.post(base + "/weight", { weight: Number(w.value) }), s.instance + " weight " + w.value);
+      },
+    }, "Set weight"));
+    return td;
+  }
+
+  function versionControl(be) {
+    if (be.kind !== "dynamic") return null;
+    var span = el("span", { class: "badge" }, "follows " + text(be.service) + " " + text(be.version));
+    if (!hp.can("write")) return span;
+    var input = el("input", { type: "text", size: 8, value: be.version || "", "aria-label": "version", "data-version": be.name });
+    var btn = el("button", {
+      type: "button", "data-action": "version", onclick: function () {
+        act(hp.post("/backends/" + encodeURIComponent(be.name), { version: input.value }), be.name + " → version " + input.value);
+      },
+    }, "Switch version");
+    return el("span", null, span, " ", input, btn);
+  }
+
+  function searchText(be, s) {
+    return [be.name, be.service, be.version, s.name, s.instance, s.address, s.version, s.zone, s.state]
+      .filter(Boolean).join(" ").toLowerCase();
+  }
+
+  function renderBackends() {
+    var box = document.getElementById("backends");
+    var frag = document.createDocumentFragment();
+    doc.backends.forEach(function (be) {
+      var head = el("header", null,
+        el("h3", null, be.name),
+        el("span", { class: "badge" }, be.kind),
+        be.service && be.kind !== "dynamic" ? el("span", { class: "badge" }, "service " + be.service) : null,
+        versionControl(be),
+        el("span", { class: "badge" }, be.balance),
+        el("span", { class: "badge", "data-up": be.servers_up }, be.servers_up + "/" + be.servers.length + " up"),
+        be.sessions !== null ? el("span", { class: "badge" }, be.sessions + " sessions") : null,
+        be.slots ? el("span", { class: "badge muted" }, be.free_slots + " free of " + be.slots + " slots") : null,
+        be.status ? el("span", { class: "badge" }, "HAProxy: " + be.status) : null);
+      var tbody = el("tbody");
+      be.servers.forEach(function (s) {
+        tbody.appendChild(el("tr", {
+          "data-server": be.name + "/" + s.name, "data-instance": s.instance || "", "data-state": s.state,
+          "data-search": searchText(be, s),
+        },
+          el("td", null, s.name), el("td", null, text(s.instance)), el("td", null, el("code", null, s.address)),
+          el("td", null, stateBadge(s)), el("td", null, text(s.health)), weightCell(s),
+          el("td", null, text(s.sessions)), el("td", null, text(s.version)), el("td", null, text(s.zone)),
+          actions(be, s)));
+      });
+      if (!be.servers.length) tbody.appendChild(el("tr", null, el("td", { colspan: 10, class: "muted" }, "no servers")));
+      var table = el("table", { class: "grid" },
+        el("thead", null, el("tr", null, ["Server", "Instance", "Address", "State", "Health", "Weight", "Sessions", "Version", "Zone", ""]
+          .map(function (h) { return el("th", null, h); }))), tbody);
+      frag.appendChild(el("section", { class: "backend", "data-backend": be.name, "data-search": (be.name + " " + (be.service || "") + " " + (be.version || "")).toLowerCase() }, head, table));
+    });
+    box.replaceChildren(frag);
+  }
+
+  function renderFrontends() {
+    var tbody = document.querySelector("#frontends tbody");
+    var rows = [];
+    doc.frontends.forEach(function (fe) {
+      var rules = fe.rules.slice();
+      if (fe.default_backend) rules.push({ match: "default", value: "", backend: fe.default_backend });
+      if (!rules.length) rules.push({ match: "—", value: "", backend: "" });
+      rules.forEach(function (r, i) {
+        rows.push(el("tr", { "data-search": (fe.name + " " + r.value + " " + r.backend).toLowerCase() },
+          el("td", null, i === 0 ? fe.name : ""), el("td", null, i === 0 ? fe.binds.join(", ") : ""),
+          el("td", null, r.match + (r.value ? " " : ""), r.value ? el("code", null, r.value) : null),
+          el("td", null, r.backend ? el("a", { href: "#", "data-goto": r.backend }, r.backend) : "")));
+      });
+    });
+    tbody.replaceChildren.apply(tbody, rows);
+  }
+
+  function renderQuarantine() {
+    var q = document.getElementById("quarantine");
+    var owners = Object.keys(doc.quarantined || {});
+    q.hidden = !owners.length;
+    q.replaceChildren(el("strong", null, "Held back (haproxy -c rejected their lines): "),
+      el("ul", null, owners.map(function (o) { return el("li", null, el("code", null, o), " — " + doc.quarantined[o]); })));
+  }
+
+  function applySearch() {
+    var q = document.getElementById("search").value.trim().toLowerCase();
+    var shown = 0, total = 0;
+    document.querySelectorAll("#backends section.backend").forEach(function (sec) {
+      var beMatch = !q || sec.dataset.search.indexOf(q) >= 0;
+      var any = false;
+      sec.querySelectorAll("tbody tr[data-server]").forEach(function (tr) {
+        total++;
+        var ok = beMatch || tr.dataset.search.indexOf(q) >= 0;
+        tr.classList.toggle("hidden", !ok);
+        if (ok) { any = true; shown++; }
+      });
+      sec.classList.toggle("hidden", !(beMatch || any));
+    });
+    document.querySelectorAll("#frontends tbody tr").forEach(function (tr) {
+      tr.classList.toggle("hidden", !!q && tr.dataset.search.indexOf(q) < 0);
+    });
+    var sum = document.getElementById("summary");
+    sum.textContent = (q ? shown + " of " : "") + total + " servers in " + doc.backends.length + (doc.backends.length === 1 ? " backend" : " backends") + " · revision " + doc.revision +
+      (doc.live ? "" : " · desired state only (no live HAProxy view)");
+  }
+
+  function render() {
+    var focused = document.activeElement;
+    if (focused && focused.closest && focused.closest("#backends") && focused.tagName === "INPUT") { pending = true; return; }
+    pending = false;
+    renderQuarantine();
+    renderFrontends();
+    renderBackends();
+    applySearch();
+  }
+
+  document.addEventListener("focusout", function () { if (pending && doc) setTimeout(render, 0); });
+  document.addEventListener("click", function (ev) {
+    var a = ev.target.closest && ev.target.closest("a[data-goto]");
+    if (!a) return;
+    ev.preventDefault();
+    var sec = document.querySelector('section.backend[data-backend="' + CSS.escape(a.dataset.goto) + '"]');
+    if (sec) sec.scrollIntoView({ behavior: "smooth" });
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.getElementById("search").addEventListener("input", function () { if (doc) applySearch(); });
+    hp.whoami().then(function () {
+      return hp.get("/ui/api/overview");
+    }).then(function (d) {
+      doc = d; render();
+      hp.stream("/ui/api/stream/overview", { overview: function (d) { if (!d.error) { doc = d; render(); } } });
+    }).catch(function (e) { hp.toast(e.message, true); });
+  });
+})();
