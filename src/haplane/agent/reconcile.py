@@ -116,6 +116,7 @@ class Agent:
         self.ready = asyncio.Event()
         self.routable_callbacks: list[Callable[[float], None]] = []  # metrics: seconds event→applied
         self._full: Config | None = None
+        self.reporter: Any = None  # haplane.agent.nodes.NodeReporter, when this node reports to the store
         self._full_key: tuple[int, frozenset[str]] | None = None
         self.event_callbacks: list[Callable[[list[Event]], None]] = []  # metrics: store events, before applying
 
@@ -126,12 +127,15 @@ class Agent:
         await self._first_apply()
         self.ready.set()
         watcher = asyncio.create_task(self._watch(), name="haplane-watch")
+        reporter = asyncio.create_task(self.reporter.run(), name="haplane-node") if self.reporter else None
         try:
             await self._loop()
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, reporter):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _load_store(self) -> None:
         delay = 0.2

@@ -90,4 +90,11 @@ def build_agent(settings: Settings, store: Store | None = None) -> AgentBundle:
     store = store or open_store(settings.store_url())
     activity = Activity(state_dir / "events.jsonl")
     agent = Agent(store, control, agent_options(settings, state_dir, *lines), activity, template)
+    if settings.node or store.url.startswith("etcd://"):
+        # several nodes share the store: say how this one is doing (haplane status, GET /nodes)
+        import socket
+
+        from haplane.agent.nodes import NodeReporter
+
+        agent.reporter = NodeReporter(store, settings.node or socket.gethostname().split(".")[0], agent)
     return AgentBundle(agent, store, control, activity, state_dir)

@@ -68,6 +68,13 @@ def router(deps: ApiDeps) -> APIRouter:
     async def whoami(who: Principal = read) -> dict[str, Any]:
         return {"role": who.role, "via": who.via, "csrf": who.csrf}
 
+    @r.get("/nodes", tags=["system"], summary="Every agent (HAProxy node) sharing this store: revision, lag, "
+                                            "model hash, health, last error")
+    async def nodes(_: Principal = read) -> list[dict[str, Any]]:
+        from haplane.agent.nodes import read_nodes
+
+        return await read_nodes(deps.registry.store)
+
     @r.post("/generate", tags=["lambda-registry"], response_class=PlainTextResponse,
             summary="Lambda-Registry's /generate: apply {table, running, candidates}, answer the haproxy.cfg",
             openapi_extra=body_doc(GENERATE_SCHEMA, {
