@@ -16,7 +16,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from haplane.errors import Conflict, NotFound, StoreError
 from haplane.store.base import Compare, Put, Store
@@ -42,7 +43,7 @@ class Election:
         kv = await self.store.get(self.key)
         return str(json.loads(kv.value)["node"]) if kv else None
 
-    async def run(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Campaign forever; run ``work`` while leading. Returns only if ``work`` returns while leading."""
         while True:
             try:
@@ -65,11 +66,11 @@ class Election:
         self._lease = lease
         return True
 
-    async def _lead(self, work: Callable[[], Awaitable[None]]) -> bool:
+    async def _lead(self, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
         self.terms += 1
         self.leading.set()
         log.info("election %s: %s leads (term %d)", self.name, self.node, self.terms)
-        task = asyncio.create_task(work())
+        task: asyncio.Task[None] = asyncio.create_task(work())
         try:
             while not task.done():
                 done, _ = await asyncio.wait({task}, timeout=self.ttl / 3)
