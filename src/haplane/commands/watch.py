@@ -63,6 +63,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("httpx", "httpcore"):  # one line per request to Docker and the API: only with --log-level debug
+            logging.getLogger(name).setLevel(logging.WARNING)
     return asyncio.run(_run(args, settings))
 
 

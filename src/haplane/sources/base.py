@@ -155,13 +155,21 @@ class ApiSink:
             raise HaplaneError(f"registry API refused the set for {source}: {resp.status_code} {resp.text}")
 
     async def _refresh(self) -> None:
+        failing: set[str] = set()
         while True:
             await asyncio.sleep(max(1.0, self.ttl / 3))
             for source, body in list(self._last.items()):
                 try:
                     await self._send(source, body)
                 except HaplaneError as exc:
-                    log.warning("could not renew %s's instances: %s", source, exc)
+                    (log.debug if source in failing else log.warning)(
+                        "could not renew %s's instances (retrying every %.0f s): %s", source, max(1.0, self.ttl / 3),
+                        exc)
+                    failing.add(source)
+                else:
+                    if source in failing:
+                        log.info("renewed %s's instances again", source)
+                        failing.discard(source)
 
     async def close(self) -> None:
         if self._refresher is not None:

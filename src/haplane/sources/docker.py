@@ -9,6 +9,10 @@ How it runs (``DockerSource.run(sink)``):
    oom) re-inspect that container and push the whole view again. Events arriving within ``debounce``
    seconds of the first one are one push; the window does not slide, so a steady stream never delays a push
    by more than ``debounce``;
+   A container signalled to stop (the ``kill`` event of ``docker stop``/``docker kill`` with SIGTERM, SIGKILL,
+   SIGINT, SIGQUIT or the container's own STOPSIGNAL) leaves at that event, before it dies: no new requests
+   reach a container that is shutting down, and removal does not wait for Docker's ``die``. It is looked at
+   again on its next start, at a resync, or after ``leave_grace`` seconds (default 30) if it still runs;
 4. if the daemon goes away, the stream breaks or the sink refuses a push: retry with capped exponential
    back-off (from 0.2 s again after every loss), then go to 1.
 
@@ -49,10 +53,11 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -178,6 +183,21 @@ class ContainerView:
     skipped: str | None = None  # a warning: wrong or missing value
     selected: bool = True
     started: tuple[str, str] = ("", "")
+    stop_signal: int | None = None  # Config.StopSignal, as a number
+
+
+TERMINATING = {int(signal.SIGINT), int(signal.SIGQUIT), int(signal.SIGKILL), int(signal.SIGTERM)}
+
+
+def signal_number(raw: Any) -> int | None:
+    """``15``, ``SIGTERM`` or ``TERM`` as 15; None when unknown or empty."""
+    text = str(raw or "").strip().upper()
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        return None
 
 
 def _env(config: Mapping[str, Any]) -> dict[str, str]:
@@ -209,8 +229,9 @@ def container_view(info: Mapping[str, Any], keyword: str, host_address: str = "1
         return ContainerView(name, selected=False)
     state = info.get("State") or {}
     started = _started_key(state.get("StartedAt"))
+    stop_signal = signal_number(config.get("StopSignal")) or int(signal.SIGTERM)
     if not state.get("Running") or state.get("Paused") or state.get("Restarting"):
-        return ContainerView(name, started=started)  # selected, but not an instance now
+        return ContainerView(name, started=started, stop_signal=stop_signal)  # selected, not an instance now
     env = _env(config)
 
     def value(key: str) -> str | None:
@@ -289,8 +310,8 @@ def container_view(info: Mapping[str, Any], keyword: str, host_address: str = "1
                 raise ValidationError(f"{where}: label {LABEL}{key}", exc.value, exc.rule) from None
             raise
     except ValidationError as exc:
-        return ContainerView(name, skipped=str(exc), started=started)
-    return ContainerView(name, instance, service, stated, started=started)
+        return ContainerView(name, skipped=str(exc), started=started, stop_signal=stop_signal)
+    return ContainerView(name, instance, service, stated, started=started, stop_signal=stop_signal)
 
 
 # --- the watcher ---------------------------------------------------------------------------------------------
@@ -305,7 +326,7 @@ class DockerSource:
 
     def __init__(self, host: str | None = None, keyword: str = "asteroid", name: str | None = None,
                  host_address: str = "127.0.0.1", debounce: float = 0.002, backoff_cap: float = 10.0,
-                 forget_after: float = 60.0, env: Mapping[str, str] | None = None) -> None:
+                 forget_after: float = 60.0, env: Mapping[str, str] | None = None, leave_grace: float = 30.0) -> None:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self.host = host or docker_host(self.env)
         _endpoint(self.host, self.env)  # bad settings fail here, not in the retry loop
@@ -316,6 +337,8 @@ class DockerSource:
         self.debounce = debounce
         self.backoff_cap = backoff_cap
         self.forget_after = forget_after
+        self.leave_grace = leave_grace
+        self._leaving: dict[str, float] = {}  # container id -> when to look again (signalled to stop)
         self.views: dict[str, ContainerView] = {}  # container id -> view
         self.connected = asyncio.Event()
         self.pushes = 0
@@ -325,6 +348,7 @@ class DockerSource:
         self._conflicts: set[tuple[str, str, str]] = set()
         self._attempt = 0
         self._down_since: float | None = None
+        self._sink_was_down = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> DockerSource:
@@ -346,7 +370,7 @@ class DockerSource:
             except ConfigurationError:
                 raise
             except Exception as exc:  # the watcher must outlive any upstream failure
-                sink_failed = isinstance(exc, _SinkFailed)
+                sink_failed = self._sink_was_down = isinstance(exc, _SinkFailed)
                 cause = exc.__cause__ if sink_failed and exc.__cause__ else exc
                 what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
                 if self.connected.is_set() or self._attempt == 0:
@@ -394,8 +418,8 @@ class DockerSource:
             await self._resync(api, sink)
             if self._attempt:
                 self.reconnects += 1
-                log.info("docker %s: back in touch with the daemon at %s after %d attempt(s); resynced", self.name,
-                         self.host, self._attempt)
+                log.info("docker %s: %s back after %d attempt(s); resynced", self.name,
+                         "the registry is" if self._sink_was_down else f"the daemon at {self.host} is", self._attempt)
             self._attempt = 0
             self._down_since = None
             self.connected.set()
@@ -417,11 +441,17 @@ class DockerSource:
                 pending: dict[str, str] = {}  # container id -> last event
                 deadline = 0.0
                 while True:
-                    if pending:
+                    wake = deadline if pending else min(self._leaving.values(), default=None)
+                    if wake is not None:
                         try:
-                            item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+                            item = await asyncio.wait_for(queue.get(), max(0.0, wake - loop.time()))
                         except TimeoutError:
-                            await self._refresh(api, pending, sink)
+                            now = loop.time()
+                            for gone in [c for c, t in self._leaving.items() if t <= now]:
+                                del self._leaving[gone]  # signalled long ago but still here? look again
+                                pending.setdefault(gone, "still running after a stop signal?")
+                            if pending:
+                                await self._refresh(api, pending, sink)
                             pending = {}
                             continue
                     else:
@@ -431,24 +461,46 @@ class DockerSource:
                     if not item.strip():
                         continue
                     event = json.loads(item)
-                    cid = event.get("id") or (event.get("Actor") or {}).get("ID")
+                    cid = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
                     if cid:
                         action = str(event.get("status") or event.get("Action") or "?")
                         log.debug("docker event %s %s", action, cid[:12])
+                        self._note_leaving(cid, action, event, loop.time())
                         if not pending:
                             deadline = loop.time() + self.debounce
                         pending[cid] = action
             finally:
                 reader.cancel()
 
+    def _note_leaving(self, cid: str, action: str, event: Mapping[str, Any], now: float) -> None:
+        """A container signalled to stop (``docker stop`` / ``kill``: the ``kill`` event with SIGTERM, SIGKILL,
+        SIGINT, SIGQUIT or its own STOPSIGNAL) leaves at once, before it dies: no new requests while it shuts
+        down, and no waiting for the daemon (an inspect right then waits on the container's lock). It is looked
+        at again on its next start, or after ``leave_grace`` seconds if it is somehow still running."""
+        if action == "kill":
+            sig = signal_number(((event.get("Actor") or {}).get("Attributes") or {}).get("signal"))
+            view = self.views.get(cid)
+            if sig is not None and (sig in TERMINATING or (view is not None and sig == view.stop_signal)):
+                self._leaving[cid] = now + self.leave_grace
+        elif action in ("start", "unpause", "restart"):
+            self._leaving.pop(cid, None)
+
+    def _apply_leaving(self, cid: str, view: ContainerView | None) -> ContainerView | None:
+        if view is not None and cid in self._leaving and view.instance is not None:
+            return replace(view, instance=None, service=None)
+        return view
+
     async def _inspect(self, api: httpx.AsyncClient, cid: str) -> ContainerView | None:
+        if cid in self._leaving and cid in self.views:  # known to be going: no need to ask (nor wait)
+            return self._apply_leaving(cid, self.views[cid])
         resp = await api.get(f"/containers/{cid}/json")
         if resp.status_code == 404:
             return None
         resp.raise_for_status()
-        return container_view(resp.json(), self.keyword, self.host_address, self.qualifier)
+        return self._apply_leaving(cid, container_view(resp.json(), self.keyword, self.host_address, self.qualifier))
 
     async def _resync(self, api: httpx.AsyncClient, sink: Sink) -> None:
+        self._leaving.clear()  # marks from before a reconnect are stale: the daemon's answers now are the truth
         resp = await api.get("/containers/json", params={"all": "false"})
         resp.raise_for_status()
         ids = [str(c["Id"]) for c in resp.json()]

@@ -117,7 +117,8 @@ async def test_a_daemon_restart_resyncs(tmp_path: Path, dockerd: Dockerd, busybo
                                         loopback: Callable[[], str]) -> None:
     port = free_port()
     kept, lost = loopback(), loopback()
-    async with agent_rig(tmp_path) as rig, watching(rig, dockerd) as source:
+    # leave_grace: the daemon's shutdown signals every container; those marks must not outlive the reconnect
+    async with agent_rig(tmp_path) as rig, watching(rig, dockerd, leave_grace=600) as source:
         await asyncio.to_thread(web, dockerd, busybox_image, "kept-asteroid", kept, port, "--restart", "always")
         await asyncio.to_thread(web, dockerd, busybox_image, "lost-asteroid", lost, port)
         await until(routed(rig, {"kept-asteroid", "lost-asteroid"}), what="both before")
@@ -134,7 +135,7 @@ async def test_a_daemon_gone_too_long_has_its_instances_withdrawn(tmp_path: Path
                                                                   loopback: Callable[[], str]) -> None:
     port = free_port()
     kept, lost = loopback(), loopback()
-    async with agent_rig(tmp_path) as rig, watching(rig, dockerd, forget_after=1.0) as source:
+    async with agent_rig(tmp_path) as rig, watching(rig, dockerd, forget_after=1.0, leave_grace=600) as source:
         await asyncio.to_thread(web, dockerd, busybox_image, "kept-asteroid", kept, port, "--restart", "always")
         await asyncio.to_thread(web, dockerd, busybox_image, "lost-asteroid", lost, port)
         await until(routed(rig, {"kept-asteroid", "lost-asteroid"}), what="both before")
@@ -202,3 +203,31 @@ async def test_bad_containers_are_skipped_others_carry_on(tmp_path: Path, docker
         assert not any("ignored" in r.getMessage() for r in caplog.records)
         assert sum("bad-asteroid" in r.getMessage() for r in caplog.records) == 1  # warned once, not per push
         assert source.pushes == pushes
+
+
+async def test_a_stopping_container_leaves_at_the_signal_before_it_dies(
+        tmp_path: Path, dockerd: Dockerd, busybox_image: str, loopback: Callable[[], str]) -> None:
+    port = free_port()
+    addr = loopback()
+    async with agent_rig(tmp_path) as rig, watching(rig, dockerd, leave_grace=2.0):
+        # PID 1 ignores SIGTERM, so after `docker stop` the container serves on until the stop timeout
+        await asyncio.to_thread(dockerd.run, "--name", "slow-asteroid", "--label", f"haplane.address={addr}",
+                                "--stop-signal", "TERM", "-e", "SERVICE_NAME=web", "-e", "PREDICATE=web.test", "-e",
+                                f"PORT={port}", busybox_image, "sh", "-c",
+                                f"trap '' TERM; echo slow > /tmp/index.html; httpd -f -p {addr}:{port} -h /tmp")
+        await until(routed(rig, {"slow"}), what="the container routed")
+        direct = httpx.AsyncClient(timeout=5)
+        stopping = asyncio.create_task(docker(dockerd, "stop", "-t", "60", "slow-asteroid"))
+        try:
+            await rig.until_status("web.test", 503, timeout=30)  # out of HAProxy at the signal...
+            assert (await direct.get(f"http://{addr}:{port}/")).text.strip() == "slow"  # ...while still serving
+        finally:
+            await docker(dockerd, "kill", "slow-asteroid")
+            await stopping
+        await docker(dockerd, "start", "slow-asteroid")
+        await until(routed(rig, {"slow"}), what="started again")
+        # a stop signal the process ignores, and no stop after it: back once leave_grace is over
+        await docker(dockerd, "kill", "-s", "TERM", "slow-asteroid")
+        await rig.until_status("web.test", 503, timeout=30)
+        await until(routed(rig, {"slow"}), what="back after leave_grace")
+        await direct.aclose()

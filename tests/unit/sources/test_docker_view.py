@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from haplane.sources.docker import (
     container_view,
     docker_host,
     docker_socket_reachable,
+    signal_number,
     tls_context,
 )
 
@@ -216,3 +218,29 @@ def test_instance_ids_carry_the_host() -> None:
     a = container_view(doc, "asteroid", qualifier="h1").instance
     b = container_view(doc, "asteroid", qualifier="h2").instance
     assert a is not None and b is not None and a.id != b.id
+
+
+def test_stop_signals() -> None:
+    assert [signal_number(x) for x in ("15", "SIGTERM", "term", "WINCH", "", None, "SIGNOPE")] == [
+        15, 15, 15, 28, None, None, None]
+    assert container_view(recorded("host_env"), "asteroid").stop_signal == 9  # the test image: STOPSIGNAL SIGKILL
+    assert container_view(inspect(), "asteroid").stop_signal == 15  # none configured: Docker's SIGTERM
+
+
+def test_a_stop_signal_takes_the_container_out_before_it_dies() -> None:
+    source = DockerSource(host="unix:///x.sock", name="docker-h1")
+    view = container_view(inspect(), "asteroid")
+    source.views = {"c1": view}
+    hup = {"Action": "kill", "Actor": {"ID": "c1", "Attributes": {"signal": "1"}}}
+    source._note_leaving("c1", "kill", hup, 0.0)
+    assert source._apply_leaving("c1", view) == view  # SIGHUP: a reload, not a stop
+    term = {"Action": "kill", "Actor": {"ID": "c1", "Attributes": {"signal": "15"}}}
+    source._note_leaving("c1", "kill", term, 0.0)
+    leaving = source._apply_leaving("c1", view)
+    assert leaving is not None and leaving.instance is None and leaving.name == view.name
+    source._note_leaving("c1", "start", {}, 1.0)
+    assert source._apply_leaving("c1", view) == view
+    # the container's own STOPSIGNAL counts too
+    source.views = {"c1": replace(view, stop_signal=28)}
+    source._note_leaving("c1", "kill", {"Actor": {"Attributes": {"signal": "28"}}}, 0.0)
+    assert source._apply_leaving("c1", view).instance is None  # type: ignore[union-attr]
