@@ -67,6 +67,7 @@ class Settings:
     all_in_fallback: bool = False
     node: str | None = None  # this agent's name (default: host name)
     metrics_port: int = 0  # 0: no separate metrics listener (/metrics is on the API)
+    metrics_address: str = "127.0.0.1"  # where the separate metrics listener binds (0.0.0.0: every address)
     poll_interval: float = 10.0
     aws_asg_names: tuple[str, ...] = ()
     dynamodb_table: str | None = None

@@ -61,13 +61,53 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
                         coalesce=settings.coalesce_ms / 1000, resync_interval=settings.resync_interval)
 
 
-def build_agent(settings: Settings, store: Store | None = None) -> AgentBundle:
-    """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set)."""
+AGENT_SETTINGS = "agent-settings.json"
+# what shapes the config an agent renders and where it finds its store and HAProxy: `haplane status`, `plan` and
+# `events` read these back from the state directory, so they see what the agent sees
+SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "admin_socket", "master_socket",
+           "reload_interval", "ramp_min", "ramp_max", "ramp_step", "ramp_interval", "drain_timeout", "min_slots",
+           "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node")
+
+
+def save_agent_settings(settings: Settings, state_dir: Path) -> None:
+    """Record the settings that shape this agent's work in the state directory (no tokens; owner-only)."""
+    import json
+    import os
+
+    data = {name: getattr(settings, name) for name in SHAPING}
+    data["store"] = settings.store_url()
+    path = state_dir / AGENT_SETTINGS
+    tmp = path.with_suffix(".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, default=list)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot record the agent's settings in %s: %s", path, exc)
+
+
+def saved_agent_settings(state_dir: Path) -> dict[str, object]:
+    """What ``save_agent_settings`` recorded in ``state_dir``; empty if nothing (or nothing readable) is there."""
+    import json
+
+    try:
+        data = json.loads((state_dir / AGENT_SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if k in SHAPING} if isinstance(data, dict) else {}
+
+
+def build_agent(settings: Settings, store: Store | None = None, record: bool = True) -> AgentBundle:
+    """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set). ``record``: write
+    the settings that shape it into the state directory (``haplane plan`` builds one only to read its wiring)."""
     from haplane.agent.managed import AttachedHAProxy, ManagedHAProxy
     from haplane.haproxy.process import ADMIN_SOCKET, control_globals
     from haplane.render import compile_template
 
     state_dir = state_dir_of(settings)
+    if record:
+        save_agent_settings(settings, state_dir)
     control: HAProxyControl
     cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s")
     lines = (cl.global_lines, cl.defaults_lines)

@@ -32,12 +32,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
     p.add_argument("--reload-interval", type=float, metavar="SECONDS",
                    help="at most one reload per this many seconds (default: 1)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics on this port (HSDO's EXPORTER_PORT; default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args, http_port=args.http_port, http_address=args.http_address,
                              admin_socket=args.admin_socket, master_socket=args.master_socket,
-                             haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval)
+                             haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval,
+                             metrics_port=args.metrics_port)
     return asyncio.run(_run(settings))
 
 
@@ -53,17 +56,28 @@ async def _run(settings: object) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(bundle.agent.run())
+    tasks = {task}
+    if settings.metrics_port:
+        from prometheus_client import CollectorRegistry
+
+        from haplane.agent.view import AgentView
+        from haplane.metrics import Metrics, serve_metrics
+
+        metrics = Metrics(CollectorRegistry(), agent=AgentView(bundle.agent))
+        tasks.add(asyncio.create_task(serve_metrics(metrics, settings.metrics_address, settings.metrics_port)))
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     stopper = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()  # raise what ended it
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for t in done & tasks:
+            t.result()  # raise what ended it
         log.info("stopping")
     finally:
-        task.cancel()
         stopper.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
         await bundle.control.stop()
         bundle.activity.close()
         await bundle.store.close()

@@ -29,6 +29,26 @@ class Haplane:
     deps: ApiDeps
     view: AgentView
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment a ``haplane`` command needs to read this agent's state as the agent sees it (the
+        settings compose and render depend on)."""
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HAPLANE_") and "proxy" not in k.lower()}
+        env.update({"HAPLANE_STATE_DIR": str(self.rig.bundle.state_dir), "HAPLANE_STORE": self.rig.bundle.store.url,
+                    "HAPLANE_HTTP_PORT": self.rig.proxy.rsplit(":", 1)[1], "HAPLANE_HTTP_ADDRESS": "127.0.0.1",
+                    "HAPLANE_DRAIN_TIMEOUT": "0", "HAPLANE_RAMP_INTERVAL": "0", "NO_COLOR": "1"})
+        return env
+
+    async def cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run ``haplane ARGS`` as a process (the agent keeps running in this loop meanwhile)."""
+        import sys
+
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "haplane", *args, env=self.cli_env(),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        return proc.returncode or 0, out.decode(), err.decode()
+
     def client(self, token: str | None = READ) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)

@@ -72,3 +72,38 @@ async def test_metrics_follow_registrations_drains_and_reloads(tmp_path: Path, h
         assert value(m, "haplane_instances", service="web", state="drain") == 1
         assert value(m, "haplane_runtime_commands_total", command="set server state", result="ok") \
             == commands_before + 1
+
+
+def test_agent_serves_metrics_alone_on_the_exporter_port(tmp_path: Path, haproxy_bin: str) -> None:
+    """`haplane agent` with HSDO's EXPORTER_PORT: /metrics on its own listener, no API needed."""
+    import os
+    import sys
+
+    import httpx
+    from tests.support.procs import Proc, free_port, short_tmpdir, wait_until
+
+    state = short_tmpdir("hpm")
+    port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAPLANE_") and "proxy" not in k.lower()}
+    env.update({"EXPORTER_PORT": str(port), "HAPLANE_HAPROXY_BIN": haproxy_bin})
+    proc = Proc([sys.executable, "-m", "haplane", "agent", "--state-dir", str(state), "--store", "memory://",
+                 "--http-port", str(http_port), "--http-address", "127.0.0.1"], tmp_path / "agent.log", env=env)
+    try:
+        text: list[str] = []
+
+        def scraped() -> bool:
+            assert proc.alive(), proc.log_tail()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2, trust_env=False)
+            except httpx.HTTPError:
+                return False
+            text[:] = [r.text]
+            return r.status_code == 200 and "haplane_reloads_total{" in r.text
+
+        wait_until(scraped, 30, what="metrics on EXPORTER_PORT")
+        m = parse(text[0])
+        assert value(m, "haplane_reloads_total", reason="start", result="ok") == 1
+        assert value(m, "haplane_haproxy_up") == 1
+        assert value(m, "haplane_store_watch_lag_revisions") == 0
+    finally:
+        assert proc.stop() == 0, proc.log_tail()

@@ -1,0 +1,180 @@
+"""haplane status: frontends, rules, backends and servers as HAProxy runs them now."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from haplane.commands._client import Remote, Style, add_remote_options, local_settings, progress, table
+from haplane.commands._common import add_settings_options
+from haplane.errors import HAProxyError
+from haplane.settings import Settings
+
+HELP = "show frontends, rules, backends and servers with their state, health, weight and sessions"
+DESCRIPTION = """\
+A table of what HAProxy runs: frontends and their rules, backends, and each server's state (up, down,
+draining, maint), health check, weight (→ the target it ramps to), current sessions, version and zone.
+
+Reads the local state directory (the store, and HAProxy's admin socket there), or a remote haplane with
+--api URL. Also lists the agents (nodes) that report to the store, where the store keeps them.
+
+  haplane status --state-dir /var/lib/haplane
+  haplane status --api http://127.0.0.1:9090 --token $TOKEN --json
+"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_settings_options(p)
+    add_remote_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    doc = asyncio.run(_remote(args)) if args.api else asyncio.run(local_overview(*local_settings(args)))
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(render(doc, Style(sys.stdout)))
+    return 0
+
+
+async def _remote(args: argparse.Namespace) -> dict[str, Any]:
+    remote = Remote.from_args(args)
+    try:
+        with progress(f"asking {remote.url}"):
+            doc: dict[str, Any] = await remote.get("/ui/api/overview")
+        return doc
+    finally:
+        await remote.close()
+
+
+def admin_socket(settings: Settings, directory: Path) -> Path:
+    from haplane.haproxy.process import ADMIN_SOCKET
+
+    return Path(settings.admin_socket) if settings.admin_socket else directory / ADMIN_SOCKET
+
+
+async def local_overview(settings: Settings, directory: Path) -> dict[str, Any]:
+    """The overview from the store and HAProxy's admin socket in the state directory."""
+    from haplane.agent.runner import agent_options
+    from haplane.compose import compose
+    from haplane.haproxy.runtime import RuntimeClient
+    from haplane.overview import build
+    from haplane.registry import RegistryStore
+    from haplane.store import open_store
+
+    store = open_store(settings.store_url())
+    try:
+        with progress("reading the store"):
+            snapshot = await RegistryStore(store).snapshot()
+        config = compose(snapshot, agent_options(settings, directory).compose)
+        rows = None
+        note = None
+        sock = admin_socket(settings, directory)
+        if sock.exists():
+            try:
+                with progress("reading HAProxy's state"):
+                    rows = {r.key: r for r in await RuntimeClient(sock, timeout=5).stat()}
+            except HAProxyError as exc:
+                note = f"HAProxy did not answer on {sock}: {exc}"
+        else:
+            note = f"no HAProxy admin socket at {sock}: showing the registry's desired state"
+        doc = build(config, snapshot, rows)
+        doc["note"] = note
+        doc["nodes"] = await _nodes(store)
+        return doc
+    finally:
+        await store.close()
+
+
+async def _nodes(store: Any) -> list[dict[str, Any]] | None:
+    """The agents reporting to this store (``haplane.agent.nodes``, where installed)."""
+    try:
+        nodes_mod = importlib.import_module("haplane.agent.nodes")
+    except ModuleNotFoundError:
+        return None
+    read_nodes = getattr(nodes_mod, "read_nodes", None)
+    if read_nodes is None:
+        return None
+    nodes = await read_nodes(store)
+    out = []
+    for n in nodes:
+        if hasattr(n, "to_dict"):
+            out.append(n.to_dict())
+        elif isinstance(n, dict):
+            out.append(n)
+        else:
+            out.append({"node": str(n)})
+    return out
+
+
+def _v(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def render(doc: dict[str, Any], style: Style) -> str:
+    out: list[str] = []
+    fe_rows = [[style("FRONTEND", "bold"), style("BINDS", "bold"), style("RULE", "bold"), style("BACKEND", "bold")]]
+    for fe in doc["frontends"]:
+        rules = list(fe["rules"])
+        if fe.get("default_backend"):
+            rules.append({"match": "default", "value": "", "backend": fe["default_backend"]})
+        for i, r in enumerate(rules or [{"match": "-", "value": "", "backend": ""}]):
+            fe_rows.append([fe["name"] if i == 0 else "", ",".join(fe["binds"]) if i == 0 else "",
+                            f"{r['match']} {r['value']}".strip(), r["backend"]])
+    out.append(table(fe_rows))
+    for be in doc["backends"]:
+        servers = be["servers"]
+        head = [style(f"backend {be['name']}", "bold"), be["kind"]]
+        if be.get("service") and be["kind"] == "dynamic":
+            head.append(f"follows {be['service']} {be.get('version')}")
+        head.append(be["balance"])
+        head.append(f"{be['servers_up']}/{len(servers)} up")
+        if be.get("sessions") is not None:
+            head.append(f"{be['sessions']} sessions")
+        if be.get("slots"):
+            head.append(f"{be['free_slots']} free of {be['slots']} slots")
+        if be.get("status"):
+            head.append(f"HAProxy {be['status']}")
+        out.append("")
+        out.append("  ".join(head[:1]) + "  (" + ", ".join(head[1:]) + ")")
+        if not servers:
+            out.append("  no servers")
+            continue
+        rows = [[style(h, "bold") for h in ("SERVER", "INSTANCE", "ADDRESS", "STATE", "HEALTH", "WEIGHT", "SESSIONS",
+                                            "VERSION", "ZONE")]]
+        for s in servers:
+            weight = _v(s["target"]) if s["weight"] is None else (
+                f"{s['weight']}→{s['target']}" if s["weight"] != s["target"] else str(s["weight"]))
+            rows.append([s["name"], _v(s["instance"]), s["address"], style.state(s["state"]), _v(s["health"]),
+                         weight, _v(s["sessions"]), _v(s["version"]), _v(s["zone"])])
+        out.append(table(rows, indent="  "))
+    if doc.get("quarantined"):
+        out.append("")
+        out.append(style("held back (haproxy -c rejected their lines):", "yellow"))
+        for owner, msg in sorted(doc["quarantined"].items()):
+            out.append(f"  {owner}: {msg}")
+    nodes = doc.get("nodes")
+    if nodes:
+        out.append("")
+        keys = sorted({k for n in nodes for k in n})
+        first = [k for k in ("node", "name") if k in keys][:1]
+        keys = first + [k for k in keys if k not in first]
+        out.append(table([[style(k.upper(), "bold") for k in keys]] + [[_v(n.get(k)) for k in keys] for n in nodes]))
+    footer = f"store revision {doc.get('revision')}"
+    agent = doc.get("agent")
+    if agent:
+        footer += f", applied {agent.get('revision')}, {agent.get('reloads')} reloads"
+        if agent.get("last_error"):
+            footer += f", last error: {agent['last_error']}"
+    if not doc.get("live"):
+        footer += " — desired state only (HAProxy's live view not at hand)"
+    out.append("")
+    out.append(style(footer, "dim"))
+    if doc.get("note"):
+        out.append(style(doc["note"], "yellow"))
+    return "\n".join(out)
