@@ -12,7 +12,7 @@ from typing import Any
 
 from haplane.commands._client import Remote, Style, add_remote_options, local_settings, progress, table
 from haplane.commands._common import add_settings_options
-from haplane.errors import HAProxyError
+from haplane.errors import HaplaneError, HAProxyError
 from haplane.settings import Settings
 
 HELP = "show frontends, rules, backends and servers with their state, health, weight and sessions"
@@ -47,6 +47,10 @@ async def _remote(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with progress(f"asking {remote.url}"):
             doc: dict[str, Any] = await remote.get("/ui/api/overview")
+            try:
+                doc["nodes"] = await remote.get("/nodes")
+            except HaplaneError:
+                doc["nodes"] = None  # an older haplane without /nodes
         return doc
     finally:
         await remote.close()
@@ -161,10 +165,16 @@ def render(doc: dict[str, Any], style: Style) -> str:
     nodes = doc.get("nodes")
     if nodes:
         out.append("")
-        keys = sorted({k for n in nodes for k in n})
-        first = [k for k in ("node", "name") if k in keys][:1]
-        keys = first + [k for k in keys if k not in first]
-        out.append(table([[style(k.upper(), "bold") for k in keys]] + [[_v(n.get(k)) for k in keys] for n in nodes]))
+        rows = [[style(h, "bold") for h in ("NODE", "REVISION", "LAG", "AGE", "MODEL", "HAPROXY", "STORE", "RELOADS",
+                                            "LAST ERROR")]]
+        for n in nodes:
+            age = n.get("age")
+            rows.append([_v(n.get("node")), _v(n.get("revision")), _v(n.get("lag")),
+                         "-" if age is None else f"{float(age):.1f}s", _v(n.get("model_hash"))[:12],
+                         style.state("ok" if n.get("haproxy_ok") else "failed"),
+                         style.state("ok" if n.get("store_ok") else "failed"), _v(n.get("reloads")),
+                         _v(n.get("last_error"))])
+        out.append(table(rows))
     footer = f"store revision {doc.get('revision')}"
     agent = doc.get("agent")
     if agent:

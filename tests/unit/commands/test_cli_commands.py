@@ -96,3 +96,14 @@ async def test_follow_file_survives_rotation(tmp_path: Path) -> None:
         assert seen == [2, 3, 4]
     finally:
         task.cancel()
+
+
+def test_status_lists_nodes() -> None:
+    doc = build(compose(registry(), ComposeOptions(min_slots=4)), registry())
+    doc["nodes"] = [{"node": "lb-1", "revision": 9, "lag": 0, "age": 0.4, "model_hash": "abcdef0123456789",
+                     "haproxy_ok": True, "store_ok": True, "reloads": 2, "last_error": None},
+                    {"node": "lb-2", "revision": 7, "lag": 2, "age": 12.0, "model_hash": "0000", "haproxy_ok": False,
+                     "store_ok": True, "reloads": 1, "last_error": "haproxy: gone"}]
+    out = render(doc, PLAIN)
+    lb2 = next(line for line in out.splitlines() if line.startswith("lb-2")).split()
+    assert lb2[:7] == ["lb-2", "7", "2", "12.0s", "0000", "failed", "ok"] and "haproxy: gone" in out
