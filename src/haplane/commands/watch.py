@@ -49,7 +49,8 @@ def _modules() -> dict[str, ModuleType]:
 def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
     for name, module in _modules().items():
-        sp = sub.add_parser(name, help=module.WATCH_HELP, description=module.WATCH_HELP,
+        sp = sub.add_parser(name, help=module.WATCH_HELP,
+                            description=getattr(module, "WATCH_DESCRIPTION", module.WATCH_HELP),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         add_settings_options(sp)
         sp.add_argument("--api", metavar="URL", help="push to this registry API instead of the store")

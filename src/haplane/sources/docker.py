@@ -592,6 +592,24 @@ def _show(inst: Instance) -> str:
 # --- haplane watch docker -----------------------------------------------------------------------------------
 
 WATCH_HELP = "turn the containers of a Docker host into instances (events, with a full resync on reconnect)"
+WATCH_DESCRIPTION = f"""\
+{WATCH_HELP}.
+
+Which containers: a name containing the keyword (any case; default asteroid), or the label haplane.enable=true.
+What they are (a label wins over the env var):
+  label haplane.service   env SERVICE_NAME  the service (required)
+  label haplane.port      env PORT          the port the container listens on (required)
+  label haplane.mode      env CONFIG_MODE   host or path routing (default host)
+  label haplane.predicate env PREDICATE     the host name or path prefix requests are routed by
+  label haplane.cookie    env COOKIE        a sticky-session cookie
+  label haplane.version, haplane.weight, haplane.zone, and haplane.address (where to reach it; default: the
+  host address for --network host, else its network address, else the published PORT)
+A container with a HEALTHCHECK is routed only while healthy; a stopped, killed, paused or dying one leaves at
+once. A container with a bad value is skipped with a warning naming it and the value.
+
+  DOCKER_HOST=unix:///var/run/docker.sock haplane watch docker
+  docker run -d --name web-asteroid-1 -e SERVICE_NAME=web -e PREDICATE=web.example.com -e PORT=8080 IMAGE
+"""
 
 
 def configure_watch(p: argparse.ArgumentParser) -> None:
