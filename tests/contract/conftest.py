@@ -11,17 +11,21 @@ marks=...)`` or support it. Mark engines that need a server with ``pytest.mark.i
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from haplane.store import Store, open_store
+from support.moto import FAKE_AWS_ENV, moto_server
 
 ENGINES = [
     pytest.param("memory://", id="memory"),
     pytest.param("sqlite:///{tmp}/store.db", id="sqlite"),
     pytest.param("etcd://{etcd}/t{unique}", id="etcd", marks=pytest.mark.integration),
+    # moto in server mode (a real HTTP endpoint); moto allows 25 items per transaction where AWS allows 100
+    pytest.param("dynamodb://t{unique}?region=us-east-1&endpoint={moto}&max_items=25&poll=0.05&lease_check=0.05",
+                 id="dynamodb", marks=pytest.mark.integration),
 ]
 # engines that cannot honour an option: a test asking for it is skipped there (with the reason)
 UNSUPPORTED = {"etcd": {"history": "etcd keeps history until the cluster is compacted; "
@@ -37,7 +41,20 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     etcd = ""
     if "{etcd}" in template:  # a real single-member etcd, started once per session, only when needed
         etcd = ",".join(request.getfixturevalue("etcd_single").hostports)
-    return template.format(tmp=tmp_path, unique=uuid.uuid4().hex[:12], etcd=etcd)
+    moto = ""
+    if "{moto}" in template:  # moto's DynamoDB, started once per session, only when needed
+        moto = request.getfixturevalue("moto_endpoint")
+    return template.format(tmp=tmp_path, unique=uuid.uuid4().hex[:12], etcd=etcd, moto=moto)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server (AWS fake, server mode) for the dynamodb engine, with fake credentials in the env."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in FAKE_AWS_ENV.items():
+            mp.setenv(name, value)
+        with moto_server() as server:
+            yield server.url
 
 
 @pytest.fixture
