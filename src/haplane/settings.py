@@ -32,6 +32,8 @@ HSDO_ALIASES: dict[str, str] = {
     "DYNAMODB_TABLE_NAME": "dynamodb_table",
     "EXPORTER_PORT": "metrics_port",
     "INTERVAL": "poll_interval",
+    "SERVER_CONSUL_API_URL": "consul_address",
+    "SERVER_CONSUL_SERVICE_NAME": "consul_service",
 }
 
 
@@ -71,6 +73,11 @@ class Settings:
     poll_interval: float = 10.0
     aws_asg_names: tuple[str, ...] = ()
     dynamodb_table: str | None = None
+    aws_region: str | None = None  # default: boto3's (AWS_DEFAULT_REGION, ~/.aws/config)
+    aws_endpoint_url: str | None = None  # default: boto3's (AWS_ENDPOINT_URL)
+    consul_address: str = "http://127.0.0.1:8500"  # default: CONSUL_HTTP_ADDR if set
+    consul_service: str | None = None
+    consul_token: str | None = None  # default: CONSUL_HTTP_TOKEN if set
     docker_keyword: str = "asteroid"
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     docker_source: str | None = None  # default: docker-<hostname>
@@ -80,6 +87,10 @@ class Settings:
     def store_url(self) -> str:
         if self.store:
             return self.store
+        if self.dynamodb_table:  # HSDO's DYNAMODB_TABLE_NAME: the AWS-native setup
+            options = [f"region={self.aws_region}"] if self.aws_region else []
+            options += [f"endpoint={self.aws_endpoint_url}"] if self.aws_endpoint_url else []
+            return f"dynamodb://{self.dynamodb_table}" + ("?" + "&".join(options) if options else "")
         return f"sqlite:///{(self.state_dir / 'haplane.db').resolve()}"
 
     def all_tokens(self) -> dict[str, str]:
