@@ -201,7 +201,7 @@ class Metrics:
         if store is None and self.agent is not None:
             store = self.agent.agent.store
         if self.agent is not None:
-            g.overview = await self.agent.overview(live=True)
+            g.overview = await self.agent.overview(live=True, keep_sampling=False)
             g.agent = self.agent.status()
             if self.agent.stats is not None:
                 g.rows = dict(self.agent.stats.rows)

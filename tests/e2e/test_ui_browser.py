@@ -179,3 +179,49 @@ async def test_read_token_sees_but_cannot_act(tmp_path: Path, http_backends: Mak
             headers: {'Content-Type': 'application/json'}, body: JSON.stringify({state: 'drain'})})).status""")
         assert status == 403
         assert (await hp.rig.reg.get_instance("blog", "blog-a"))[0].state == "ready"
+
+
+async def test_weight_and_version_flip_from_the_ui(tmp_path: Path, http_backends: MakeHttpBackend,
+                                                   chromium_bin: str) -> None:
+    """A weight set in the UI reaches HAProxy; a dynamic backend flipped to another version routes to it."""
+    from tests.integration.agent.conftest import free_port
+
+    from haplane.model.records import BackendSpec, FrontendSpec
+
+    shots = artifacts_dir(tmp_path)
+    async with running_haplane(tmp_path) as hp, browser(chromium_bin) as b:
+        reg = hp.rig.reg
+        await reg.put_service(Service("app", "host", "app.test"))
+        v1, v2 = http_backends("app-v1"), http_backends("app-v2")
+        await reg.put_instance(Instance("app-v1", "app", v1.host, v1.port, version="1.0"))
+        await reg.put_instance(Instance("app-v2", "app", v2.host, v2.port, version="2.0"))
+        await reg.put_backend(BackendSpec("live", "dynamic", service="app", version="1.0"))
+        pub = free_port()
+        await reg.put_frontend(FrontendSpec("pub", (("127.0.0.1", pub),), backend="live"))
+        await hp.rig.settled()
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(f"http://127.0.0.1:{pub}/")).text == "backend=app-v1"
+
+            page = await b.new_page(viewport={"width": 1400, "height": 900})
+            await login(page, hp, WRITE)
+            row = 'section[data-backend="app"] tr[data-instance="app-v1"]'
+            await page.wait_for_selector(row)
+            await page.fill(f"{row} input[data-weight]", "3")
+            await page.click(f'{row} button[data-action="weight"]')
+            await page.wait_for_function(
+                f"""() => document.querySelector('{row} td.weight')?.textContent === '3'""", timeout=10_000)
+            assert (await reg.get_instance("app", "app-v1"))[0].weight == 3
+
+            await page.fill('input[data-version="live"]', "2.0")
+            await page.click('button[data-action="version"]')
+            await page.wait_for_selector('section[data-backend="live"] tr[data-instance="app-v2"]', timeout=10_000)
+            assert await page.locator('section[data-backend="live"] tr[data-instance="app-v1"]').count() == 0
+            spec = (await reg.snapshot()).backends[0]
+            assert (spec.name, spec.version) == ("live", "2.0")
+            for _ in range(100):
+                if (await client.get(f"http://127.0.0.1:{pub}/")).text == "backend=app-v2":
+                    break
+                await asyncio.sleep(0.05)
+            answers = {(await client.get(f"http://127.0.0.1:{pub}/")).text for _ in range(10)}
+            assert answers == {"backend=app-v2"}
+            await shot(page, shots, "overview-version-flip")

@@ -354,6 +354,12 @@ class Agent:
             maps_now = await self._maps_now()
         p = plan(self.desired, observed, self.memory, self.applied, self.clock(), self.options.policy,
                  maps_now=maps_now, map_paths=self._map_paths(), backends=limit)
+        if p.reload is None and touched is not None and touched.structural and limit is not None:
+            # a record changed but the structure did not (a dynamic backend now follows another version): no
+            # reload will bring the rest along, so every backend converges through the runtime now
+            observed = await self.control.servers(None)
+            p = plan(self.desired, observed, self.memory, self.applied, self.clock(), self.options.policy,
+                     maps_now=maps_now, map_paths=self._map_paths(), backends=None)
         await self._apply(p)
         if p.reload is not None:
             self._reload_wanted = p.reload.reason

@@ -119,9 +119,11 @@ class StatsSampler:
             if q.qsize() < 100:
                 q.put_nowait(message)
 
-    async def fresh(self, max_age: float = 1.0) -> dict[Key, StatRow]:
-        """The latest rows, sampled now if the last sample is older than ``max_age``."""
-        self.touch()
+    async def fresh(self, max_age: float = 1.0, keep_sampling: bool = True) -> dict[Key, StatRow]:
+        """The latest rows, sampled now if the last sample is older than ``max_age``. ``keep_sampling``: someone
+        watches, keep the once-a-second sampling going (a Prometheus scrape does not need it)."""
+        if keep_sampling:
+            self.touch()
         if self.sampled_at is None or self.clock() - self.sampled_at > max_age:
             await self.sample()
         return self.rows

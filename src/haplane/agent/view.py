@@ -29,7 +29,7 @@ class AgentView:
     def applied_config(self) -> str | None:
         return self.agent.applied_text
 
-    async def overview(self, live: bool = True) -> dict[str, Any]:
+    async def overview(self, live: bool = True, keep_sampling: bool = True) -> dict[str, Any]:
         """Frontends → rules → backends → servers as the agent wants them, with HAProxy's live state."""
         from haplane.compose import compose
         from haplane.overview import build
@@ -39,7 +39,7 @@ class AgentView:
         config = a.desired if a.desired is not None else compose(registry, a._options())
         rows = None
         if live and self.stats is not None:
-            rows = await self.stats.fresh(max_age=0.5)
+            rows = await self.stats.fresh(max_age=0.5, keep_sampling=keep_sampling)
         doc = build(config, registry, rows, a.status.quarantined,
                     self.stats.sampled_at if self.stats is not None else None)
         doc["agent"] = self.status()

@@ -147,9 +147,19 @@
       (doc.live ? "" : " · desired state only (no live HAProxy view)");
   }
 
+  // a live update never replaces the table under the operator's hands: not while a value is being typed, nor
+  // between pressing a button and its click
+  var holding = false;
+  document.addEventListener("pointerdown", function (ev) {
+    if (ev.target.closest && ev.target.closest("#backends")) { holding = true; setTimeout(release, 2000); }
+  }, true);
+  document.addEventListener("click", function () { setTimeout(release, 0); });
+  function release() { if (holding) { holding = false; if (pending && doc) render(); } }
+
   function render() {
     var focused = document.activeElement;
-    if (focused && focused.closest && focused.closest("#backends") && focused.tagName === "INPUT") { pending = true; return; }
+    var typing = focused && focused.closest && focused.closest("#backends") && focused.tagName === "INPUT";
+    if (typing || holding) { pending = true; return; }
     pending = false;
     renderQuarantine();
     renderFrontends();
@@ -157,7 +167,7 @@
     applySearch();
   }
 
-  document.addEventListener("focusout", function () { if (pending && doc) setTimeout(render, 0); });
+  document.addEventListener("focusout", function () { if (pending && doc) setTimeout(function () { if (pending) render(); }, 0); });
   document.addEventListener("click", function (ev) {
     var a = ev.target.closest && ev.target.closest("a[data-goto]");
     if (!a) return;
