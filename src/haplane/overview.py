@@ -10,14 +10,31 @@ weight in force and ``target`` the one it ramps to.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from haplane.compose import FALLBACK_SUFFIX
 from haplane.model.haproxy import Backend, Config, Frontend, Route, Server
-from haplane.model.observed import StatRow
 from haplane.model.records import Registry
 
-Rows = Mapping[tuple[str, str], StatRow]
+
+class Row(Protocol):
+    """What the overview reads of a ``show stat`` row (``StatRow`` and the sampler's ``LiveRow`` both fit)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def weight(self) -> int | None: ...
+    @property
+    def uweight(self) -> int | None: ...
+    @property
+    def scur(self) -> int: ...
+    @property
+    def stot(self) -> int: ...
+    @property
+    def check_status(self) -> str | None: ...
+
+
+Rows = Mapping[tuple[str, str], Row]
 
 ROUTE_WORDS = {"host": "host", "path_prefix": "path prefix"}
 
@@ -55,7 +72,7 @@ def _frontend(fe: Frontend, maps: Mapping[str, str], rows: Rows | None) -> dict[
             "status": row.status if row else None, "sessions": row.scur if row else None}
 
 
-def _server(be: Backend, srv: Server, row: StatRow | None, service: str | None) -> dict[str, Any]:
+def _server(be: Backend, srv: Server, row: Row | None, service: str | None) -> dict[str, Any]:
     if row is not None:
         state = server_state(row.status)
         weight = row.uweight if row.uweight is not None else row.weight

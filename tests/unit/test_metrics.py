@@ -121,3 +121,29 @@ async def test_metrics_without_an_agent_read_the_store() -> None:
         assert get(m, "haplane_haproxy_up") is None  # no agent in this process
     finally:
         await store.close()
+
+
+def test_live_rows_pick_the_columns_the_views_use() -> None:
+    from haplane.agent.stats import parse_live
+    from haplane.haproxy.parse import parse_stat
+
+    header = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,"
+              "weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,"
+              "rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,"
+              "hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,"
+              "lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,uweight\n")
+    rows = ("web,FRONTEND,,,3,9,4096,40,0,0,0,0,2,,,,,OPEN,,,,,,,,,1,2,0,,,,0,1,0,5,,,,0,30,0,4,1,0,,1,5,35,,,,,,,,,,,,"
+            ",,,\n"
+            "web,s1,0,0,1,2,,20,0,0,,0,,1,2,0,0,UP,7,1,0,3,0,12,0,,1,3,1,,20,,2,0,,4,L4OK,,0,0,18,0,0,1,0,,,,18,0,0,,,,,"
+            "2,\"Layer4 check passed, all good\",,0,0,4,5,,6\n"
+            "stats,localhost:9999,,,0,0,,0,0,0,0,0,,,,,,OPEN,,,,,,,,,1,4,1,,,,3,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,\n")
+    live = {r.key: r for r in parse_live(header + rows)}
+    full = {r.key: r for r in parse_stat(header + rows)}
+    assert set(live) == {("web", "FRONTEND"), ("web", "s1")}  # listeners are left out
+    for key, row in live.items():
+        ref = full[key]
+        assert (row.status, row.weight, row.uweight, row.scur, row.stot, row.rtime, row.chkfail, row.check_status) \
+            == (ref.status, ref.weight, ref.uweight, ref.scur, ref.stot, ref.rtime, ref.chkfail, ref.check_status)
+    s1 = live[("web", "s1")]
+    assert (s1.answers, s1.errors, s1.uweight, s1.check_status) == (19, 1 + 1 + 2, 6, "L4OK")
+    assert live[("web", "FRONTEND")].errors == 1 + 2  # 5xx + bad requests

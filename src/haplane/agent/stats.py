@@ -11,19 +11,83 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from haplane.errors import HaplaneError
-from haplane.model.observed import StatRow
 
 log = logging.getLogger("haplane.agent.stats")
 
 Key = tuple[str, str]  # (proxy, "FRONTEND" | "BACKEND" | server name)
+_TYPES = {"0": "frontend", "1": "backend", "2": "server", "3": "listener"}
+
+
+class LiveRow(NamedTuple):
+    """The columns of one ``show stat`` row that the live views use. ``haproxy.parse.parse_stat`` reads every
+    column into a ``StatRow``; a once-a-second sampler of thousands of servers cannot afford that (a 2 MB answer
+    for 8,000 servers: 340 ms against 45 ms here), so it picks these by index."""
+
+    pxname: str
+    svname: str
+    type: str
+    status: str
+    weight: int | None
+    uweight: int | None
+    scur: int
+    stot: int
+    req_tot: int
+    answers: int  # HTTP responses of every class
+    errors: int  # 5xx answers + connection and response errors (+ bad requests, on frontends)
+    rtime: int
+    chkfail: int
+    check_status: str | None
+
+    @property
+    def key(self) -> Key:
+        return (self.pxname, self.svname)
+
+
+_COLUMNS = ("pxname", "svname", "type", "status", "weight", "uweight", "scur", "stot", "req_tot", "hrsp_1xx",
+            "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other", "econ", "eresp", "ereq", "rtime", "chkfail",
+            "check_status")
+
+
+def _n(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def parse_live(text: str) -> list[LiveRow]:
+    """``show stat`` (CSV) → the rows the live views need; listeners are left out."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("#"):
+        return []
+    header = [h.strip() for h in lines[0].lstrip("#").split(",")]
+    index = {h: i for i, h in enumerate(header)}
+    if "pxname" not in index or "svname" not in index:
+        return []
+    idx = [index.get(c, -1) for c in _COLUMNS]
+    out: list[LiveRow] = []
+    for v in csv.reader(ln for ln in lines[1:] if ln):
+        if len(v) < len(header) - 1:
+            continue
+        f = [v[i] if 0 <= i < len(v) else "" for i in idx]
+        kind = _TYPES.get(f[2], "server")
+        if kind == "listener":
+            continue
+        answers = _n(f[9]) + _n(f[10]) + _n(f[11]) + _n(f[12]) + _n(f[13]) + _n(f[14])
+        errors = _n(f[13]) + _n(f[15]) + _n(f[16]) + (_n(f[17]) if kind == "frontend" else 0)
+        out.append(LiveRow(f[0], f[1], kind, f[3], int(f[4]) if f[4].isdigit() else None,
+                           int(f[5]) if f[5].isdigit() else None, _n(f[6]), _n(f[7]), _n(f[8]), answers, errors,
+                           _n(f[18]), _n(f[19]), f[20] or None))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +104,10 @@ class Point:
         return [round(self.t, 3), round(self.req, 3), round(self.err, 3), self.rtime, self.scur]
 
 
-def _requests(row: StatRow) -> int:
+def _requests(row: LiveRow) -> int:
     """HTTP responses of all classes, which counts requests on every HAProxy version; TCP proxies count
     sessions."""
-    answers = row.hrsp_1xx + row.hrsp_2xx + row.hrsp_3xx + row.hrsp_4xx + row.hrsp_5xx + row.hrsp_other
-    return max(answers, row.req_tot) if (answers or row.req_tot) else row.stot
-
-
-def _errors(row: StatRow) -> int:
-    return row.hrsp_5xx + row.econ + row.eresp + (row.ereq if row.type == "frontend" else 0)
+    return max(row.answers, row.req_tot) if (row.answers or row.req_tot) else row.stot
 
 
 def key_name(key: Key) -> str:
@@ -57,16 +116,16 @@ def key_name(key: Key) -> str:
 
 class StatsSampler:
     """Who calls what: the UI and /metrics call ``touch()`` / ``fresh()`` and read ``rows`` and ``series``;
-    streams iterate ``ticks()``. ``read`` is HAProxy's ``show stat`` (``RuntimeClient.stat``)."""
+    streams iterate ``ticks()``. ``read`` answers HAProxy's ``show stat`` text (``RuntimeClient.command``)."""
 
-    def __init__(self, read: Callable[[], Awaitable[list[StatRow]]], interval: float = 1.0, keep: int = 180,
+    def __init__(self, read: Callable[[], Awaitable[str]], interval: float = 1.0, keep: int = 180,
                  idle_stop: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.read = read
         self.interval = interval
         self.keep = keep
         self.idle_stop = idle_stop
         self.clock = clock
-        self.rows: dict[Key, StatRow] = {}
+        self.rows: dict[Key, LiveRow] = {}
         self.series: dict[Key, deque[Point]] = {}
         self.sampled_at: float | None = None
         self.error: str | None = None
@@ -81,20 +140,18 @@ class StatsSampler:
     async def sample(self) -> None:
         async with self._lock:
             try:
-                rows = await self.read()
+                rows = parse_live(await self.read())
                 self.error = None
             except HaplaneError as exc:
                 self.error = str(exc)
                 return
             now = self.clock()
             tick: dict[str, list[float]] = {}
-            fresh: dict[Key, StatRow] = {}
+            fresh: dict[Key, LiveRow] = {}
             for row in rows:
-                if row.type == "listener":
-                    continue
                 key = row.key
                 fresh[key] = row
-                reqs, errs = _requests(row), _errors(row)
+                reqs, errs = _requests(row), row.errors
                 prev = self._prev.get(key)
                 self._prev[key] = (now, reqs, errs)
                 if prev is None or now <= prev[0]:
@@ -119,7 +176,7 @@ class StatsSampler:
             if q.qsize() < 100:
                 q.put_nowait(message)
 
-    async def fresh(self, max_age: float = 1.0, keep_sampling: bool = True) -> dict[Key, StatRow]:
+    async def fresh(self, max_age: float = 1.0, keep_sampling: bool = True) -> dict[Key, LiveRow]:
         """The latest rows, sampled now if the last sample is older than ``max_age``. ``keep_sampling``: someone
         watches, keep the once-a-second sampling going (a Prometheus scrape does not need it)."""
         if keep_sampling:
@@ -138,11 +195,13 @@ class StatsSampler:
 
     async def _run(self) -> None:
         while time.monotonic() - self._touched < self.idle_stop or self._waiters:
+            t0 = time.monotonic()
             try:
                 await self.sample()
             except Exception:  # a sampler must never take the process down
                 log.exception("stats sample failed")
-            await asyncio.sleep(self.interval)
+            # a huge HAProxy (tens of thousands of servers) is sampled less often, never more than ~20 % busy
+            await asyncio.sleep(max(self.interval, 5 * (time.monotonic() - t0)))
 
     async def stop(self) -> None:
         if self._task is not None:

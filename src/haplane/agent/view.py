@@ -15,8 +15,14 @@ class AgentView:
         self.agent = agent
         if stats is None:
             runtime = getattr(agent.control, "runtime", None)  # real HAProxy: its admin socket client
-            if runtime is not None and hasattr(runtime, "stat"):
-                stats = StatsSampler(runtime.stat)
+            if runtime is not None and hasattr(runtime, "command"):
+                command = runtime.command
+
+                async def show_stat() -> str:
+                    text: str = await command("show stat")
+                    return text
+
+                stats = StatsSampler(show_stat)
         self.stats = stats
 
     @property

@@ -82,7 +82,9 @@ async def local_overview(settings: Settings, directory: Path) -> dict[str, Any]:
         if sock.exists():
             try:
                 with progress("reading HAProxy's state"):
-                    rows = {r.key: r for r in await RuntimeClient(sock, timeout=5).stat()}
+                    from haplane.agent.stats import parse_live
+
+                    rows = {r.key: r for r in parse_live(await RuntimeClient(sock, timeout=5).command("show stat"))}
             except HAProxyError as exc:
                 note = f"HAProxy did not answer on {sock}: {exc}"
         else:
