@@ -94,6 +94,13 @@
       document.getElementById(id).addEventListener("input", applyFilters);
     });
     hp.whoami().then(function () { return hp.get("/ui/api/activity?limit=1000"); }).then(function (d) {
+      if (!d.agent) {
+        document.querySelector("#activity tbody").appendChild(el("tr", null, el("td", { colspan: 6, class: "muted" },
+          "No agent runs in this process (haplane serve): each agent's activity is on its own node — haplane events " +
+          "--state-dir there, or the UI of haplane up.")));
+        document.getElementById("live").textContent = "";
+        return;
+      }
       d.records.slice().reverse().forEach(function (r) { add(r, false); });
       lastSeq = d.records.length ? d.records[d.records.length - 1].seq : 0;
       applyFilters();
