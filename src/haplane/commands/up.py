@@ -138,7 +138,7 @@ def _docker_watcher(registry: RegistryStore, settings: Settings) -> Coroutine[An
         docker = importlib.import_module("haplane.sources.docker")
     except ModuleNotFoundError:
         return None
-    if not docker.docker_socket_reachable():
+    if not docker.docker_socket_reachable(settings):
         log.info("no Docker daemon reachable (DOCKER_HOST or /var/run/docker.sock): not watching Docker")
         return None
     source = docker.DockerSource.from_settings(settings)
