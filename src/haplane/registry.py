@@ -102,6 +102,14 @@ class _Alloc:
         return dumps({"freed": {str(k): t for k, t in sorted(self.freed.items())}})
 
 
+def _keep_operator(new: Instance, stored: Instance) -> Instance:
+    """``new`` (a source's view of an instance) with what the operator set on the stored one: its admin state
+    (drain, maint) and a pinned weight. A source never states these, so its next push must not undo them."""
+    if stored.weight_override is not None:
+        new = replace(new, weight=stored.weight_override, weight_override=stored.weight_override)
+    return replace(new, state=stored.state)
+
+
 class RegistryStore:
     """Registry operations on one store. Holds no state of its own besides the store.
 
@@ -323,7 +331,7 @@ class RegistryStore:
                 wanted.add(key)
                 old = current.get(key)
                 if old is not None:
-                    new = replace(inst, slot=old[0].slot)
+                    new = _keep_operator(replace(inst, slot=old[0].slot), old[0])
                     if new == old[0]:
                         continue
                     compares.append(Compare(key, old[1].mod_revision))
@@ -331,13 +339,13 @@ class RegistryStore:
                 else:
                     other = await self.store.get(key)
                     if other is not None:
-                        slot = json.loads(other.value).get("slot", 0)
+                        taken = _decode(other, Instance.from_dict)  # registered by hand or by another source
+                        new = _keep_operator(replace(inst, slot=taken.slot), taken)
                         compares.append(Compare(key, other.mod_revision))
                     else:
                         alloc = await self._alloc_once(inst.service, allocs, compares)
-                        slot = alloc.take(used.setdefault(inst.service, set()))
+                        new = replace(inst, slot=alloc.take(used.setdefault(inst.service, set())))
                         compares.append(Compare(key, 0))
-                    new = replace(inst, slot=slot)
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
                 ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
             for key, (inst, kv) in current.items():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
+from haplane.errors import ValidationError
 from haplane.model.records import Instance
 from haplane.registry import RegistryStore
 from haplane.store import open_store
@@ -51,3 +56,39 @@ async def test_source_sets_free_slots_with_rest() -> None:
     await reg.replace_source("d", [inst("b"), inst("c")])
     got = {i.id: i.slot for i, _ in await reg.list_instances("app")}
     assert got == {"b": 2, "c": 3}
+
+
+async def test_operator_state_and_pinned_weight_survive_the_sources_next_push() -> None:
+    """A drain or a weight set from the UI on a watcher's instance is the operator's: the watcher re-sending
+    its view (it does at every event and resync) must not undo it; its own fields still follow the source."""
+    reg = RegistryStore(open_store("memory://"))
+    await reg.replace_source("d", [inst("a"), inst("b")])
+    a, rev = await reg.get_instance("app", "a")
+    await reg.put_instance(replace(a, state="drain"), if_match=rev)
+    b, rev = await reg.get_instance("app", "b")
+    await reg.put_instance(replace(b, weight=3, weight_override=3), if_match=rev)
+
+    await reg.replace_source("d", [Instance("a", "app", "127.0.0.5", 8000, weight=20, version="v2"),
+                                   Instance("b", "app", "127.0.0.2", 8000, weight=50)])
+    a, _ = await reg.get_instance("app", "a")
+    b, _ = await reg.get_instance("app", "b")
+    assert (a.state, a.weight, a.address, a.version) == ("drain", 20, "127.0.0.5", "v2")
+    assert (b.state, b.weight, b.weight_override) == ("ready", 3, 3)
+
+    # null hands the weight back: the next push sets it again
+    await reg.put_instance(replace(b, weight_override=None))
+    await reg.replace_source("d", [inst("a"), Instance("b", "app", "127.0.0.2", 8000, weight=50)])
+    assert (await reg.get_instance("app", "b"))[0].weight == 50
+    # the state kept is not forever: an instance the source drops and reports again starts ready
+    await reg.replace_source("d", [inst("b")])
+    await reg.replace_source("d", [inst("a"), inst("b")])
+    assert (await reg.get_instance("app", "a"))[0].state == "ready"
+
+
+def test_weight_override_is_validated_and_round_trips() -> None:
+    i = Instance.from_dict({"id": "x", "service": "app", "address": "127.0.0.2:80", "weight": 9,
+                            "weight_override": 4})
+    assert (i.weight, i.weight_override) == (4, 4)
+    assert Instance.from_dict(i.to_dict()) == i
+    with pytest.raises(ValidationError, match="weight_override"):
+        Instance.from_dict({"id": "x", "service": "app", "address": "127.0.0.2:80", "weight_override": 300})

@@ -132,7 +132,9 @@ class Instance:
     service) and kept for the instance's life, so every HAProxy node puts it in the same server slot.
     ``source`` names the watcher that owns it (``PUT /sources/{source}/instances`` replaces exactly those).
     ``state`` is the operator's override (drain, maintenance); ``healthy`` is the source's own view
-    (a Docker HEALTHCHECK): an unhealthy instance is not routable.
+    (a Docker HEALTHCHECK): an unhealthy instance is not routable. ``weight_override`` is a weight the operator
+    pinned (from the UI or the API): ``weight`` follows it. Both are the operator's, so a source re-sending its
+    view (``replace_source``) keeps them; ``weight_override: null`` hands the weight back to the source.
     """
 
     id: str
@@ -149,13 +151,14 @@ class Instance:
     healthy: bool = True
     ttl: float | None = None
     lease: int = 0
+    weight_override: int | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "", *, service: str | None = None, id: str | None = None,
                   default_port: int | None = None) -> Instance:
         d = _obj(data, where)
         known = {"id", "service", "address", "port", "weight", "version", "zone", "group", "source", "slot",
-                 "state", "healthy", "ttl", "lease"}
+                 "state", "healthy", "ttl", "lease", "weight_override"}
         _reject_unknown(d, known, where)
         addr_raw = d.get("address", MISSING)
         port_raw = _opt(d, "port")
@@ -165,6 +168,8 @@ class Instance:
         if not isinstance(healthy, bool):
             raise ValidationError(_path(where, "healthy"), healthy, "must be true or false")
         ttl = _opt(d, "ttl")
+        override = _opt(d, "weight_override")
+        weight_override = None if override is MISSING else v.weight(override, _path(where, "weight_override"))
         state: AdminState = v.choice(d.get("state"), _path(where, "state"), ("ready", "drain", "maint"),
                                      "ready")  # type: ignore[assignment]
         return cls(
@@ -173,7 +178,8 @@ class Instance:
                            _path(where, "service")),
             address=address,
             port=port,
-            weight=v.weight(d.get("weight", 10), _path(where, "weight")),
+            weight=weight_override if weight_override is not None else v.weight(d.get("weight", 10),
+                                                                                _path(where, "weight")),
             version=None if _opt(d, "version") is MISSING else v.version(d["version"], _path(where, "version")),
             zone=None if _opt(d, "zone") is MISSING else v.name(d["zone"], _path(where, "zone")),
             group=None if _opt(d, "group") is MISSING else v.name(d["group"], _path(where, "group")),
@@ -183,13 +189,14 @@ class Instance:
             healthy=healthy,
             ttl=None if ttl is MISSING else v.seconds(ttl, _path(where, "ttl"), 1, 86400),
             lease=v.integer(d.get("lease", 0), _path(where, "lease"), 0, 2**63 - 1),
+            weight_override=weight_override,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "service": self.service, "address": self.address, "port": self.port,
                 "weight": self.weight, "version": self.version, "zone": self.zone, "group": self.group,
                 "source": self.source, "slot": self.slot, "state": self.state, "healthy": self.healthy,
-                "ttl": self.ttl, "lease": self.lease}
+                "ttl": self.ttl, "lease": self.lease, "weight_override": self.weight_override}
 
     @property
     def endpoint(self) -> str:

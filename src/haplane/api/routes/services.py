@@ -44,7 +44,11 @@ INSTANCE_SCHEMA: dict[str, Any] = {
         "address": {"type": "string", "description": "IPv4, IPv6 or DNS name, optionally with :port"},
         "port": {"type": "integer"}, "weight": {"type": "integer", "default": 10},
         "version": {"type": "string"}, "zone": {"type": "string"}, "group": {"type": "string"},
-        "state": {"type": "string", "enum": ["ready", "drain", "maint"]},
+        "state": {"type": "string", "enum": ["ready", "drain", "maint"],
+                  "description": "the operator's; a source re-sending the instance keeps it"},
+        "weight_override": {"type": ["integer", "null"],
+                            "description": "a weight the operator pins: a source's pushes keep it; null hands "
+                                           "the weight back to the source"},
         "ttl": {"type": "number", "description": "seconds; renew with POST .../heartbeat, or it expires"},
     },
 }

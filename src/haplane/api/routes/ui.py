@@ -316,6 +316,7 @@ def router(deps: ApiDeps) -> APIRouter:
     async def set_weight(service: str, iid: str, request: Request, _: Principal = write) -> dict[str, Any]:
         d = object_body(await json_body(request))
         weight = values.weight(d.get("weight"), "weight")
-        return await change_instance(request, service, iid, weight=weight)
+        # pinned: a source's next view of the instance keeps the operator's weight (see Instance.weight_override)
+        return await change_instance(request, service, iid, weight=weight, weight_override=weight)
 
     return r
