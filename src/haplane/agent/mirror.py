@@ -21,6 +21,7 @@ class Touched:
 
     services: set[str] = field(default_factory=set)  # services whose instances changed
     structural: bool = False  # a service, frontend or backend record changed
+    backends: set[str] = field(default_factory=set)  # Thalassa backends whose record changed
     keys: int = 0
 
 
@@ -77,6 +78,7 @@ class Mirror:
                 be = BackendSpec.from_dict(data)
                 self.backends[be.name] = be
                 touched.structural = True
+                touched.backends.add(be.name)
             else:
                 return
             self.bad.pop(key, None)
@@ -102,3 +104,4 @@ class Mirror:
         elif key.startswith(BACKENDS):
             self.backends.pop(key[len(BACKENDS):], None)
             touched.structural = True
+            touched.backends.add(key[len(BACKENDS):])

@@ -335,7 +335,9 @@ class Agent:
             # wait for a diff of every backend first.
             self.desired = self._compose_full()
             opts = self._options()
-            limit = set()
+            # a changed Thalassa backend too: a dynamic backend switched to another version keeps the same
+            # slots in the rendered config (no reload), so its members change through the Runtime API only
+            limit = set(touched.backends)
             for name in touched.services:
                 svc = self.mirror.services.get(name)
                 if svc is not None:

@@ -29,12 +29,12 @@ How the contract is kept:
 - **history / Compacted**: the log keeps the last ``history=`` revisions (default 100,000); each txn deletes the
   log item that fell out. Every revision has a log item (even one with no events), so a gap in what a watcher
   reads means events were dropped: it raises ``Compacted``.
-- **leases**: items with an expiry. DynamoDB's own TTL deletes items up to days late, so it is not used: a reaper
-  task in every open store sweeps expired leases (every ``lease_check=`` seconds, default 0.25, and before any
-  operation once a lease it knows of is due): one txn deletes the lease's keys (with delete events) and the
-  lease item, under the condition that it is still expired (a racing keepalive wins). ``keepalive`` is a
-  conditional update (``expires_at > now``); a put with a lease checks the same condition inside the txn.
-  Expiry uses the hosts' wall clocks: keep them in sync (NTP) when several hosts share a table.
+- **leases**: items with an expiry. DynamoDB's own TTL deletes items up to days late, so it is not used: a reaper task
+  in every open store sweeps the table's expired leases, whichever host granted them (every ``lease_check=`` seconds,
+  default 1, and before any operation once a lease it knows of is due: at most that late): one txn deletes the lease's
+  keys (with delete events) and the lease item, under the condition that it is still expired (a racing keepalive
+  wins). ``keepalive`` is a conditional update (``expires_at > now``); a put with a lease checks the same condition
+  inside the txn. Expiry uses the hosts' wall clocks: keep them in sync (NTP) when several hosts share a table.
 - errors from AWS (throttling after botocore's own retries, network) are ``StoreUnavailable``.
 """
 
@@ -80,7 +80,7 @@ def open_dynamodb(url: str) -> DynamoDBStore:
         url, table, region=options.get("region") or None, endpoint=options.get("endpoint") or None,
         history=int_option(url, options, "history", DEFAULT_HISTORY, 1),
         poll=float_option(url, options, "poll", 0.2, 0.01),
-        lease_check=float_option(url, options, "lease_check", 0.25, 0.01),
+        lease_check=float_option(url, options, "lease_check", 1.0, 0.01),
         max_items=int_option(url, options, "max_items", AWS_MAX_ITEMS, 3))
 
 
@@ -102,7 +102,7 @@ class _Retry(Exception):
 
 class DynamoDBStore:
     def __init__(self, url: str, table: str, *, region: str | None = None, endpoint: str | None = None,
-                 history: int = DEFAULT_HISTORY, poll: float = 0.2, lease_check: float = 0.25,
+                 history: int = DEFAULT_HISTORY, poll: float = 0.2, lease_check: float = 1.0,
                  max_items: int = AWS_MAX_ITEMS) -> None:
         self.url = url
         self.table = table
@@ -160,6 +160,7 @@ class DynamoDBStore:
                 await self._ensure_table(client)
                 self._client = client
                 self._write_lock = asyncio.Lock()
+                self._kick_reaper(float("inf"))  # sweeps every host's leases, not only the ones granted here
         return self._client
 
     async def _ensure_table(self, client: Any) -> None:
