@@ -203,8 +203,10 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
         maps = ((options.host_map, "".join(f"{h} {b}\n" for h, b in hosts)),)
         # the map carries host routes; path routes stay ACLs
         main_routes = [r for r in main_routes if r.kind != "host"]
+    fallbacks = tuple((r.backend, r.backend + FALLBACK_SUFFIX) for r in order_routes(routes)
+                      if options.focused and r.backend + FALLBACK_SUFFIX in names)
     frontends = [Frontend(MAIN_FRONTEND, options.binds, routes=tuple(main_routes), host_map=host_map,
-                          owner="frontend:" + MAIN_FRONTEND)]
+                          owner="frontend:" + MAIN_FRONTEND, fallbacks=fallbacks)]
     for fspec in sorted(registry.frontends, key=lambda f: f.name):
         if f"frontend:{fspec.name}" in options.excluded or fspec.name == MAIN_FRONTEND:
             continue

@@ -125,6 +125,9 @@ class Frontend:
     natives: tuple[str, ...] = ()
     host_map: str | None = None  # route hosts through this map file (one lookup instead of N ACLs)
     owner: str = ""
+    # (backend, its fallback): a request routed to the backend goes to the fallback while the backend has no
+    # usable server (HSDO's dedicated-ASG mode, where HSDO left this wiring to the operator)
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

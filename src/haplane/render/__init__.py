@@ -121,11 +121,16 @@ def _backend(b: Backend) -> dict[str, Any]:
 
 
 def _frontend(f: Frontend) -> dict[str, Any]:
+    fallback = dict(f.fallbacks)
+    routed = {r.backend for r in f.routes}
     return {
         "name": f.name, "binds": [b.render() for b in f.binds], "mode": f.mode, "keepalive": f.keepalive,
         "default_backend": f.default_backend, "host_map": f.host_map, "natives": list(f.natives),
-        "routes": [{"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r)}
-                   for r in f.routes],
+        "routes": [{"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r),
+                    "fallback": fallback.get(r.backend)} for r in f.routes],
+        # backends reached through the host map (not through a route of their own) that have a fallback
+        "map_fallbacks": [{"backend": b, "fallback": fb} for b, fb in f.fallbacks if b not in routed]
+        if f.host_map else [],
     }
 
 
