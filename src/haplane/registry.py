@@ -68,21 +68,32 @@ def _decode(kv: KV, parse: Callable[[dict[str, Any]], T]) -> T:
 class _Alloc:
     """A service's slot bookkeeping: which slots were freed when. A slot freed less than ``cooldown``
     seconds ago is not handed out again, so the agent can drain the instance that had it without making the
-    newcomer wait (a rolling deploy would otherwise put every new instance in the slot still draining)."""
+    newcomer wait (a rolling deploy would otherwise put every new instance in the slot still draining).
+
+    ``held`` lists the slots handed out and not freed through the registry. A held slot that no instance uses
+    any more lost its instance to a lease expiry (the store deleted the key; the registry was not asked): it
+    starts its rest when the registry first notices, like a slot freed by a delete."""
 
     def __init__(self, kv: KV | None, cooldown: float, now: float, min_slots: int = 8) -> None:
         self.min_slots = min_slots
         self.key_rev = kv.mod_revision if kv else 0
         freed: dict[str, float] = {}
+        held: list[int] = []
         if kv is not None:
-            with contextlib.suppress(ValueError, AttributeError):
-                freed = {str(k): float(t) for k, t in json.loads(kv.value).get("freed", {}).items()}
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                doc = json.loads(kv.value)
+                freed = {str(k): float(t) for k, t in doc.get("freed", {}).items()}
+                held = [int(h) for h in doc.get("held", [])]
         self.freed = {int(k): t for k, t in freed.items() if now - t < cooldown}
+        self.held = set(held)
         self.now = now
 
     def take(self, used: set[int]) -> int:
         """The lowest slot neither used nor resting; but if taking it would grow the backend's slot count (a
         reload) while a slot rests, the one resting longest (its drain is the most likely finished)."""
+        for gone in self.held - used:  # its instance expired with its lease: let the agents drain it
+            self.freed.setdefault(gone, self.now)
+        self.held &= used
         slot = 1
         while slot in used or slot in self.freed:
             slot += 1
@@ -92,14 +103,16 @@ class _Alloc:
             slot = min(resting, key=lambda s: (self.freed[s], s))
         self.freed.pop(slot, None)
         used.add(slot)
+        self.held.add(slot)
         return slot
 
     def free(self, slot: int) -> None:
         if slot > 0:
             self.freed[slot] = self.now
+            self.held.discard(slot)
 
     def dump(self) -> str:
-        return dumps({"freed": {str(k): t for k, t in sorted(self.freed.items())}})
+        return dumps({"freed": {str(k): t for k, t in sorted(self.freed.items())}, "held": sorted(self.held)})
 
 
 def _keep_operator(new: Instance, stored: Instance) -> Instance:

@@ -92,3 +92,19 @@ def test_weight_override_is_validated_and_round_trips() -> None:
     assert Instance.from_dict(i.to_dict()) == i
     with pytest.raises(ValidationError, match="weight_override"):
         Instance.from_dict({"id": "x", "service": "app", "address": "127.0.0.2:80", "weight_override": 300})
+
+
+async def test_a_slot_freed_by_a_lease_expiry_rests_too() -> None:
+    """An instance whose TTL lapsed is deleted by the store, not through the registry; its slot must still rest
+    (the agents are draining it) instead of going at once to the next newcomer."""
+    now = [1000.0]
+    store = open_store("memory://")
+    reg = RegistryStore(store, slot_cooldown=30, clock=lambda: now[0])
+    await reg.put_instance(inst("a"))
+    leased, _, _ = await reg.put_instance(Instance("b", "app", "127.0.0.3", 8000, ttl=5))
+    assert leased.slot == 2
+    await store.revoke_lease(leased.lease)  # what an expiry does
+    assert [i.id for i, _ in await reg.list_instances("app")] == ["a"]
+    assert (await reg.put_instance(inst("c")))[0].slot == 3, "slot 2 rests after the expiry"
+    now[0] += 31
+    assert (await reg.put_instance(inst("d")))[0].slot == 2
