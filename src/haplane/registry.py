@@ -72,31 +72,46 @@ class _Alloc:
 
     ``held`` lists the slots handed out and not freed through the registry. A held slot that no instance uses
     any more lost its instance to a lease expiry (the store deleted the key; the registry was not asked): it
-    starts its rest when the registry first notices, like a slot freed by a delete."""
+    starts its rest when the registry first notices, like a slot freed by a delete. While ``known`` (the record
+    carries ``held``), a registration picks its slot from the record alone, without reading every sibling; it
+    reads them (and so notices expiries) only when the pick would grow the backend."""
 
     def __init__(self, kv: KV | None, cooldown: float, now: float, min_slots: int = 8) -> None:
         self.min_slots = min_slots
         self.key_rev = kv.mod_revision if kv else 0
         freed: dict[str, float] = {}
         held: list[int] = []
+        self.known = False  # an older record without "held", or none: read the siblings once
         if kv is not None:
             with contextlib.suppress(ValueError, AttributeError, TypeError):
                 doc = json.loads(kv.value)
                 freed = {str(k): float(t) for k, t in doc.get("freed", {}).items()}
                 held = [int(h) for h in doc.get("held", [])]
+                self.known = "held" in doc
         self.freed = {int(k): t for k, t in freed.items() if now - t < cooldown}
         self.held = set(held)
         self.now = now
 
-    def take(self, used: set[int]) -> int:
-        """The lowest slot neither used nor resting; but if taking it would grow the backend's slot count (a
-        reload) while a slot rests, the one resting longest (its drain is the most likely finished)."""
-        for gone in self.held - used:  # its instance expired with its lease: let the agents drain it
-            self.freed.setdefault(gone, self.now)
-        self.held &= used
+    def _lowest(self, used: set[int]) -> int:
         slot = 1
         while slot in used or slot in self.freed:
             slot += 1
+        return slot
+
+    def would_grow(self, used: set[int]) -> bool:
+        """Would the next pick need more server slots than the backend has (a reload)?"""
+        top = max(used, default=0)
+        return slot_count(self._lowest(used), self.min_slots) > slot_count(top, self.min_slots)
+
+    def take(self, used: set[int]) -> int:
+        """The lowest slot neither used nor resting; but if taking it would grow the backend's slot count (a
+        reload) while a slot rests, the one resting longest (its drain is the most likely finished).
+        ``used``: the slots the service's instances hold (read from the store), or ``held`` itself."""
+        for gone in self.held - used:  # its instance expired with its lease: let the agents drain it
+            self.freed.setdefault(gone, self.now)
+        self.held = set(used)
+        self.known = True
+        slot = self._lowest(used)
         resting = [s for s in self.freed if s not in used]
         top = max(used, default=0)
         if resting and slot > top and slot_count(slot, self.min_slots) > slot_count(top, self.min_slots):
@@ -112,7 +127,10 @@ class _Alloc:
             self.held.discard(slot)
 
     def dump(self) -> str:
-        return dumps({"freed": {str(k): t for k, t in sorted(self.freed.items())}, "held": sorted(self.held)})
+        doc: dict[str, Any] = {"freed": {str(k): t for k, t in sorted(self.freed.items())}}
+        if self.known:
+            doc["held"] = sorted(self.held)
+        return dumps(doc)
 
 
 def _keep_operator(new: Instance, stored: Instance) -> Instance:
@@ -250,8 +268,10 @@ class RegistryStore:
                 new = replace(new, lease=lease)
             else:
                 alloc = await self._alloc(inst.service)
-                siblings, _ = await self.store.range(f"{INSTANCES}{inst.service}/")
-                used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
+                used = set(alloc.held)
+                if not alloc.known or alloc.would_grow(used):  # read what is really there (expiries, old data)
+                    siblings, _ = await self.store.range(f"{INSTANCES}{inst.service}/")
+                    used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
                 slot = alloc.take(used)
                 lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
                 new = replace(inst, slot=slot, lease=lease)

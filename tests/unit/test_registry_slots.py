@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from haplane.errors import ValidationError
 from haplane.model.records import Instance
 from haplane.registry import RegistryStore
-from haplane.store import open_store
+from haplane.store import Put, open_store
 
 
 def inst(iid: str) -> Instance:
@@ -95,16 +97,39 @@ def test_weight_override_is_validated_and_round_trips() -> None:
 
 
 async def test_a_slot_freed_by_a_lease_expiry_rests_too() -> None:
-    """An instance whose TTL lapsed is deleted by the store, not through the registry; its slot must still rest
-    (the agents are draining it) instead of going at once to the next newcomer."""
+    """An instance whose TTL lapsed is deleted by the store, not through the registry; its slot must not go at
+    once to the next newcomer (the agents are draining it), and must not leak: it is reused before the backend
+    grows. Registrations pick slots from the allocation record alone, so they stay O(1) in the siblings."""
     now = [1000.0]
     store = open_store("memory://")
     reg = RegistryStore(store, slot_cooldown=30, clock=lambda: now[0])
+    reads: list[str] = []
+    real_range = store.range
+
+    async def counting_range(prefix: str) -> Any:
+        reads.append(prefix)
+        return await real_range(prefix)
+
+    store.range = counting_range  # type: ignore[method-assign]
     await reg.put_instance(inst("a"))
     leased, _, _ = await reg.put_instance(Instance("b", "app", "127.0.0.3", 8000, ttl=5))
     assert leased.slot == 2
     await store.revoke_lease(leased.lease)  # what an expiry does
-    assert [i.id for i, _ in await reg.list_instances("app")] == ["a"]
-    assert (await reg.put_instance(inst("c")))[0].slot == 3, "slot 2 rests after the expiry"
+    reads.clear()
+    assert (await reg.put_instance(inst("c")))[0].slot == 3, "slot 2 is not handed out right after the expiry"
     now[0] += 31
-    assert (await reg.put_instance(inst("d")))[0].slot == 2
+    assert [(await reg.put_instance(inst(f"f{n}")))[0].slot for n in range(3)] == [4, 5, 6]
+    assert reads == [], "no sibling read while the record says where the free slots are"
+    assert (await reg.put_instance(inst("g")))[0].slot == 2, "slot 7 would need 16 slots (25 % headroom): 2 is reused"
+    assert reads == ["/haplane/instances/app/"]
+
+
+async def test_allocation_records_without_held_slots_are_read_from_the_instances() -> None:
+    """A record written before ``held`` existed: the registry reads the instances once, then keeps ``held``."""
+    store = open_store("memory://")
+    reg = RegistryStore(store)
+    for n in range(3):
+        await reg.put_instance(inst(f"i{n}"))
+    await store.txn([], [Put("/haplane/alloc/app", json.dumps({"freed": {}}))])
+    assert (await reg.put_instance(inst("new")))[0].slot == 4
+    assert json.loads((await store.get("/haplane/alloc/app")).value)["held"] == [1, 2, 3, 4]  # type: ignore[union-attr]
