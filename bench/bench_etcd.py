@@ -60,7 +60,9 @@ async def bench(rounds: int, seconds: float) -> None:
             async def on(rig_i: int, name: str) -> None:
                 while True:
                     with contextlib.suppress(httpx.HTTPError):
-                        r = await rigs[rig_i].get("web.test")
+                        # a new client each probe: HAProxy 2.6 keeps a keep-alive client on the server connection
+                        # it had to the same server slot even after `set server addr` (see README, limits)
+                        r = await rigs[rig_i].get("web.test", headers={"Host": "web.test", "Connection": "close"})
                         if r.text == f"backend={name}":
                             return
 
