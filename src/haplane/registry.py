@@ -133,6 +133,10 @@ class _Alloc:
         return dumps(doc)
 
 
+def _moved(old: Instance, new: Instance) -> bool:
+    return (old.address, old.port) != (new.address, new.port)
+
+
 def _keep_operator(new: Instance, stored: Instance) -> Instance:
     """``new`` (a source's view of an instance) with what the operator set on the stored one: its admin state
     (drain, maint) and a pinned weight. A source never states these, so its next push must not undo them."""
@@ -238,7 +242,10 @@ class RegistryStore:
 
     async def put_instance(self, inst: Instance, if_match: int | None = None) -> tuple[Instance, int, bool]:
         """Create or replace an instance. A new instance gets the lowest free slot of its service; an
-        existing one keeps its slot. ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
+        existing one keeps its slot, unless it moved (another address or port): then it gets a new slot and
+        the old one drains and rests. HAProxy keeps a keep-alive client on its connection to a server slot's
+        old address after ``set server addr``; a new slot is the only way every client follows the move.
+        ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
         async with self._service_lock(inst.service):
             return await self._put_instance(inst, if_match)
 
@@ -260,6 +267,12 @@ class RegistryStore:
             if current is not None:
                 old = _decode(current, Instance.from_dict)
                 new = replace(inst, slot=old.slot)
+                if _moved(old, inst):
+                    alloc = await self._alloc(inst.service)
+                    new = replace(new, slot=alloc.take(await self._used(inst.service, alloc)))
+                    alloc.free(old.slot)
+                    compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
+                    ops.append(Put(ALLOC + inst.service, alloc.dump()))
                 lease = old.lease
                 if inst.ttl is not None and (lease == 0 or old.ttl != inst.ttl):
                     lease = await self.store.grant_lease(inst.ttl)
@@ -268,11 +281,7 @@ class RegistryStore:
                 new = replace(new, lease=lease)
             else:
                 alloc = await self._alloc(inst.service)
-                used = set(alloc.held)
-                if not alloc.known or alloc.would_grow(used):  # read what is really there (expiries, old data)
-                    siblings, _ = await self.store.range(f"{INSTANCES}{inst.service}/")
-                    used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
-                slot = alloc.take(used)
+                slot = alloc.take(await self._used(inst.service, alloc))
                 lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
                 new = replace(inst, slot=slot, lease=lease)
                 compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
@@ -286,6 +295,15 @@ class RegistryStore:
                 continue
             return new, rev, current is None
         raise Conflict(instance_key(inst.service, inst.id))
+
+    async def _used(self, service: str, alloc: _Alloc) -> set[int]:
+        """The slots in use: the allocation record's, or read from the instances when the record may be stale
+        and it matters (an old record; the pick would grow the backend, so expiries are worth finding)."""
+        used = set(alloc.held)
+        if not alloc.known or alloc.would_grow(used):
+            siblings, _ = await self.store.range(f"{INSTANCES}{service}/")
+            used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
+        return used
 
     async def _delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
         key = instance_key(service, iid)
@@ -367,6 +385,11 @@ class RegistryStore:
                     new = _keep_operator(replace(inst, slot=old[0].slot), old[0])
                     if new == old[0]:
                         continue
+                    if _moved(old[0], new):  # a new slot, the old one drains (see put_instance)
+                        alloc = await self._alloc_once(inst.service, allocs, compares)
+                        svc_used = used.setdefault(inst.service, set())
+                        new = replace(new, slot=alloc.take(svc_used))
+                        alloc.free(old[0].slot)
                     compares.append(Compare(key, old[1].mod_revision))
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} updated it"))
                 else:

@@ -23,8 +23,26 @@ async def test_slots_are_lowest_free_and_kept() -> None:
     reg = RegistryStore(open_store("memory://"), slot_cooldown=30, clock=lambda: now[0])
     slots = [(await reg.put_instance(inst(f"i{n}")))[0].slot for n in range(3)]
     assert slots == [1, 2, 3]
-    again, _, created = await reg.put_instance(Instance("i1", "app", "127.0.0.9", 8000))
+    again, _, created = await reg.put_instance(Instance("i1", "app", "127.0.0.2", 8000, weight=3))
     assert (again.slot, created) == (2, False)
+
+
+async def test_a_moved_instance_takes_a_new_slot_and_the_old_one_rests() -> None:
+    """HAProxy keeps keep-alive clients on a slot's old address after `set server addr`; a move therefore
+    takes a new slot (the agents drain the old one), in put_instance and in a source's set alike."""
+    now = [1000.0]
+    reg = RegistryStore(open_store("memory://"), slot_cooldown=30, clock=lambda: now[0])
+    for n in range(3):
+        await reg.put_instance(inst(f"i{n}"))
+    moved, _, _ = await reg.put_instance(Instance("i1", "app", "127.0.0.9", 8000))
+    assert moved.slot == 4
+    assert (await reg.put_instance(inst("x")))[0].slot == 5, "slot 2 rests while it drains"
+    await reg.replace_source("s", [Instance("m", "app", "127.0.0.5", 8000)])
+    await reg.replace_source("s", [Instance("m", "app", "127.0.0.6", 8000)])
+    # slot 7 would grow the backend to 16 slots (a reload): the slot resting longest is taken instead
+    assert (await reg.get_instance("app", "m"))[0].slot == 2
+    now[0] += 31
+    assert (await reg.put_instance(inst("y")))[0].slot == 6, "m's old slot, once rested"
 
 
 async def test_freed_slot_rests_then_is_reused() -> None:

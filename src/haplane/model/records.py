@@ -129,7 +129,8 @@ class Instance:
     """One running instance of a service.
 
     ``slot`` is assigned by the registry when the instance is first written (lowest free slot of its
-    service) and kept for the instance's life, so every HAProxy node puts it in the same server slot.
+    service) and kept while its address stays (a move takes a new slot), so every HAProxy node puts it in
+    the same server slot.
     ``source`` names the watcher that owns it (``PUT /sources/{source}/instances`` replaces exactly those).
     ``state`` is the operator's override (drain, maintenance); ``healthy`` is the source's own view
     (a Docker HEALTHCHECK): an unhealthy instance is not routable. ``weight_override`` is a weight the operator

@@ -91,9 +91,11 @@ async def test_instances_get_slots_filters_and_server_owned_fields(client: httpx
     r = await client.put("/services/web/instances/b", json={"address": "127.0.0.3:9000", "version": "2.0",
                                                              "zone": "z1"}, headers=W)
     assert (r.json()["port"], r.json()["slot"]) == (9000, 2)
-    # an update keeps the slot
-    r = await client.put("/services/web/instances/a", json={"address": "127.0.0.4", "weight": 50}, headers=W)
+    # an update keeps the slot; a move (another address) takes a new one, the old one drains
+    r = await client.put("/services/web/instances/a", json={"address": "127.0.0.2", "weight": 50}, headers=W)
     assert r.status_code == 200 and r.json()["slot"] == 1 and r.json()["weight"] == 50
+    r = await client.put("/services/web/instances/a", json={"address": "127.0.0.4", "weight": 50}, headers=W)
+    assert r.status_code == 200 and r.json()["slot"] == 3 and r.json()["weight"] == 50
 
     ids = lambda r: sorted(i["id"] for i in r.json())  # noqa: E731
     assert ids(await client.get("/services/web/instances", headers=auth(READ))) == ["a", "b"]
