@@ -196,14 +196,15 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
 
     maps: tuple[tuple[str, str], ...] = ()
     host_map = None
-    main_routes = order_routes(routes)
+    ordered = order_routes(routes)
+    main_routes = ordered
     if options.host_map:
         host_map = options.host_map
         hosts = sorted((r.value, r.backend) for r in main_routes if r.kind == "host")
         maps = ((options.host_map, "".join(f"{h} {b}\n" for h, b in hosts)),)
         # the map carries host routes; path routes stay ACLs
         main_routes = [r for r in main_routes if r.kind != "host"]
-    fallbacks = tuple((r.backend, r.backend + FALLBACK_SUFFIX) for r in order_routes(routes)
+    fallbacks = tuple((r.backend, r.backend + FALLBACK_SUFFIX) for r in ordered
                       if options.focused and r.backend + FALLBACK_SUFFIX in names)
     frontends = [Frontend(MAIN_FRONTEND, options.binds, routes=tuple(main_routes), host_map=host_map,
                           owner="frontend:" + MAIN_FRONTEND, fallbacks=fallbacks)]

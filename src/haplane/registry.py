@@ -98,10 +98,12 @@ class _Alloc:
             slot += 1
         return slot
 
+    def _grows(self, slot: int, used: set[int]) -> bool:
+        """Would taking ``slot`` need more server slots than the backend has (a reload)?"""
+        return slot_count(slot, self.min_slots) > slot_count(max(used, default=0), self.min_slots)
+
     def would_grow(self, used: set[int]) -> bool:
-        """Would the next pick need more server slots than the backend has (a reload)?"""
-        top = max(used, default=0)
-        return slot_count(self._lowest(used), self.min_slots) > slot_count(top, self.min_slots)
+        return self._grows(self._lowest(used), used)
 
     def take(self, used: set[int]) -> int:
         """The lowest slot neither used nor resting; but if taking it would grow the backend's slot count (a
@@ -113,8 +115,7 @@ class _Alloc:
         self.known = True
         slot = self._lowest(used)
         resting = [s for s in self.freed if s not in used]
-        top = max(used, default=0)
-        if resting and slot > top and slot_count(slot, self.min_slots) > slot_count(top, self.min_slots):
+        if resting and slot > max(used, default=0) and self._grows(slot, used):
             slot = min(resting, key=lambda s: (self.freed[s], s))
         self.freed.pop(slot, None)
         used.add(slot)
@@ -264,6 +265,7 @@ class RegistryStore:
                 raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
             compares = [Compare(key, current.mod_revision if current else 0)]
             ops: list[Op] = []
+            alloc: _Alloc | None = None  # read (and written back) only when a slot is taken
             if current is not None:
                 old = _decode(current, Instance.from_dict)
                 new = replace(inst, slot=old.slot)
@@ -271,8 +273,6 @@ class RegistryStore:
                     alloc = await self._alloc(inst.service)
                     new = replace(new, slot=alloc.take(await self._used(inst.service, alloc)))
                     alloc.free(old.slot)
-                    compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
-                    ops.append(Put(ALLOC + inst.service, alloc.dump()))
                 lease = old.lease
                 if inst.ttl is not None and (lease == 0 or old.ttl != inst.ttl):
                     lease = await self.store.grant_lease(inst.ttl)
@@ -284,6 +284,7 @@ class RegistryStore:
                 slot = alloc.take(await self._used(inst.service, alloc))
                 lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
                 new = replace(inst, slot=slot, lease=lease)
+            if alloc is not None:
                 compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
                 ops.append(Put(ALLOC + inst.service, alloc.dump()))
             ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
