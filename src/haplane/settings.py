@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from haplane.errors import ConfigurationError
 
@@ -36,41 +38,49 @@ HSDO_ALIASES: dict[str, str] = {
     "SERVER_CONSUL_SERVICE_NAME": "consul_service",
 }
 
+SECRET_SETTINGS = frozenset({"token", "tokens", "session_secret", "consul_token"})  # never echoed in errors
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+               "off": False}
 
-@dataclass(frozen=True)
-class Settings:
+
+class Settings(BaseSettings):
+    """Every setting, with its default. Numbers, booleans, lists and token tables are parsed strictly."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=False,
+                                      arbitrary_types_allowed=False)
+
     state_dir: Path = Path(".state")
     store: str | None = None  # default: sqlite under state_dir
     listen: str = "127.0.0.1:9090"  # API and UI
-    http_port: int = 8080  # the proxy's main frontend
+    http_port: int = Field(8080, ge=0, le=65535)  # the proxy's main frontend
     http_address: str = "*"
     token: str | None = None  # HAPLANE_TOKEN: one admin token
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> role (read|write|admin)
+    tokens: dict[str, str] = Field(default_factory=dict)  # token -> role (read|write|admin)
     session_secret: str | None = None  # signs UI session cookies (default: derived from the tokens)
-    session_ttl: float = 43200.0  # seconds a UI session lasts
+    session_ttl: float = Field(43200.0, gt=0)  # seconds a UI session lasts
     tls_cert: str | None = None
     tls_key: str | None = None
     template: str | None = None
     haproxy_bin: str = "haproxy"
     admin_socket: str | None = None  # attach to an operator-run HAProxy instead of starting one
     master_socket: str | None = None
-    reload_interval: float = 1.0  # at most one reload per this many seconds
-    coalesce_ms: float = 1.0  # events closer than this are applied together
-    resync_interval: float = 30.0  # full resync against HAProxy and the store
-    ramp_min: int = 1
-    ramp_max: int = 10
-    ramp_step: int = 1
-    ramp_interval: float = 30.0
-    drain_timeout: float = 30.0
-    min_slots: int = 8
+    reload_interval: float = Field(1.0, ge=0)  # at most one reload per this many seconds
+    coalesce_ms: float = Field(1.0, ge=0)  # events closer than this are applied together
+    resync_interval: float = Field(30.0, gt=0)  # full resync against HAProxy and the store
+    ramp_min: int = Field(1, ge=0, le=256)
+    ramp_max: int = Field(10, ge=0, le=256)
+    ramp_step: int = Field(1, ge=1, le=256)
+    ramp_interval: float = Field(30.0, ge=0)
+    drain_timeout: float = Field(30.0, ge=0)
+    min_slots: int = Field(8, ge=1, le=4096)
     host_map: bool = True
     focus_zones: tuple[str, ...] = ()
     focus_groups: tuple[str, ...] = ()
     all_in_fallback: bool = False
     node: str | None = None  # this agent's name (default: host name)
-    metrics_port: int = 0  # 0: no separate metrics listener (/metrics is on the API)
+    metrics_port: int = Field(0, ge=0, le=65535)  # 0: no separate metrics listener (/metrics is on the API)
     metrics_address: str = "127.0.0.1"  # where the separate metrics listener binds (0.0.0.0: every address)
-    poll_interval: float = 10.0
+    poll_interval: float = Field(10.0, gt=0)
     aws_asg_names: tuple[str, ...] = ()
     dynamodb_table: str | None = None
     aws_region: str | None = None  # default: boto3's (AWS_DEFAULT_REGION, ~/.aws/config)
@@ -82,7 +92,7 @@ class Settings:
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     docker_source: str | None = None  # default: docker-<hostname>
     docker_host_address: str = "127.0.0.1"  # for --network host containers and published ports
-    docker_forget_after: float = 60.0  # daemon unreachable this long: withdraw its instances (0: keep them)
+    docker_forget_after: float = Field(60.0, ge=0)  # daemon unreachable this long: withdraw its instances (0: keep)
 
     def store_url(self) -> str:
         if self.store:
@@ -100,84 +110,126 @@ class Settings:
         return tokens
 
 
-def _coerce(name: str, raw: Any, current: Any) -> Any:
-    kind = type(current) if current is not None else str
-    try:
-        if isinstance(current, bool):
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(current, int):
-            return int(raw)
-        if isinstance(current, float):
-            return float(raw)
-        if isinstance(current, tuple):
-            if isinstance(raw, list | tuple):
-                return tuple(str(x) for x in raw)
-            return tuple(p.strip() for p in str(raw).split(",") if p.strip())
-        if isinstance(current, Path):
-            return Path(str(raw))
-        if isinstance(current, dict):
-            if isinstance(raw, dict):
-                return {str(k): str(v) for k, v in raw.items()}
-            # "tok1:admin,tok2:read"
-            out = {}
-            for part in str(raw).split(","):
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # only what is passed in: load() layers the file, the environment and the options itself, so that
+        # direct construction (tests, embedding) never picks up the process environment behind its back
+        return (init_settings,)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse_text(cls, value: Any, info: Any) -> Any:
+        """Environment variables and option values arrive as text: read them the way each type says."""
+        if not isinstance(value, str):
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        kinds = set(get_args(annotation)) | {annotation, get_origin(annotation)}
+        text = value.strip()
+        if bool in kinds:
+            word = _BOOL_WORDS.get(text.lower())
+            if word is None:
+                raise ValueError("must be a boolean: true/false, yes/no, on/off or 1/0")
+            return word
+        if tuple in kinds:
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+        if dict in kinds:
+            out: dict[str, str] = {}
+            for part in text.split(","):
                 if part.strip():
-                    tok, _, role = part.strip().rpartition(":")
+                    tok, sep, role = part.strip().rpartition(":")
+                    if not sep or not tok:
+                        raise ValueError("must be a comma-separated list of TOKEN:ROLE")
                     out[tok] = role
             return out
-        return kind(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"setting {name}: {raw!r} is not a valid {kind.__name__}") from None
+        if kinds & {int, float} and not text.isascii():
+            raise ValueError("must be written with ASCII digits")
+        if type(None) in kinds and str not in kinds and text == "":
+            return None
+        return text
+
+    @field_validator("tokens")
+    @classmethod
+    def _roles(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for token, role in tokens.items():
+            if role not in ROLES:
+                raise ValueError(f"token ending {token[-4:]!r} has role {role!r}; roles are {', '.join(ROLES)}")
+            if len(token) < 8:
+                raise ValueError(f"a token must be at least 8 characters (role {role})")
+        return tokens
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, token: str | None) -> str | None:
+        if token is not None and len(token) < 8:
+            raise ValueError("must be at least 8 characters")
+        return token
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied, validated like everything else."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        import yaml
+
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read settings file {path}: {exc}") from None
+    except Exception as exc:
+        raise ConfigurationError(f"settings file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"settings file {path} must hold a mapping")
+    return data
 
 
 def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
          config_file: str | None = None) -> Settings:
-    """Settings from defaults < YAML file < environment < ``overrides`` (None values are ignored)."""
+    """Settings from defaults < YAML file < environment < ``overrides`` (None values are ignored).
+
+    A value that does not parse is a ``ConfigurationError`` naming the setting and where it came from."""
     env = os.environ if env is None else env
-    settings = Settings()
-    names = {f.name for f in fields(Settings)}
-    layers: list[dict[str, Any]] = []
+    names = set(Settings.model_fields)
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # setting -> where its value came from, for error messages
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
-        try:
-            import yaml
-
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read settings file {path}: {exc}") from None
-        except Exception as exc:
-            raise ConfigurationError(f"settings file {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigurationError(f"settings file {path} must hold a mapping")
-        layer = {}
-        for key, value in data.items():
+        for key, value in _read_yaml(path).items():
             name = HSDO_ALIASES.get(str(key), str(key).lower().replace("-", "_"))
             if name not in names:
                 raise ConfigurationError(f"settings file {path}: unknown setting {key!r}")
-            layer[name] = value
-        layers.append(layer)
+            merged[name] = value
+            origin[name] = f"{key} in {path}"
     env_layer: dict[str, Any] = {}
     for key, value in env.items():
         if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
             name = key[len(ENV_PREFIX):].lower()
             if name in names:
                 env_layer[name] = value
-        elif key in HSDO_ALIASES:
-            env_layer.setdefault(HSDO_ALIASES[key], value)
-    layers.append(env_layer)
-    layers.append({k: v for k, v in (overrides or {}).items() if v is not None and k in names})
-    for layer in layers:
-        for name, raw in layer.items():
-            settings = replace(settings, **{name: _coerce(name, raw, getattr(Settings(), name))})
-    for token, role in settings.tokens.items():
-        if role not in ROLES:
-            raise ConfigurationError(f"setting tokens: token ending {token[-4:]!r} has role {role!r}; "
-                                     f"roles are {', '.join(ROLES)}")
-        if len(token) < 8:
-            raise ConfigurationError(f"setting tokens: a token must be at least 8 characters (role {role})")
-    if settings.token is not None and len(settings.token) < 8:
-        raise ConfigurationError("setting token (HAPLANE_TOKEN): must be at least 8 characters")
-    return settings
+                origin[name] = key
+        elif key in HSDO_ALIASES and HSDO_ALIASES[key] not in env_layer:
+            env_layer[HSDO_ALIASES[key]] = value
+            origin.setdefault(HSDO_ALIASES[key], key)
+    merged.update(env_layer)
+    for name, value in (overrides or {}).items():
+        if value is not None and name in names:
+            merged[name] = value if not isinstance(value, Path) else str(value)
+            origin[name] = "--" + name.replace("_", "-")
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            where = origin.get(name, name)
+            given = merged.get(name)
+            shown = "(value hidden)" if name in SECRET_SETTINGS else (
+                f"{given!r}" if len(repr(given)) <= 80 else repr(given)[:77] + "...")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"setting {name} ({where}): {shown}: {msg}")
+        raise ConfigurationError("; ".join(problems)) from None

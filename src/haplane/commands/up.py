@@ -13,7 +13,6 @@ import secrets
 import signal
 import sys
 from collections.abc import Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,7 @@ async def _run(settings: Settings, docker: bool) -> int:
     from haplane.agent.view import AgentView
     state_dir = state_dir_of(settings)
     if not settings.all_tokens():
-        settings = replace(settings, token=_admin_token(state_dir))
+        settings = settings.with_(token=_admin_token(state_dir))
     token = next(t for t, role in settings.all_tokens().items() if role == "admin") if any(
         r == "admin" for r in settings.all_tokens().values()) else None
     host, port = split_listen(settings.listen)

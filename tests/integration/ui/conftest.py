@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class Haplane:
 async def running_haplane(tmp_path: Path, **settings: Any) -> AsyncIterator[Haplane]:
     async with agent_rig(tmp_path, **settings) as rig:
         view = AgentView(rig.bundle.agent)
-        s = replace(Settings(state_dir=rig.bundle.state_dir), tokens=dict(TOKENS))
+        s = Settings(state_dir=rig.bundle.state_dir, tokens=dict(TOKENS))
         deps = ApiDeps(registry=rig.reg, settings=s, agent=view)
         app = create_app(deps)
         port = free_port()
