@@ -19,6 +19,12 @@ where a later command must not run when an earlier one failed.
 Every command passes ``validate_command``: no newline, no ``;`` (HAProxy's command separator), no
 backslash (its escape), no control character, no ``<<`` payload marker. The ``*_command(s)`` builders
 validate their arguments further (names, IP addresses, port and weight ranges).
+
+A command that takes a payload (``set ssl cert <file> <<``) is a ``Payload``: its command line passes
+``validate_command`` and its payload ``validate_payload`` (no empty line: an empty line ends a payload and
+whatever followed would run as commands). On the wire it is ``<command> <<``, the payload's lines, and an
+empty line; in interactive mode HAProxy prompts ``+ `` for each payload line, which the answer is stripped of.
+An ``Answer`` names only the command line, never the payload (it may hold a private key).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import asyncio
 import ipaddress
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,7 +49,8 @@ from haplane.haproxy.parse import (
 from haplane.model.observed import Info, ServerState, StatRow
 
 __all__ = [
-    "Answer", "RuntimeClient", "ServerAdminState", "add_map_command", "del_map_command", "set_map_command",
+    "Answer", "Payload", "RuntimeClient", "ServerAdminState", "validate_payload",
+    "add_map_command", "del_map_command", "set_map_command",
     "set_server_commands", "show_map_command", "validate_command",
 ]
 
@@ -54,6 +61,10 @@ _READ_CHUNK = 1 << 16
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f;\\]")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")  # HAProxy proxy and server names
 _MAP_TOKEN = re.compile(r"[^\s\x00-\x1f\x7f;\\]+")
+_PAYLOAD_FORBIDDEN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+_CONT_PROMPTS = re.compile(r"^(?:\+ )+")
+# tune.bufsize (16384) bounds a whole command with its payload; HAProxy refuses more
+MAX_PAYLOAD = 16000
 
 
 def validate_command(command: str) -> str:
@@ -67,6 +78,56 @@ def validate_command(command: str) -> str:
     if command.rstrip().endswith("<<"):
         raise ValueError(f"Runtime API payload commands ('<<') are not supported: {command!r}")
     return command
+
+
+def validate_payload(payload: str) -> str:
+    """``payload`` if it can follow a ``<<`` command: printable text, no empty line (it would end the payload
+    early), no carriage return or control character, within HAProxy's buffer; ``ValueError`` otherwise."""
+    body = payload.rstrip("\n")
+    if not body:
+        raise ValueError("empty Runtime API payload")
+    if "\n\n" in body or body.startswith("\n"):
+        raise ValueError("a Runtime API payload must not contain an empty line (it ends the payload)")
+    m = _PAYLOAD_FORBIDDEN.search(body)
+    if m:
+        raise ValueError(f"Runtime API payload contains the control character {m.group()!r}")
+    if len(body) > MAX_PAYLOAD:
+        raise ValueError(f"Runtime API payload of {len(body)} bytes is over {MAX_PAYLOAD} (tune.bufsize)")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A command followed by a payload, e.g. ``Payload("set ssl cert /x.pem", pem)``."""
+
+    command: str
+    payload: str
+
+    def __post_init__(self) -> None:
+        validate_command(self.command)
+        validate_payload(self.payload)
+
+    def __str__(self) -> str:
+        return f"{self.command} <<"
+
+    def wire(self) -> str:
+        return f"{self.command} <<\n{self.payload.rstrip(chr(10))}\n"
+
+
+Command = str | Payload
+
+
+def _wire(cmd: Command) -> str:
+    """The text of one command on the wire, without its final newline."""
+    return cmd.wire() if isinstance(cmd, Payload) else cmd
+
+
+def _shown(cmd: Command) -> str:
+    return str(cmd)
+
+
+def _checked(commands: Sequence[Command]) -> list[Command]:
+    return [c if isinstance(c, Payload) else validate_command(c) for c in commands]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +219,13 @@ class RuntimeClient:
 
     # -- batches ---------------------------------------------------------------------------------------
 
-    async def execute(self, commands: Sequence[str]) -> list[str]:
+    async def execute(self, commands: Sequence[Command]) -> list[str]:
         """Send ``commands`` over one connection, pipelined; one answer (HAProxy's text, stripped of the
         trailing blank line) per command, in order. Does not judge the answers: see ``run``.
 
         Raises ``ValueError`` for an unsafe command (before anything is sent) and ``HAProxyUnavailable`` when
         the socket cannot be reached or the connection ends before every answer came."""
-        cmds = [validate_command(c) for c in commands]
+        cmds = _checked(commands)
         if not cmds:
             return []
         try:
@@ -174,22 +235,24 @@ class RuntimeClient:
             raise HAProxyUnavailable(f"{self.socket_path}: no complete answer within {self.timeout:g}s "
                                      f"to a batch of {len(cmds)} command(s)") from None
 
-    async def run(self, commands: Sequence[str], *, stop_on_error: bool = False) -> list[Answer]:
-        """Like ``execute``, with each answer judged (``Answer.error``). With ``stop_on_error`` the commands go
-        one at a time (still one connection) and the batch stops at the first refused command."""
-        cmds = [validate_command(c) for c in commands]
+    async def run(self, commands: Sequence[Command], *, stop_on_error: bool = False,
+                  judge: Callable[[str, str], str | None] = answer_error) -> list[Answer]:
+        """Like ``execute``, with each answer judged (``Answer.error``, by ``judge(command, answer)``: HAProxy's
+        error or None). With ``stop_on_error`` the commands go one at a time (still one connection) and the batch
+        stops at the first refused command."""
+        cmds = _checked(commands)
         if not stop_on_error:
             texts = await self.execute(cmds)
-            return [Answer(c, t, answer_error(c, t)) for c, t in zip(cmds, texts, strict=True)]
+            return [Answer(_shown(c), t, judge(_shown(c), t)) for c, t in zip(cmds, texts, strict=True)]
         if not cmds:
             return []
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._one_by_one(cmds)
+                return await self._one_by_one(cmds, judge)
         except TimeoutError:
             raise HAProxyUnavailable(f"{self.socket_path}: no answer within {self.timeout:g}s") from None
 
-    async def run_checked(self, commands: Sequence[str], *, stop_on_error: bool = False) -> list[str]:
+    async def run_checked(self, commands: Sequence[Command], *, stop_on_error: bool = False) -> list[str]:
         """Run ``commands``; the answers' texts, or ``RuntimeCommandError`` naming the first refused command
         (the others of a pipelined batch have run all the same)."""
         answers = await self.run(commands, stop_on_error=stop_on_error)
@@ -286,9 +349,9 @@ class RuntimeClient:
         except OSError as exc:
             raise HAProxyUnavailable(f"{self.socket_path}: cannot connect: {exc.strerror or exc}") from exc
 
-    async def _pipelined(self, cmds: list[str]) -> list[str]:
+    async def _pipelined(self, cmds: list[Command]) -> list[str]:
         reader, writer = await self._connect()
-        payload = ("prompt\n" + "\n".join(cmds) + "\n").encode()
+        payload = ("prompt\n" + "\n".join(_wire(c) for c in cmds) + "\n").encode()
 
         async def send() -> None:
             writer.write(payload)
@@ -300,7 +363,8 @@ class RuntimeClient:
             await frames.read(reader, 1, self.socket_path)  # the (empty) answer to "prompt"
             answers = await frames.read(reader, len(cmds), self.socket_path)
             await sender
-            return answers
+            return [_CONT_PROMPTS.sub("", a) if isinstance(c, Payload) else a for c, a in zip(cmds, answers,
+                                                                                              strict=True)]
         except OSError as exc:
             raise HAProxyUnavailable(f"{self.socket_path}: connection failed: {exc.strerror or exc}") from exc
         finally:
@@ -308,7 +372,7 @@ class RuntimeClient:
                 sender.cancel()
             await _close(writer)
 
-    async def _one_by_one(self, cmds: list[str]) -> list[Answer]:
+    async def _one_by_one(self, cmds: list[Command], judge: Callable[[str, str], str | None]) -> list[Answer]:
         reader, writer = await self._connect()
         out: list[Answer] = []
         try:
@@ -318,11 +382,13 @@ class RuntimeClient:
             failed = False
             for cmd in cmds:
                 if failed:
-                    out.append(Answer(cmd, "", None, sent=False))
+                    out.append(Answer(_shown(cmd), "", None, sent=False))
                     continue
-                writer.write(cmd.encode() + b"\n")
+                writer.write(_wire(cmd).encode() + b"\n")
                 text = (await frames.read(reader, 1, self.socket_path))[0]
-                answer = Answer(cmd, text, answer_error(cmd, text))
+                if isinstance(cmd, Payload):
+                    text = _CONT_PROMPTS.sub("", text)
+                answer = Answer(_shown(cmd), text, judge(_shown(cmd), text))
                 failed = answer.error is not None
                 out.append(answer)
             return out
