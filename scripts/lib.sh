@@ -3,10 +3,11 @@
 
 # Debian packages haplane's tools and tests need (bookworm names). Binaries the tests use: haproxy, etcd,
 # etcdctl, dockerd + docker (with containerd, runc, tini pulled in as dependencies), busybox (static, for the
-# test image), wrk (benchmarks), chromium (Playwright's browser, by executable path), ip, setpriv.
+# test image), wrk (benchmarks), chromium (Playwright's browser, by executable path), ip, setpriv, pebble
+# (Let's Encrypt's ACME test server, for the certificate-issuing tests).
 HAPLANE_APT_PACKAGES=(
   haproxy etcd-server etcd-client docker.io busybox-static wrk chromium fonts-liberation
-  iproute2 ca-certificates procps util-linux git python3-venv
+  iproute2 ca-certificates procps util-linux git python3-venv pebble
 )
 
 # uv makes installs several times faster; pinned so every machine resolves the same way.

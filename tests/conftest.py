@@ -16,6 +16,10 @@ etcd (``support.procs.EtcdCluster``; endpoints ``http://127.0.0.1:PORT``):
 - ``make_etcd_cluster`` -> ``MakeEtcdCluster``: ``make_etcd_cluster(n=3) -> EtcdCluster``, healthy, yours to
   kill and restart; closed after the test.
 
+ACME (``support.acme``): ``make_pebble`` -> ``make_pebble(http_port) -> Pebble``: Debian's pebble on loopback,
+its HTTP-01 checks sent to ``127.0.0.1:http_port`` for every name (a ``LoopbackDNS`` it is pointed at), trusted
+through ``pebble.ca_file``; stopped after the test.
+
 Docker (``support.procs.Dockerd``, networking off: run containers with ``--network host`` on 127.0.0.x):
 - ``dockerd_session`` (session): the daemon.
 - ``dockerd`` (function): the same daemon, running, with no containers left from earlier tests; after the
@@ -39,6 +43,7 @@ from types import FrameType
 import pytest
 
 from support import procs
+from support.acme import LoopbackDNS, Pebble
 from support.procs import (
     Dockerd,
     EtcdCluster,
@@ -99,6 +104,11 @@ def etcd_bin() -> str:
 @pytest.fixture(scope="session")
 def dockerd_bin() -> str:
     return require_binary("dockerd", "/usr/sbin/dockerd", env="HAPLANE_DOCKERD_BIN", package="docker.io")
+
+
+@pytest.fixture(scope="session")
+def pebble_bin() -> str:
+    return require_binary("pebble", "/usr/bin/pebble", env="HAPLANE_PEBBLE_BIN", package="pebble")
 
 
 @pytest.fixture(scope="session")
@@ -173,6 +183,31 @@ def make_etcd_cluster(etcd_bin: str) -> Iterator[MakeEtcdCluster]:
     yield make
     for cluster in made:
         cluster.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ACME: pebble + a loopback DNS server
+
+
+@pytest.fixture
+def make_pebble(pebble_bin: str) -> Iterator[Callable[[int], Pebble]]:
+    started: list[tuple[Pebble, LoopbackDNS]] = []
+    dirs: list[Path] = []
+
+    def make(http_port: int) -> Pebble:
+        dns = LoopbackDNS().start()
+        d = procs.short_tmpdir("pb")
+        dirs.append(d)
+        pebble = Pebble(pebble_bin, d, http_port, dns)
+        started.append((pebble, dns))
+        return pebble.start()
+
+    yield make
+    for pebble, dns in started:
+        pebble.stop()
+        dns.stop()
+    for d in dirs:
+        procs.release_dir(d)
 
 
 # --------------------------------------------------------------------------------------------------------------

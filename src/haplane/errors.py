@@ -19,6 +19,7 @@
     │   └── ReloadFailed       the master did not bring up a new worker
     ├── SourceError            a discovery source (docker, aws, consul) failed
     │   └── SourceUnavailable
+    ├── AcmeError              an ACME order failed (the CA's own words: validation, rate limit, network)
     └── ConfigurationError     haplane's own settings are wrong, or an optional dependency is missing
 
 This module imports nothing of haplane's, so every layer may import it. Foreign exceptions
@@ -178,6 +179,10 @@ class SourceError(HaplaneError):
 
 class SourceUnavailable(SourceError):
     pass
+
+
+class AcmeError(HaplaneError):
+    """An ACME CA refused or could not be reached; the message is the CA's problem detail."""
 
 
 class ConfigurationError(HaplaneError):
