@@ -21,6 +21,7 @@ ROUTERS: tuple[str, ...] = (
     "haplane.api.routes.system",
     "haplane.api.routes.services",
     "haplane.api.routes.thalassa",
+    "haplane.api.routes.certificates",
     "haplane.api.routes.ui",
     "haplane.api.routes.metrics",
 )

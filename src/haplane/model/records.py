@@ -14,6 +14,9 @@ from haplane.model import values as v
 
 Mode = Literal["host", "path"]
 AdminState = Literal["ready", "drain", "maint"]
+TlsPolicy = Literal["off", "on", "redirect", "auto"]
+TLS_POLICIES: tuple[TlsPolicy, ...] = ("off", "on", "redirect", "auto")
+HSTS_MAX = 63_072_000  # two years, the most browsers' preload lists ask for
 
 
 def _obj(data: Any, where: str) -> dict[str, Any]:
@@ -80,9 +83,30 @@ class HealthCheck:
                 "host": self.host, "interval": self.interval_ms, "rise": self.rise, "fall": self.fall}
 
 
+def parse_tls(data: dict[str, Any], where: str, mode: str, predicate: str | None) -> tuple[TlsPolicy, int | None]:
+    """A service's HTTPS policy: ``tls`` (off: plain HTTP only; on: both; redirect: plain HTTP answers 308 to
+    HTTPS, ACME challenges excepted; auto: like redirect once a certificate covers the host, and haplane orders
+    one from the ACME directory) and ``hsts`` (a max-age in seconds sent on HTTPS answers, or none)."""
+    raw = data.get("tls")
+    if isinstance(raw, bool):  # Traefik's tls=true
+        raw = "on" if raw else "off"
+    tls: TlsPolicy = v.choice(raw, _path(where, "tls"), TLS_POLICIES, "on")  # type: ignore[assignment]
+    hsts_raw = _opt(data, "hsts")
+    hsts = None if hsts_raw is MISSING else v.integer(hsts_raw, _path(where, "hsts"), 0, HSTS_MAX)
+    if tls != "on" and mode != "host":
+        raise BadRequest(_path(where, "tls"), tls, "needs mode host: the policy applies to a host name (a path "
+                                                   "service shares its host with others)")
+    if tls in ("redirect", "auto") and predicate is None:
+        raise BadRequest(_path(where, "tls"), tls, "needs a predicate: the host name to redirect or to order a "
+                                                   "certificate for")
+    if hsts is not None and (mode != "host" or tls == "off"):
+        raise BadRequest(_path(where, "hsts"), hsts, "needs mode host and tls on, redirect or auto")
+    return tls, hsts
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A service: how requests reach it (mode + predicate), and how its backend balances."""
+    """A service: how requests reach it (mode + predicate), how its backend balances, and its HTTPS policy."""
 
     name: str
     mode: Mode = "host"
@@ -91,29 +115,36 @@ class Service:
     cookie: str | None = None
     balance: str = "roundrobin"
     health: HealthCheck | None = None
+    tls: TlsPolicy = "on"
+    hsts: int | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "", name: str | None = None) -> Service:
         d = _obj(data, where)
-        _reject_unknown(d, {"name", "mode", "predicate", "port", "cookie", "balance", "health"}, where)
+        _reject_unknown(d, {"name", "mode", "predicate", "port", "cookie", "balance", "health", "tls", "hsts"},
+                        where)
         svc_name = v.name(name if name is not None else d.get("name", MISSING), _path(where, "name"))
         mode: Mode = v.choice(d.get("mode"), _path(where, "mode"), ("host", "path"), "host")  # type: ignore[assignment]
+        predicate = parse_predicate(mode, _opt(d, "predicate"), _path(where, "predicate"))
+        tls, hsts = parse_tls(d, where, mode, predicate)
         return cls(
             name=svc_name,
             mode=mode,
-            predicate=parse_predicate(mode, _opt(d, "predicate"), _path(where, "predicate")),
+            predicate=predicate,
             port=None if _opt(d, "port") is MISSING else v.port(d["port"], _path(where, "port")),
             cookie=None if _opt(d, "cookie") in (MISSING, "") else v.cookie_name(d["cookie"],
                                                                                  _path(where, "cookie")),
             balance=v.choice(d.get("balance"), _path(where, "balance"), v.BALANCE_ALGORITHMS, "roundrobin"),
             health=None if _opt(d, "health") is MISSING else HealthCheck.from_dict(d["health"],
                                                                                   _path(where, "health")),
+            tls=tls,
+            hsts=hsts,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode, "predicate": self.predicate, "port": self.port,
                 "cookie": self.cookie, "balance": self.balance,
-                "health": self.health.to_dict() if self.health else None}
+                "health": self.health.to_dict() if self.health else None, "tls": self.tls, "hsts": self.hsts}
 
 
 def parse_predicate(mode: str, value: Any, where: str) -> str | None:

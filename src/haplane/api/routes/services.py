@@ -36,6 +36,12 @@ SERVICE_SCHEMA: dict[str, Any] = {
         "cookie": {"type": "string", "description": "sticky-session cookie name"},
         "balance": {"type": "string", "default": "roundrobin"},
         "health": HEALTH_SCHEMA,
+        "tls": {"type": "string", "enum": ["off", "on", "redirect", "auto"], "default": "on",
+                "description": "HTTPS for this host: off (plain HTTP only), on (both), redirect (plain HTTP answers "
+                               "308 to HTTPS, ACME challenges excepted), auto (a certificate ordered from the ACME "
+                               "directory, then redirect)"},
+        "hsts": {"type": ["integer", "null"], "description": "Strict-Transport-Security max-age (seconds) sent on "
+                                                             "HTTPS answers for this host"},
     },
 }
 INSTANCE_SCHEMA: dict[str, Any] = {
