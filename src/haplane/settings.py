@@ -93,6 +93,24 @@ class Settings(BaseSettings):
     docker_source: str | None = None  # default: docker-<hostname>
     docker_host_address: str = "127.0.0.1"  # for --network host containers and published ports
     docker_forget_after: float = Field(60.0, ge=0)  # daemon unreachable this long: withdraw its instances (0: keep)
+    # HTTPS at the edge (0: no HTTPS listener; `haplane up` defaults to 8443)
+    https_port: int = Field(0, ge=0, le=65535)
+    https_address: str = "*"
+    tls_min_version: str = "TLSv1.2"  # ssl-min-ver of every HTTPS bind
+    # Mozilla's "intermediate" profile (TLS 1.2 ECDHE suites; the DHE ones need DH parameters HAProxy does not make)
+    tls_ciphers: str = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+    tls_ciphersuites: str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+    tls_alpn: str = "h2,http/1.1"
+    tls_policy: str = "on"  # the tls policy of services the AWS and Consul watchers create (off|on|redirect|auto)
+    tls_hsts: int | None = None  # and their HSTS max-age
+    certs_dir: str | None = None  # a directory of PEM files to serve (watched)
+    acme_directory: str | None = None  # an ACME directory URL: certificates for tls:auto services
+    acme_email: str | None = None
+    acme_ca_bundle: str | None = None  # trust this CA bundle for the ACME directory (a private ACME server)
+    acme_renew_days: float = Field(30.0, gt=0)  # renew this many days before expiry
+    acme_retry: float = Field(60.0, gt=0)  # first retry after a failed order (doubles, at most 6 h)
+    acme_interval: float = Field(60.0, gt=0)  # how often the ordering node looks (service changes wake it)
 
     def store_url(self) -> str:
         if self.store:
