@@ -39,7 +39,7 @@ async def test_files_added_changed_removed_and_bad_ones_skipped(tmp_path: Path) 
     (tmp_path / "a.pem").write_text(a2.pem)
     os.unlink(tmp_path / "b.pem")
     changes = await src.sync_once()
-    assert sorted(changes) == ["a: replaced (serial %X)" % a2.serial, "api: kept (api owns it)", "b: removed"]
+    assert sorted(changes) == [f"a: replaced (serial {a2.serial:X})", "api: kept (api owns it)", "b: removed"]
     listed = {c.name: c for c, _ in await certs.all()}
     assert listed["api"].source == "api" and listed["api"].info.serial == f"{api.serial:X}"
     assert sorted(listed) == ["a", "api"]
