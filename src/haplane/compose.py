@@ -19,13 +19,15 @@ from haplane.model.haproxy import (
     Backend,
     Bind,
     Config,
+    EdgeTls,
     Frontend,
     Globals,
     HttpCheck,
     Route,
     Server,
+    ServedCert,
 )
-from haplane.model.records import BackendSpec, FrontendSpec, HealthCheck, Instance, Registry, Service
+from haplane.model.records import BackendSpec, FrontendSpec, HealthCheck, Instance, Registry, RegistryCert, Service
 
 MAIN_FRONTEND = "http"
 FALLBACK_SUFFIX = "_fallback"
@@ -42,6 +44,8 @@ class ComposeOptions:
     all_in_fallback: bool = False
     excluded: frozenset[str] = frozenset()  # owners held back (quarantined), e.g. "service:app1"
     cookie_key: str = "haplane"  # dynamic-cookie-key of sticky slotted backends: the same on every node
+    tls: EdgeTls | None = None  # HTTPS on the main frontend (certificates, policy maps, ACME challenges)
+    certs_dir: str = ""  # where the certificate files are (<certs_dir>/<name>.pem), with tls
 
     @property
     def focused(self) -> bool:
@@ -206,13 +210,49 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
         main_routes = [r for r in main_routes if r.kind != "host"]
     fallbacks = tuple((r.backend, r.backend + FALLBACK_SUFFIX) for r in ordered
                       if options.focused and r.backend + FALLBACK_SUFFIX in names)
+    certificates: tuple[ServedCert, ...] = ()
+    if options.tls is not None:
+        served = [s for s in registry.services if f"service:{s.name}" not in options.excluded]
+        maps += tls_maps(options.tls, served, registry.certificates, registry.challenges)
+        certificates = served_certificates(registry.certificates, options.certs_dir)
     frontends = [Frontend(MAIN_FRONTEND, options.binds, routes=tuple(main_routes), host_map=host_map,
-                          owner="frontend:" + MAIN_FRONTEND, fallbacks=fallbacks)]
+                          owner="frontend:" + MAIN_FRONTEND, fallbacks=fallbacks, tls=options.tls)]
     for fspec in sorted(registry.frontends, key=lambda f: f.name):
         if f"frontend:{fspec.name}" in options.excluded or fspec.name == MAIN_FRONTEND:
             continue
         frontends.append(_thalassa_frontend(fspec, names))
-    return Config(tuple(frontends), tuple(backends), options.globals, maps)
+    return Config(tuple(frontends), tuple(backends), options.globals, maps, certificates)
+
+
+# --- HTTPS ----------------------------------------------------------------------------------------------------
+
+def tls_maps(tls: EdgeTls, services: Sequence[Service], certificates: Sequence[RegistryCert],
+             challenges: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The three runtime maps of HTTPS: ACME challenges (token → key authorization); the policy (host → redirect
+    or off; ``on`` is the absence of an entry; ``auto`` redirects once a certificate covers the host, so nobody is
+    sent to the default certificate); HSTS (host → max-age)."""
+    policy: dict[str, str] = {}
+    hsts: dict[str, int] = {}
+    for svc in sorted(services, key=lambda s: s.name):
+        host = svc.predicate
+        if svc.mode != "host" or host is None:
+            continue
+        if svc.tls in ("redirect", "off"):
+            policy.setdefault(host, svc.tls)
+        elif svc.tls == "auto" and any(c.covers(host) for c in certificates):
+            policy.setdefault(host, "redirect")
+        if svc.hsts is not None and svc.tls != "off":
+            hsts.setdefault(host, svc.hsts)
+    return (
+        (tls.acme_map, "".join(f"{t} {a}\n" for t, a in sorted(challenges))),
+        (tls.policy_map, "".join(f"{h} {p}\n" for h, p in sorted(policy.items()))),
+        (tls.hsts_map, "".join(f"{h} {age}\n" for h, age in sorted(hsts.items()))),
+    )
+
+
+def served_certificates(certificates: Sequence[RegistryCert], certs_dir: str) -> tuple[ServedCert, ...]:
+    return tuple(ServedCert(c.name, f"{certs_dir}/{c.name}.pem", c.pem, c.sha1, c.hosts, c.not_after)
+                 for c in sorted(certificates, key=lambda c: c.name))
 
 
 # --- Lambda-Registry tables ---------------------------------------------------------------------------------

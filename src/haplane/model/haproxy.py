@@ -115,6 +115,40 @@ class Bind:
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeTls:
+    """HTTPS on a frontend: the TLS binds (certificates through a crt-list, the default certificate first), and
+    the per-host policy through runtime maps (so a policy change, a new certificate or an ACME challenge never
+    needs a reload): ``acme_map`` (token → key authorization, answered by HAProxy itself), ``policy_map`` (host →
+    ``redirect`` | ``off``), ``hsts_map`` (host → max-age). ``https_port`` goes in redirect locations."""
+
+    binds: tuple[Bind, ...]
+    default_cert: str
+    crt_list: str
+    acme_map: str
+    policy_map: str
+    hsts_map: str
+    https_port: int = 443
+    alpn: str = "h2,http/1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedCert:
+    """A certificate HAProxy serves through the crt-list: changed at runtime, never a reason to reload.
+    ``path`` is the file HAProxy knows it by; ``pem`` the chain then the key; ``sha1`` the leaf's fingerprint as
+    ``show ssl cert`` prints it (how the agent tells whether HAProxy holds this one)."""
+
+    name: str
+    path: str
+    pem: str
+    sha1: str
+    hosts: tuple[str, ...] = ()
+    not_after: float = 0.0
+
+    def __repr__(self) -> str:  # never a key in a log line or a repr-based fingerprint
+        return f"ServedCert({self.name!r}, {self.sha1})"
+
+
+@dataclass(frozen=True, slots=True)
 class Frontend:
     name: str
     binds: tuple[Bind, ...]
@@ -128,6 +162,7 @@ class Frontend:
     # (backend, its fallback): a request routed to the backend goes to the fallback while the backend has no
     # usable server (HSDO's dedicated-ASG mode, where HSDO left this wiring to the operator)
     fallbacks: tuple[tuple[str, str], ...] = ()
+    tls: EdgeTls | None = None  # HTTPS binds and the per-host policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +178,10 @@ class Globals:
     timeout_client_ms: int = 50000
     timeout_server_ms: int = 50000
     stats_bind: Bind | None = None  # an HTTP stats page, if wanted
+    # TLS defaults of every HTTPS bind (ssl-default-bind-*), when any frontend has HTTPS
+    tls_min_version: str | None = None
+    tls_ciphers: str | None = None
+    tls_ciphersuites: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +190,7 @@ class Config:
     backends: tuple[Backend, ...] = ()
     globals: Globals = field(default_factory=Globals)
     maps: tuple[tuple[str, str], ...] = ()  # (file name, content) beside haproxy.cfg
+    certificates: tuple[ServedCert, ...] = ()  # served through the crt-list; runtime-changeable
 
     def backend(self, name: str) -> Backend | None:
         for b in self.backends:
@@ -166,7 +206,7 @@ class Config:
         for fe in self.frontends:
             # with a host map, host routes live in the map (runtime-changeable) and are not in fe.routes
             h.update(repr((fe.name, fe.binds, fe.mode, fe.default_backend, fe.keepalive, fe.routes, fe.natives,
-                           fe.host_map)).encode())
+                           fe.host_map) + ((fe.tls,) if fe.tls is not None else ())).encode())
         for be in self.backends:
             h.update(repr(be.structure()).encode())
         return h.hexdigest()

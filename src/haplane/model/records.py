@@ -405,6 +405,27 @@ class BackendSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryCert:
+    """A certificate of the registry, checked and paired with its key (``haplane.tls.records`` holds the stored
+    shapes; the agent's mirror makes these): what compose needs to serve it."""
+
+    name: str
+    pem: str  # chain then key
+    sha1: str  # the leaf's fingerprint, as HAProxy prints it
+    hosts: tuple[str, ...] = ()
+    not_after: float = 0.0
+
+    def __repr__(self) -> str:  # never a key in a log line
+        return f"RegistryCert({self.name!r}, {self.sha1})"
+
+    def covers(self, host: str) -> bool:
+        for name in self.hosts:
+            if name == host or (name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class Registry:
     """Everything compose needs, read from the store at one revision."""
 
@@ -414,3 +435,5 @@ class Registry:
     backends: tuple[BackendSpec, ...] = ()
     revision: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    certificates: tuple[RegistryCert, ...] = ()
+    challenges: tuple[tuple[str, str], ...] = ()  # ACME HTTP-01: (token, key authorization)
