@@ -24,8 +24,8 @@ from haplane.model.haproxy import (
     Globals,
     HttpCheck,
     Route,
-    Server,
     ServedCert,
+    Server,
 )
 from haplane.model.records import BackendSpec, FrontendSpec, HealthCheck, Instance, Registry, RegistryCert, Service
 
