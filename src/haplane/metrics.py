@@ -69,6 +69,8 @@ class Gathered:
     store_revision: int | None = None
     store_up: bool = True
     agent: dict[str, Any] | None = None
+    certificates: list[tuple[str, str, float]] = field(default_factory=list)  # (name, source, not_after)
+    acme_orders: dict[str, int] = field(default_factory=dict)  # result → orders this process made
 
 
 class _ScrapeCollector(Collector):
@@ -130,6 +132,16 @@ class _ScrapeCollector(Collector):
             if g.agent.get("last_reload") is not None:
                 yield GaugeMetricFamily("haplane_last_reload_timestamp_seconds", "When HAProxy last reloaded",
                                         value=g.agent["last_reload"])
+        expiry = GaugeMetricFamily("haplane_certificate_expiry_timestamp_seconds", "When a certificate of the "
+                                   "registry expires (its leaf's notAfter)", labels=["name", "source"])
+        for name, source, not_after in g.certificates:
+            expiry.add_metric([name, source], not_after)
+        yield expiry
+        orders = CounterMetricFamily("haplane_acme_orders", "ACME orders this process made, by result (issued, "
+                                     "failed)", labels=["result"])
+        for result in ("issued", "failed"):
+            orders.add_metric([result], g.acme_orders.get(result, 0))
+        yield orders
 
 
 class Metrics:
@@ -153,6 +165,7 @@ class Metrics:
         self.source_events = Counter("haplane_source_events", "Instance events from the store, by the source "
                                      "that wrote them (api: written through the API)", ["source", "event"],
                                      registry=registry)
+        self.acme: Any = None  # haplane.tls.manager.AcmeManager, when this process orders certificates
         self._collector = _ScrapeCollector()
         registry.register(self._collector)
         if agent is not None:
@@ -221,6 +234,16 @@ class Metrics:
                         g.instances[key] = g.instances.get(key, 0) + 1
             except HaplaneError:
                 g.store_up = False
+            if g.store_up:
+                from haplane.tls.store import CertificateStore
+
+                try:
+                    g.certificates = [(c.name, c.source, c.info.not_after)
+                                      for c, _ in await CertificateStore(store).all()]
+                except HaplaneError:
+                    g.store_up = False
+        if self.acme is not None:
+            g.acme_orders = dict(self.acme.results)
         return g
 
     async def scrape(self) -> bytes:

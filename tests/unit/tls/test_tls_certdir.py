@@ -45,3 +45,32 @@ async def test_files_added_changed_removed_and_bad_ones_skipped(tmp_path: Path) 
     assert sorted(listed) == ["a", "api"]
     assert await src.sync_once() == ["api: kept (api owns it)"]  # nothing else changed: nothing written
     await store.close()
+
+
+async def test_metrics_show_certificate_expiry_and_acme_orders() -> None:
+    import time
+    from collections import Counter
+
+    from prometheus_client import CollectorRegistry
+
+    from haplane.metrics import Metrics
+
+    store = open_store("memory://")
+    leaf = CA.issue(["m.test"], days=20)
+    await CertificateStore(store).put("m", parse_bundle(leaf.chain_pem, leaf.key_pem, time.time()), "api")
+    m = Metrics(CollectorRegistry(), store=store)
+
+    class _Acme:
+        results = Counter({"issued": 2, "failed": 1})
+
+    m.acme = _Acme()
+    text = (await m.scrape()).decode()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    key = ("haplane_certificate_expiry_timestamp_seconds", (("name", "m"), ("source", "api")))
+    assert samples[key] == leaf.cert.not_valid_after_utc.timestamp()
+    assert 'haplane_acme_orders_total{result="issued"} 2.0' in text
+    assert 'haplane_acme_orders_total{result="failed"} 1.0' in text
+    await store.close()

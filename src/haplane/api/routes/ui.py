@@ -34,7 +34,8 @@ from haplane.api.routes._util import changed, json_body, object_body
 from haplane.errors import Forbidden, HaplaneError, Unauthorized, ValidationError
 from haplane.model import values
 
-PAGES = {"": "overview.html", "activity": "activity.html", "stats": "stats.html"}
+PAGES = {"": "overview.html", "activity": "activity.html", "stats": "stats.html",
+         "certificates": "certificates.html"}
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -144,6 +145,10 @@ def router(deps: ApiDeps) -> APIRouter:
     @r.get("/ui/stats")
     async def stats_page(request: Request) -> Response:
         return await page(request, "stats")
+
+    @r.get("/ui/certificates")
+    async def certificates_page(request: Request) -> Response:
+        return await page(request, "certificates")
 
     @r.get("/ui/static/{name}")
     async def static(name: str) -> Response:
