@@ -13,6 +13,9 @@ etcd (``support.procs.EtcdCluster``; endpoints ``http://127.0.0.1:PORT``):
 - ``etcd_cluster`` (session): 3 members, shared; never kill its members, and keep keys under a ``unique``
   prefix.
 - ``etcd_single`` (session): 1 member, shared likewise.
+- ``etcd_secure`` (session) -> ``SecureEtcd``: 1 member as production runs it: client port TLS-only with
+  ``--client-cert-auth`` (certificates made by ``support.pki``), etcd's RBAC on with user ``haplane``
+  (``password``), auth tokens that expire after 2 s; ``url(prefix)`` is a store URL that gets in.
 - ``make_etcd_cluster`` -> ``MakeEtcdCluster``: ``make_etcd_cluster(n=3) -> EtcdCluster``, healthy, yours to
   kill and restart; closed after the test.
 
@@ -44,13 +47,16 @@ import pytest
 
 from support import procs
 from support.acme import LoopbackDNS, Pebble
+from support.pki import make_pki
 from support.procs import (
     Dockerd,
     EtcdCluster,
+    EtcdTLS,
     HttpBackend,
     MakeEtcdCluster,
     MakeHttpBackend,
     ProcessError,
+    SecureEtcd,
     build_busybox_image,
     find_static_busybox,
 )
@@ -169,6 +175,19 @@ def etcd_single(etcd_bin: str) -> Iterator[EtcdCluster]:
     cluster = _start_etcd(etcd_bin, 1)
     yield cluster
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def etcd_secure(etcd_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureEtcd]:
+    pki = make_pki(tmp_path_factory.mktemp("etcd-pki"))
+    cluster = EtcdCluster(1, etcd_bin=etcd_bin, tls=EtcdTLS.from_pki(pki), auth_token_ttl=2)
+    try:
+        cluster.start()
+        secure = SecureEtcd(cluster, pki)
+        cluster.enable_auth(secure.user, secure.password)
+        yield secure
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

@@ -38,7 +38,8 @@ HSDO_ALIASES: dict[str, str] = {
     "SERVER_CONSUL_SERVICE_NAME": "consul_service",
 }
 
-SECRET_SETTINGS = frozenset({"token", "tokens", "session_secret", "consul_token"})  # never echoed in errors
+# never echoed in errors
+SECRET_SETTINGS = frozenset({"token", "tokens", "session_secret", "consul_token", "etcd_password"})
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
                "off": False}
 
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path(".state")
     store: str | None = None  # default: sqlite under state_dir
+    etcd_cacert: str | None = None  # an etcd:// store over TLS: the CA of etcd's server certificate (PEM)
+    etcd_cert: str | None = None  # the client certificate etcd's --client-cert-auth asks for (PEM)
+    etcd_key: str | None = None  # its private key (PEM)
+    etcd_user: str | None = None  # etcd's RBAC user
+    etcd_password: str | None = None  # its password (HAPLANE_ETCD_PASSWORD; never shown)
     listen: str = "127.0.0.1:9090"  # API and UI
     http_port: int = Field(8080, ge=0, le=65535)  # the proxy's main frontend
     http_address: str = "*"
@@ -88,6 +94,9 @@ class Settings(BaseSettings):
     consul_address: str = "http://127.0.0.1:8500"  # default: CONSUL_HTTP_ADDR if set
     consul_service: str | None = None
     consul_token: str | None = None  # default: CONSUL_HTTP_TOKEN if set
+    consul_cacert: str | None = None  # https Consul: its CA (PEM); default: CONSUL_CACERT, else the system's
+    consul_cert: str | None = None  # client certificate for Consul's verify_incoming; default: CONSUL_CLIENT_CERT
+    consul_key: str | None = None  # its key; default: CONSUL_CLIENT_KEY
     docker_keyword: str = "asteroid"
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     docker_source: str | None = None  # default: docker-<hostname>
@@ -120,6 +129,11 @@ class Settings(BaseSettings):
             options += [f"endpoint={self.aws_endpoint_url}"] if self.aws_endpoint_url else []
             return f"dynamodb://{self.dynamodb_table}" + ("?" + "&".join(options) if options else "")
         return f"sqlite:///{(self.state_dir / 'haplane.db').resolve()}"
+
+    def store_settings(self) -> dict[str, str | None]:
+        """The engine settings ``open_store`` hands to the store's engine (``etcd_*`` for an etcd store)."""
+        return {name: getattr(self, name) for name in ("etcd_cacert", "etcd_cert", "etcd_key", "etcd_user",
+                                                       "etcd_password")}
 
     def all_tokens(self) -> dict[str, str]:
         tokens = dict(self.tokens)

@@ -12,9 +12,16 @@ out, then answers with the current data. Every answer carries ``X-Consul-Index``
 1), ``X-Consul-KnownLeader: true`` and ``X-Consul-LastContact: 0``. An unknown service is ``[]`` with an index.
 
 Tests drive it directly: ``register(...)``, ``set_check(...)``, ``deregister(...)``, and ``reset_index(n)`` to
-make the index go backwards (as after a Consul snapshot restore). It is NOT Consul: no agents, no raft, no
-ACLs, no datacenters (``dc`` is accepted and ignored), no ``filter`` expressions. Runs a ThreadingHTTPServer
-in a daemon thread; listen on loopback only.
+make the index go backwards (as after a Consul snapshot restore).
+
+As a production Consul is run: ``ssl_context`` serves HTTPS (demanding client certificates if the context
+says so, like Consul's ``verify_incoming``); ``acl_token`` turns on ACLs with ``default_policy = deny`` as
+Consul's docs describe them for these read endpoints: the token (``X-Consul-Token`` header or ``?token=``)
+sees everything; an unknown token gets ``403 ACL not found``; no token is the anonymous token, whose answers
+are filtered to nothing with ``X-Consul-Results-Filtered-By-ACLs: true``.
+
+It is NOT Consul: no agents, no raft, no policies beyond that one token, no datacenters (``dc`` is accepted and
+ignored), no ``filter`` expressions. Runs a ThreadingHTTPServer in a daemon thread; listen on loopback only.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -64,8 +72,10 @@ class _Entry:
 
 
 class ConsulStandIn:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, datacenter: str = "dc1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, datacenter: str = "dc1", *,
+                 ssl_context: ssl.SSLContext | None = None, acl_token: str | None = None) -> None:
         self.datacenter = datacenter
+        self.acl_token = acl_token
         self._entries: dict[tuple[str, str], _Entry] = {}  # (node, service id) -> entry
         self._index = 1  # raft index: every write bumps it
         self._service_index: dict[str, int] = {}  # service -> ModifyIndex of its last change
@@ -85,7 +95,13 @@ class ConsulStandIn:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self.address = f"http://{host}:{self._server.server_address[1]}"
+        if ssl_context is not None:
+            # the handshake runs in each request's thread (on first read), so a refused client blocks nobody
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
+            self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+        scheme = "https" if ssl_context is not None else "http"
+        self.address = f"{scheme}://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
@@ -172,6 +188,13 @@ class ConsulStandIn:
             self._send(h, 404, b"404 page not found\n", "text/plain; charset=utf-8", None)
             return
         kind, service = m.group(1), unquote(m.group(2))
+        token = h.headers.get("X-Consul-Token") or query.get("token") or ""
+        hidden = False  # the anonymous token under default_policy = deny: answers filtered to nothing
+        if self.acl_token is not None and token != self.acl_token:
+            if token:
+                self._send(h, 403, b"ACL not found", "text/plain; charset=utf-8", None)
+                return
+            hidden = True
         try:
             wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
             want = int(query["index"]) if query.get("index") else 0
@@ -197,17 +220,24 @@ class ConsulStandIn:
             tag = query.get("tag")
             if tag is not None:
                 entries = [e for e in entries if tag in e.tags]
+            passing = query.get("passing") is not None and query.get("passing") not in ("false", "0")
+            if kind == "health" and passing:
+                entries = [e for e in entries if e.status == "passing"]
+            filtered = hidden and bool(entries)
+            if hidden:
+                entries = []
             if kind == "health":
-                if query.get("passing") is not None and query.get("passing") not in ("false", "0"):
-                    entries = [e for e in entries if e.status == "passing"]
                 body = [self._health_entry(e) for e in entries]
             else:
                 body = [self._catalog_entry(e) for e in entries]
-        self._send(h, 200, json.dumps(body).encode(), "application/json", index)
+        self._send(h, 200, json.dumps(body).encode(), "application/json", index, filtered)
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, index: int | None) -> None:
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, index: int | None,
+              filtered: bool = False) -> None:
         h.send_response(status)
         h.send_header("Content-Type", ctype)
+        if filtered:
+            h.send_header("X-Consul-Results-Filtered-By-Acls", "true")
         if index is not None:
             h.send_header("X-Consul-Index", str(index))
             h.send_header("X-Consul-Knownleader", "true")

@@ -23,6 +23,8 @@ ENGINES = [
     pytest.param("memory://", id="memory"),
     pytest.param("sqlite:///{tmp}/store.db", id="sqlite"),
     pytest.param("etcd://{etcd}/t{unique}", id="etcd", marks=pytest.mark.integration),
+    # etcd as production runs it: TLS only, a client certificate, RBAC user and password (tokens expire every 2 s)
+    pytest.param("{etcd_secure}", id="etcd-secure", marks=pytest.mark.integration),
     # moto in server mode (a real HTTP endpoint); moto allows 25 items per transaction where AWS allows 100
     pytest.param("dynamodb://t{unique}?region=us-east-1&endpoint={moto}&max_items=25&poll=0.05&lease_check=0.05",
                  id="dynamodb", marks=pytest.mark.integration),
@@ -41,6 +43,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     etcd = ""
     if "{etcd}" in template:  # a real single-member etcd, started once per session, only when needed
         etcd = ",".join(request.getfixturevalue("etcd_single").hostports)
+    if "{etcd_secure}" in template:
+        return str(request.getfixturevalue("etcd_secure").url(f"t{uuid.uuid4().hex[:12]}"))
     moto = ""
     if "{moto}" in template:  # moto's DynamoDB, started once per session, only when needed
         moto = request.getfixturevalue("moto_endpoint")

@@ -8,7 +8,9 @@
 - ``HttpBackend`` / ``http_backend(addr, port, name)``: a threaded HTTP/1.1 server (keep-alive) answering
   ``backend=<name>``, with ``/health``.
 - ``EtcdCluster``: n real ``etcd`` members on 127.0.0.1; kill (SIGKILL) and restart members, find the leader,
-  talk to the v3 JSON gateway.
+  talk to the v3 JSON gateway. With ``tls=EtcdTLS(...)`` the client port speaks only TLS and (by default)
+  demands a client certificate signed by the CA; ``enable_auth(user, password)`` turns on etcd's
+  username/password authentication.
 - ``Dockerd``: a real ``dockerd`` with its own data root, exec root and socket; restart it mid-test.
   ``build_busybox_image`` imports a tiny image made of the host's static busybox.
 
@@ -46,6 +48,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from .pki import Pki
+
 __all__ = [
     "BUSYBOX_IMAGE",
     "MakeEtcdCluster",
@@ -53,6 +57,8 @@ __all__ = [
     "Dockerd",
     "EtcdCluster",
     "EtcdMember",
+    "EtcdTLS",
+    "SecureEtcd",
     "HttpBackend",
     "LoopbackAllocator",
     "Proc",
@@ -517,6 +523,26 @@ def _b64(s: str | bytes) -> str:
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
 
 
+@dataclass(frozen=True)
+class EtcdTLS:
+    """TLS on the members' client port: etcd serves ``cert``/``key``; with ``client_cert_auth`` it refuses any
+    client without a certificate signed by ``ca``. ``client_cert``/``client_key`` are what this fixture (and
+    the tests, through ``client_files``) present. Peers still talk plain HTTP to each other on loopback."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+    client_cert_auth: bool = True
+
+    @classmethod
+    def from_pki(cls, pki: Pki) -> EtcdTLS:
+        """etcd serving ``support.pki``'s server certificate, demanding client certificates of its CA."""
+        return cls(ca=pki.ca, cert=pki.server_cert, key=pki.server_key, client_cert=pki.client_cert,
+                   client_key=pki.client_key)
+
+
 @dataclass
 class EtcdMember:
     """One member: its name, ports on ``host``, data directory and process (None while down)."""
@@ -527,10 +553,11 @@ class EtcdMember:
     data_dir: Path
     host: str = "127.0.0.1"
     proc: Proc | None = None
+    tls: bool = False
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -550,7 +577,8 @@ class EtcdCluster:
     """
 
     def __init__(self, n: int = 3, etcd_bin: str | None = None, base_dir: Path | None = None,
-                 heartbeat_ms: int = 50, election_ms: int = 500) -> None:
+                 heartbeat_ms: int = 50, election_ms: int = 500, tls: EtcdTLS | None = None,
+                 auth_token_ttl: int | None = None) -> None:
         if n < 1:
             raise ValueError("an etcd cluster needs at least one member")
         found = etcd_bin or find_binary("etcd", "/usr/bin/etcd", env="HAPLANE_ETCD_BIN")
@@ -562,6 +590,9 @@ class EtcdCluster:
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.token = f"hp-{uuid.uuid4().hex[:8]}"
+        self.tls = tls
+        self.auth_token_ttl = auth_token_ttl  # seconds etcd's simple auth tokens live (etcd's default: 300)
+        self.auth: tuple[str, str] | None = None  # (user, password) once enable_auth ran
         self.members: list[EtcdMember] = []
         self._allocate()
 
@@ -569,7 +600,8 @@ class EtcdCluster:
         self.members = []
         for i in range(self.n):
             self.members.append(EtcdMember(
-                name=f"m{i}", client_port=free_port(), peer_port=free_port(), data_dir=self.base_dir / f"m{i}"))
+                name=f"m{i}", client_port=free_port(), peer_port=free_port(), data_dir=self.base_dir / f"m{i}",
+                tls=self.tls is not None))
 
     # -- what tests use
 
@@ -636,7 +668,7 @@ class EtcdCluster:
 
     def status(self, i: int) -> dict[str, Any]:
         """Member ``i``'s ``/v3/maintenance/status`` answer (``header.member_id``, ``leader``, ``raftTerm``...)."""
-        with _client() as c:
+        with self._http() as c:
             r = c.post(self.members[i].client_url + "/v3/maintenance/status", json={})
             r.raise_for_status()
             result: dict[str, Any] = r.json()
@@ -678,7 +710,7 @@ class EtcdCluster:
         m = self.members[i]
         if not m.alive:
             return False
-        with _client() as c:
+        with self._http() as c:
             r = c.get(m.client_url + "/health")
             return r.status_code == 200 and r.json().get("health") in ("true", True)
 
@@ -689,6 +721,44 @@ class EtcdCluster:
         """Wait until every live member reports healthy."""
         live = [i for i, m in enumerate(self.members) if m.alive] or list(range(self.n))
         self._wait(lambda: all(self.healthy(i) for i in live), live, timeout, "etcd cluster healthy")
+
+    def enable_auth(self, user: str = "root", password: str = "test-root-password") -> None:
+        """Turn on etcd's authentication: a ``root`` user (etcd needs it before auth can be enabled) and, when
+        ``user`` is another name, that user with a role allowed to read and write every key. From now on
+        every request of this fixture authenticates as ``root``."""
+        root_password = password if user == "root" else f"{password}-root"
+        self._call(None, "/v3/auth/user/add", {"name": "root", "password": root_password})
+        self._call(None, "/v3/auth/role/add", {"name": "root"})
+        self._call(None, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+        if user != "root":
+            self._call(None, "/v3/auth/user/add", {"name": user, "password": password})
+            self._call(None, "/v3/auth/role/add", {"name": "haplane"})
+            # every key: from "\0" to the end of the key space ("\0" as range_end)
+            self._call(None, "/v3/auth/role/grant", {"name": "haplane", "perm": {
+                "permType": "READWRITE", "key": _b64("\0"), "range_end": _b64("\0")}})
+            self._call(None, "/v3/auth/user/grant", {"user": user, "role": "haplane"})
+        self._call(None, "/v3/auth/enable", {})
+        self.auth = ("root", root_password)
+
+    def client_files(self) -> dict[str, str]:
+        """The TLS options of an ``etcd://`` store URL for this cluster (empty without TLS)."""
+        if self.tls is None:
+            return {}
+        return {"cacert": str(self.tls.ca), "cert": str(self.tls.client_cert), "key": str(self.tls.client_key)}
+
+    def store_url(self, prefix: str, user: str | None = None, password: str | None = None,
+                  **files: str) -> str:
+        """An ``etcd://`` store URL for haplane on this cluster: every member, ``prefix``, credentials and the
+        TLS files (``client_files()``, overridden by ``files``: ``cacert``, ``cert``, ``key``; an empty value
+        leaves that option out)."""
+        from urllib.parse import quote
+
+        creds = ""
+        if user is not None:
+            creds = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "") + "@"
+        options = {**self.client_files(), **files}
+        query = "&".join(f"{k}={quote(v, safe='/')}" for k, v in options.items() if v)
+        return f"etcd://{creds}{','.join(self.hostports)}/{prefix.strip('/')}" + (f"?{query}" if query else "")
 
     def put(self, key: str, value: str, member: int | None = None) -> dict[str, Any]:
         """Put through the v3 JSON gateway of ``member`` (default: first live one); returns the answer."""
@@ -702,11 +772,27 @@ class EtcdCluster:
 
     # -- internals
 
+    def _http(self, timeout: float = 2.0) -> httpx.Client:
+        if self.tls is None:
+            return _client(timeout)
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+        ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return httpx.Client(timeout=timeout, trust_env=False, verify=ctx)
+
     def _call(self, member: int | None, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.members[member].client_url if member is not None else self.endpoint
-        with _client(timeout=5.0) as c:
-            r = c.post(url + path, json=body)
-            r.raise_for_status()
+        with self._http(timeout=5.0) as c:
+            headers = {}
+            if self.auth is not None and path != "/v3/auth/authenticate":
+                r = c.post(url + "/v3/auth/authenticate", json={"name": self.auth[0], "password": self.auth[1]})
+                if r.status_code != 200:
+                    raise ProcessError(f"etcd refused {self.auth[0]}: {r.text}")
+                headers["Authorization"] = str(r.json()["token"])
+            r = c.post(url + path, json=body, headers=headers)
+            if r.status_code != 200:
+                raise ProcessError(f"etcd {path}: {r.status_code} {r.text}")
             result: dict[str, Any] = r.json()
             return result
 
@@ -747,6 +833,13 @@ class EtcdCluster:
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
             "--logger", "zap", "--log-level", "warn", "--enable-v2=false",
         ]
+        if self.tls is not None:
+            argv += ["--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
+                     "--trusted-ca-file", str(self.tls.ca)]
+            if self.tls.client_cert_auth:
+                argv.append("--client-cert-auth")
+        if self.auth_token_ttl is not None:
+            argv += ["--auth-token-ttl", str(self.auth_token_ttl)]
         env = dict(os.environ)
         env.update(_etcd_arch_env())
         # Never let ETCD_* variables from the environment change what the flags above say.
@@ -754,6 +847,23 @@ class EtcdCluster:
             if k.startswith("ETCD_") and k != "ETCD_UNSUPPORTED_ARCH":
                 del env[k]
         m.proc = Proc(argv, self.base_dir / f"{m.name}.log", env=env)
+
+
+@dataclass(frozen=True)
+class SecureEtcd:
+    """An ``EtcdCluster`` with TLS, client certificates and RBAC on, and the user haplane logs in as."""
+
+    cluster: EtcdCluster
+    pki: Pki
+    user: str = "haplane"
+    password: str = "s3cret p@ss/word"  # URL-unsafe characters on purpose
+
+    def url(self, prefix: str, **overrides: str) -> str:
+        """A store URL with TLS files and credentials; ``overrides`` replace ``user``, ``password``, ``cacert``,
+        ``cert``, ``key`` (an empty string leaves that part out)."""
+        user = overrides.pop("user", self.user)
+        password = overrides.pop("password", self.password)
+        return self.cluster.store_url(prefix, user or None, password or None, **overrides)
 
 
 class MakeEtcdCluster(Protocol):

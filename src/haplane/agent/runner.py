@@ -66,7 +66,8 @@ AGENT_SETTINGS = "agent-settings.json"
 # `events` read these back from the state directory, so they see what the agent sees
 SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "admin_socket", "master_socket",
            "reload_interval", "ramp_min", "ramp_max", "ramp_step", "ramp_interval", "drain_timeout", "min_slots",
-           "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node")
+           "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node", "etcd_cacert", "etcd_cert",
+           "etcd_key", "etcd_user")
 
 
 def save_agent_settings(settings: Settings, state_dir: Path) -> None:
@@ -127,7 +128,7 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
             template = compile_template(Path(settings.template).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigurationError(f"cannot read template {settings.template}: {exc.strerror}") from None
-    store = store or open_store(settings.store_url())
+    store = store or open_store(settings.store_url(), settings.store_settings())
     activity = Activity(state_dir / "events.jsonl")
     agent = Agent(store, control, agent_options(settings, state_dir, *lines), activity, template)
     if settings.node or store.url.startswith("etcd://"):

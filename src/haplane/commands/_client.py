@@ -97,7 +97,9 @@ def local_settings(args: argparse.Namespace) -> tuple[Settings, Path]:
     saved = saved_agent_settings(directory)
     if saved:
         explicit = {k: getattr(args, k) for k in ("store", "template") if getattr(args, k, None) is not None}
-        settings = settings_mod.load({**saved, **explicit, "state_dir": str(directory)}, env={})
+        # etcd's password is never recorded: it comes from this command's own settings
+        settings = settings_mod.load({**saved, **explicit, "state_dir": str(directory),
+                                      "etcd_password": settings.etcd_password}, env={})
     return settings, directory
 
 

@@ -19,7 +19,9 @@ def add_settings_options(p: argparse.ArgumentParser, *, store: bool = True, stat
     if store:
         p.add_argument("--store", metavar="URL",
                        help="the store: sqlite:///PATH (default: STATE_DIR/haplane.db), memory://, "
-                            "etcd://HOST:PORT[,HOST:PORT]/PREFIX, dynamodb://TABLE?region=R")
+                            "etcd://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT]/PREFIX[?cacert=F&cert=F&key=F] "
+                            "(TLS and etcd's auth also from HAPLANE_ETCD_CACERT, HAPLANE_ETCD_CERT, "
+                            "HAPLANE_ETCD_KEY, HAPLANE_ETCD_USER, HAPLANE_ETCD_PASSWORD), dynamodb://TABLE?region=R")
 
 
 def load_settings(args: argparse.Namespace, **extra: Any) -> settings_mod.Settings:

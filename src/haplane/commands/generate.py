@@ -52,7 +52,7 @@ async def _run(args: argparse.Namespace) -> int:
     template = compile_template(read_text(settings.template, "template")) if settings.template else None
     if settings.store is None:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url())
+    store = open_store(settings.store_url(), settings.store_settings())
     try:
         services, _changes, _rev = await RegistryStore(store).generate(data)
     finally:

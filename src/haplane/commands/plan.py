@@ -128,7 +128,7 @@ async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
     if not sock.exists():
         raise ConfigurationError(f"no HAProxy admin socket at {sock}: is the agent (haplane agent / up) running "
                                  "with this state directory? (or give --api URL)")
-    store = open_store(settings.store_url())
+    store = open_store(settings.store_url(), settings.store_settings())
     try:
         # the agent's own wiring, so options and template are the ones it uses; nothing is started
         bundle = build_agent(settings, store=store, record=False)

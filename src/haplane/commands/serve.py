@@ -79,7 +79,7 @@ async def _run(settings: Settings) -> int:
     sock = bind_socket(host, port)
     if settings.store is None:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url())
+    store = open_store(settings.store_url(), settings.store_settings())
     registry = RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots)
     app = create_app(ApiDeps(registry=registry, settings=settings))
     stop = asyncio.Event()

@@ -71,7 +71,7 @@ async def local_overview(settings: Settings, directory: Path) -> dict[str, Any]:
     from haplane.registry import RegistryStore
     from haplane.store import open_store
 
-    store = open_store(settings.store_url())
+    store = open_store(settings.store_url(), settings.store_settings())
     try:
         with progress("reading the store"):
             snapshot = await RegistryStore(store).snapshot()

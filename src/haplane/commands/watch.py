@@ -84,7 +84,7 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
 
         if settings.store is None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(settings.store_url())
+        store = open_store(settings.store_url(), settings.store_settings())
         sink = StoreSink(RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots))
         where = store.url
     log.info("watching %s as source %s, pushing to %s", args.source_kind, source.name, where)

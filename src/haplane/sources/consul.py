@@ -17,6 +17,14 @@ their version, as one source-owned set, so Thalassa-style dynamic backends (name
   ``consul-<service>``. It is pushed at start and whenever it changes.
 - Errors (Consul down, 5xx, bad JSON, no X-Consul-Index) back off exponentially (0.2 s up to ``max_backoff``)
   and never touch the set: the last good view stays until Consul answers again.
+- Consul as production runs it: an ``https://`` address with ``cacert`` (the CA of Consul's certificate;
+  default: the system's), ``cert``/``key`` (a client certificate, for ``verify_incoming``), and an ACL ``token``
+  sent as ``X-Consul-Token``. Settings ``consul_address``, ``consul_token``, ``consul_cacert``, ``consul_cert``,
+  ``consul_key``; else Consul's own variables ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ``CONSUL_CACERT``,
+  ``CONSUL_CLIENT_CERT``, ``CONSUL_CLIENT_KEY`` (and ``CONSUL_HTTP_SSL=true`` for an address without a scheme).
+  An unknown token (``403 ACL not found``) is an error naming the setting; an answer Consul filtered by ACLs
+  (``X-Consul-Results-Filtered-By-ACLs: true``: the token may not read every entry) is refused rather than
+  taken for the truth, so a missing permission never empties a backend.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ import asyncio
 import logging
 import os
 import re
+import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from haplane.errors import ConfigurationError, HaplaneError, SourceUnavailable, ValidationError
@@ -94,7 +104,8 @@ class ConsulSource:
                  version_from: str = "tag", tag_prefix: str = "version=", meta_key: str = "version",
                  wait: float = 60.0, token: str | None = None, datacenter: str | None = None,
                  weight: int = 10, max_backoff: float = 30.0, min_interval: float = 0.05,
-                 name: str | None = None) -> None:
+                 name: str | None = None, cacert: str | None = None, cert: str | None = None,
+                 key: str | None = None) -> None:
         if not service or "/" in service:
             raise ConfigurationError(f"consul source: service {service!r} must be a Consul service name")
         self.service = service
@@ -106,6 +117,7 @@ class ConsulSource:
         if not wait > 0:
             raise ConfigurationError(f"consul source: wait {wait!r} must be a positive number of seconds")
         self.address = address.rstrip("/")
+        self.verify = self._tls(cacert, cert, key)
         self.version_from = version_from
         self.tag_prefix = tag_prefix
         self.meta_key = meta_key
@@ -122,6 +134,26 @@ class ConsulSource:
         self.queries = 0
         self.pushed: list[Instance] | None = None
 
+    def _tls(self, cacert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext | bool:
+        """The TLS context for an https address (True: the system's CAs); files checked now, named if bad."""
+        if bool(cert) != bool(key):
+            raise ConfigurationError("consul source: a client certificate needs both consul_cert and consul_key")
+        if not (cacert or cert):
+            return True
+        if not self.address.startswith("https://"):
+            raise ConfigurationError(f"consul source: consul_cacert/consul_cert given for {self.address}: use an "
+                                     "https:// address")
+        for what, path in (("consul_cacert", cacert), ("consul_cert", cert), ("consul_key", key)):
+            if path and not Path(path).is_file():
+                raise ConfigurationError(f"consul source: {what} {path!r} is not a readable file")
+        try:
+            ctx = ssl.create_default_context(cafile=cacert or None)
+            if cert:
+                ctx.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(f"consul source: cannot use the TLS files ({exc})") from None
+        return ctx
+
     def _params(self) -> dict[str, str]:
         params = {"passing": "true"}
         if self.datacenter:
@@ -137,11 +169,20 @@ class ConsulSource:
 
         try:
             resp = await client.get(f"/v1/health/service/{self.service}", params=self._params())
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"consul {self.address}: {exc!r}") from None
+        except (httpx.HTTPError, ssl.SSLError) as exc:
+            raise SourceUnavailable(f"consul {self.address}: {_transport_error(exc)}") from None
         self.queries += 1
+        if resp.status_code == 403:
+            which = "the token (consul_token, CONSUL_HTTP_TOKEN)" if self.token else "no token (set consul_token)"
+            raise SourceUnavailable(f"consul {self.address}: 403 {resp.text.strip()[:200]!r}: Consul refused "
+                                    f"{which}")
         if resp.status_code != 200:
             raise SourceUnavailable(f"consul {self.address}: {resp.status_code} {resp.text[:200]!r}")
+        if resp.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true":
+            which = "the token" if self.token else "the anonymous token (no consul_token set)"
+            raise SourceUnavailable(f"consul {self.address}: Consul filtered the answer by ACLs: {which} may not "
+                                    f"read every entry of {self.service!r} (needs service:read and node:read); "
+                                    "not taking a partial view")
         raw_index = resp.headers.get("X-Consul-Index")
         try:
             index = int(raw_index) if raw_index is not None else None
@@ -175,7 +216,7 @@ class ConsulSource:
 
         headers = {"X-Consul-Token": self.token} if self.token else {}
         failures = 0
-        async with httpx.AsyncClient(base_url=self.address, headers=headers,
+        async with httpx.AsyncClient(base_url=self.address, headers=headers, verify=self.verify, trust_env=False,
                                      timeout=httpx.Timeout(10.0, read=self.wait + self.wait / 16 + 10)) as client:
             while True:
                 started = asyncio.get_running_loop().time()
@@ -206,6 +247,17 @@ class ConsulSource:
                 await asyncio.sleep(delay)
 
 
+def _transport_error(exc: BaseException) -> str:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"its TLS certificate is not trusted ({seen.verify_message}); check consul_cacert"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS failed ({seen}); check consul_cert/consul_key and consul_cacert"
+        seen = seen.__cause__ or seen.__context__
+    return repr(exc)
+
+
 # --- haplane watch consul ---------------------------------------------------------------------------------------
 
 WATCH_HELP = "turn the healthy instances of a Consul service into instances (blocking queries), with versions"
@@ -215,7 +267,12 @@ def configure_watch(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service", metavar="NAME", help="the Consul service (default: setting consul_service, "
                                                      "HSDO's SERVER_CONSUL_SERVICE_NAME)")
     p.add_argument("--consul", metavar="URL", help="Consul's HTTP address (default: setting consul_address, "
-                                                   "else CONSUL_HTTP_ADDR, else http://127.0.0.1:8500)")
+                                                   "else CONSUL_HTTP_ADDR, else http://127.0.0.1:8500); an https:// "
+                                                   "address is checked against HAPLANE_CONSUL_CACERT (else "
+                                                   "CONSUL_CACERT), with a client certificate from "
+                                                   "HAPLANE_CONSUL_CERT/HAPLANE_CONSUL_KEY (else CONSUL_CLIENT_CERT/"
+                                                   "CONSUL_CLIENT_KEY); the ACL token is HAPLANE_CONSUL_TOKEN (else "
+                                                   "CONSUL_HTTP_TOKEN)")
     p.add_argument("--as", dest="as_service", metavar="NAME", help="the haplane service the instances belong to "
                                                                    "(default: the Consul service's name)")
     p.add_argument("--version-from", choices=("tag", "meta"), default="tag",
@@ -238,7 +295,12 @@ def source_from_args(args: argparse.Namespace, settings: Any) -> ConsulSource:
         or "http://127.0.0.1:8500"
     if not args.consul and getattr(settings, "consul_address", "http://127.0.0.1:8500") != "http://127.0.0.1:8500":
         address = settings.consul_address  # an explicit setting wins over the environment's default
+    if "://" not in address and os.environ.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
+        address = "https://" + address
     token = getattr(settings, "consul_token", None) or os.environ.get("CONSUL_HTTP_TOKEN") or None
+    cacert = getattr(settings, "consul_cacert", None) or os.environ.get("CONSUL_CACERT") or None
+    cert = getattr(settings, "consul_cert", None) or os.environ.get("CONSUL_CLIENT_CERT") or None
+    key = getattr(settings, "consul_key", None) or os.environ.get("CONSUL_CLIENT_KEY") or None
     return ConsulSource(service, address=address, target=args.as_service, version_from=args.version_from,
                         tag_prefix=args.version_prefix, meta_key=args.version_key, wait=args.wait, token=token,
-                        datacenter=args.dc, name=args.source)
+                        datacenter=args.dc, name=args.source, cacert=cacert, cert=cert, key=key)

@@ -68,6 +68,20 @@ def split_url(url: str, scheme: str) -> tuple[str, dict[str, str]]:
     return rest, options
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of ``scheme://USER:PASSWORD@...`` (or a ``password=`` option) shown as ``***``,
+    for logs and errors."""
+    import re
+
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hosts}{slash}{tail}"
+
+
 def check_options(url: str, options: dict[str, str], known: Iterable[str]) -> None:
     unknown = sorted(set(options) - set(known))
     if unknown:

@@ -1,8 +1,23 @@
-"""``etcd://HOST:PORT[,HOST:PORT...]/PREFIX`` — the Store on a real etcd cluster (v3 API).
+"""``etcd://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/PREFIX[?cacert=F&cert=F&key=F]`` — the Store on a real
+etcd cluster (v3 API).
 
 It speaks etcd's own JSON gateway (``/v3/kv/range``, ``/v3/kv/txn``, ``/v3/watch``, ``/v3/lease/...``, served by
 every etcd ≥ 3.4 on its client port) with httpx, so no gRPC stack is needed. Every key lives under PREFIX, so
 several haplane installations (or tests) can share one cluster.
+
+Security, as production runs etcd (each option also comes from settings: ``etcd_cacert``, ``etcd_cert``,
+``etcd_key``, ``etcd_user``, ``etcd_password``, i.e. ``HAPLANE_ETCD_*``; what the URL says wins):
+
+- TLS: ``cacert`` (the CA that signed etcd's server certificate; default: the system's CAs), ``cert`` and ``key``
+  (the client certificate etcd's ``--client-cert-auth`` asks for). Any of them, or ``tls=true``, means https to
+  every member. A certificate etcd refuses, or a server certificate the CA did not sign, is a
+  ``StoreUnavailable`` saying so in one line.
+- Authentication: ``user``/``password`` (etcd's RBAC): a token from ``/v3/auth/authenticate`` is sent with every
+  request and fetched again when etcd says it expired (simple tokens live ``--auth-token-ttl``, 5 min by default).
+  Note: with RBAC *and* ``--client-cert-auth`` on, etcd's gateway refuses a client certificate that carries a
+  CommonName (it cannot turn it into an etcd user across the gateway); issue haplane's client certificate
+  without a CN and let the user/password say who it is.
+- The password never appears in an error message or in ``store.url`` (it is shown as ``***``).
 
 Mapping onto the contract:
 - revisions are etcd's own (cluster-wide, so they grow with writes outside PREFIX too: still strictly
@@ -26,36 +41,129 @@ import base64
 import json
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
 from haplane.errors import Compacted, ConfigurationError, Conflict, NotFound, StoreUnavailable
-from haplane.store._events import check_txn
+from haplane.store._events import check_options, check_txn, redact_url, split_url
 from haplane.store.base import KV, Compare, Event, Op, Put
 
-__all__ = ["EtcdStore", "open_etcd"]
+__all__ = ["EtcdAccess", "EtcdStore", "open_etcd"]
 
 log = logging.getLogger("haplane.store.etcd")
 
+OPTIONS = ("cacert", "cert", "key", "tls", "user", "password")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
 
-def open_etcd(url: str) -> EtcdStore:
-    head = "etcd://"
-    if not url.startswith(head):
-        raise ConfigurationError(f"not an etcd URL: {url!r}")
-    rest = url[len(head):]
-    if "?" in rest:
-        raise ConfigurationError(f"etcd store URL {url!r}: options are not supported")
-    hosts, _, prefix = rest.partition("/")
+
+@dataclass(frozen=True)
+class EtcdAccess:
+    """How to reach the cluster: TLS files and credentials (all optional)."""
+
+    tls: bool = False
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def ssl_context(self, shown: str) -> ssl.SSLContext | None:
+        """The client TLS context, or None for plain http. Unreadable files are a ``ConfigurationError``."""
+        if not self.tls:
+            return None
+        for what, path in (("cacert", self.cacert), ("cert", self.cert), ("key", self.key)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigurationError(f"etcd store {shown}: {what} {path!r} is not a readable file")
+        try:
+            ctx = ssl.create_default_context(cafile=self.cacert)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(f"etcd store {shown}: cacert {self.cacert!r} is not a PEM CA "
+                                     f"certificate: {exc}") from None
+        if self.cert is not None:
+            try:
+                ctx.load_cert_chain(self.cert, self.key)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigurationError(f"etcd store {shown}: cert {self.cert!r} and key {self.key!r} are not a "
+                                         f"PEM certificate and its private key: {exc}") from None
+        return ctx
+
+
+def open_etcd(url: str, **settings: str | None) -> EtcdStore:
+    """The ``ENGINES`` factory. ``settings``: ``cacert``, ``cert``, ``key``, ``user``, ``password`` from the
+    settings (``etcd_*``); what the URL says wins."""
+    shown = redact_url(url)
+    try:
+        rest, options = split_url(url, "etcd")
+    except ConfigurationError:
+        raise ConfigurationError(f"not an etcd URL: {shown!r}") from None
+    check_options(shown, options, OPTIONS)
+    if "password" in options:
+        raise ConfigurationError(f"etcd store URL {shown!r}: put the password before the host "
+                                 "(etcd://USER:PASSWORD@HOST:PORT/...) or in the etcd_password setting")
+    netloc, _, prefix = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        hosts = netloc
+    url_user, _, url_password = userinfo.partition(":")
+    merged: dict[str, str | None] = {k: v for k, v in settings.items() if v not in (None, "")}
+    unknown = sorted(set(merged) - set(OPTIONS))
+    if unknown:
+        raise ConfigurationError(f"etcd store: unknown setting(s) {', '.join('etcd_' + u for u in unknown)}")
+    merged.update(options)
+    if url_user:
+        merged["user"] = unquote(url_user)
+    if url_password:
+        merged["password"] = unquote(url_password)
+    tls_word = str(merged.get("tls") or "").strip().lower()
+    if tls_word not in _TRUE | _FALSE:
+        raise ConfigurationError(f"etcd store URL {shown!r}: tls={tls_word!r} must be true or false")
+    if bool(merged.get("cert")) != bool(merged.get("key")):
+        raise ConfigurationError(f"etcd store {shown}: a client certificate needs both cert and key")
+    if merged.get("password") and not merged.get("user"):
+        raise ConfigurationError(f"etcd store {shown}: a password needs a user")
+    tls = tls_word in _TRUE or any(merged.get(k) for k in ("cacert", "cert", "key"))
+    if tls_word in _FALSE and tls_word != "" and tls:
+        raise ConfigurationError(f"etcd store {shown}: tls=false contradicts cacert/cert/key")
+    access = EtcdAccess(tls=tls, cacert=merged.get("cacert"), cert=merged.get("cert"), key=merged.get("key"),
+                        user=merged.get("user"), password=merged.get("password"))
     endpoints = []
     for part in hosts.split(","):
         host, sep, port = part.strip().rpartition(":")
         if not sep or not port.isdigit() or not host:
-            raise ConfigurationError(f"etcd store URL {url!r}: {part!r} must be HOST:PORT")
-        endpoints.append(f"http://{host}:{port}")
+            raise ConfigurationError(f"etcd store URL {shown!r}: {part!r} must be HOST:PORT")
+        endpoints.append(f"{'https' if tls else 'http'}://{host}:{port}")
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    return EtcdStore(url, endpoints, prefix)
+    return EtcdStore(shown, endpoints, prefix, access=access)
+
+
+_TRANSPORT_ERRORS = (httpx.HTTPError, ssl.SSLError, OSError)  # httpx lets a TLS alert through unwrapped at times
+
+
+def _explain(endpoint: str, exc: BaseException) -> str:
+    """One line saying why ``endpoint`` did not answer; TLS refusals named as such."""
+    text = str(exc) or type(exc).__name__
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (f"{endpoint}: its TLS certificate is not trusted ({seen.verify_message or seen}); "
+                    "check cacert")
+        if isinstance(seen, ssl.SSLError):
+            reason = str(seen)
+            if "ALERT" in reason.upper():
+                return (f"{endpoint}: etcd refused our TLS client certificate ({reason}); check cert and key, "
+                        "and that etcd's --trusted-ca-file signed it")
+            return f"{endpoint}: TLS failed: {reason}"
+        seen = seen.__cause__ or seen.__context__
+    if "WRONG_VERSION_NUMBER" in text.upper() or "record layer failure" in text:
+        return f"{endpoint}: not a TLS endpoint ({text}); use no cacert/cert/key for a plain http etcd"
+    return f"{endpoint}: {type(exc).__name__}: {text}"
 
 
 def _b64(data: bytes) -> str:
@@ -81,41 +189,126 @@ class _Gone(Exception):
     pass
 
 
+def _json(resp: httpx.Response) -> dict[str, Any]:
+    if not resp.content:
+        return {}
+    try:
+        data = resp.json()
+    except ValueError:
+        return {"error": resp.text[:200]}
+    return data if isinstance(data, dict) else {"error": str(data)[:200]}
+
+
+def _gateway_hint(message: str) -> str:
+    if "CommonName of client" in message:
+        return (f"{message} (etcd has client-cert-auth and RBAC on: its gateway accepts only client certificates "
+                "without a CommonName; authenticate with user/password)")
+    return message
+
+
 class EtcdStore:
-    def __init__(self, url: str, endpoints: list[str], prefix: str, timeout: float = 5.0) -> None:
-        self.url = url
+    def __init__(self, url: str, endpoints: list[str], prefix: str, timeout: float = 5.0,
+                 access: EtcdAccess | None = None) -> None:
+        self.url = redact_url(url)
         self.endpoints = endpoints
         self.prefix = prefix
         self._pre = prefix.encode()
         self._current = 0
         self._timeout = timeout
-        self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self.access = access or EtcdAccess()
+        self._ssl = self.access.ssl_context(self.url)
+        verify: ssl.SSLContext | bool = self._ssl if self._ssl is not None else True
+        self._verify = verify
+        self._client = httpx.AsyncClient(timeout=timeout, trust_env=False, verify=verify)
+        self._token: str | None = None  # etcd's auth token, when a user is set
+        self._token_lock = asyncio.Lock()
         self._closed = False
 
     # --- transport -------------------------------------------------------------------------------------------
+
+    async def _why(self, endpoint: str, exc: BaseException) -> str:
+        """``_explain``, and over TLS, when the connection just broke: the server's own word on our certificate.
+        A TLS 1.3 server checks the client certificate after the handshake and sends its alert then; when the
+        request was still being written the alert is lost to a broken pipe, so a bare handshake asks again."""
+        text = _explain(endpoint, exc)
+        if self._ssl is None or "TLS" in text or isinstance(exc, httpx.ConnectError | httpx.TimeoutException):
+            return text
+        host, _, port = endpoint.removeprefix("https://").rpartition(":")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port), ssl=self._ssl), self._timeout)
+        except (TimeoutError, OSError, ssl.SSLError) as probe:
+            return _explain(endpoint, probe) if isinstance(probe, ssl.SSLError) else text
+        try:
+            await asyncio.wait_for(reader.read(1), 1.0)
+        except ssl.SSLError as probe:
+            return _explain(endpoint, probe)
+        except (TimeoutError, OSError):
+            return text  # no alert within a second: the certificate was accepted; the failure was elsewhere
+        finally:
+            writer.close()
+        return text
+
+    async def _auth_headers(self, renew_from: str | None = None) -> dict[str, str]:
+        """``Authorization`` with a valid token (fetched first, or again when ``renew_from`` was refused)."""
+        if self.access.user is None:
+            return {}
+        async with self._token_lock:
+            if self._token is None or self._token == renew_from:
+                self._token = await self._authenticate()
+            return {"Authorization": self._token}
+
+    async def _authenticate(self) -> str:
+        errors = []
+        n = len(self.endpoints)
+        body = {"name": self.access.user, "password": self.access.password or ""}
+        for attempt in range(n):
+            endpoint = self.endpoints[(self._current + attempt) % n]
+            try:
+                resp = await self._client.post(endpoint + "/v3/auth/authenticate", json=body)
+            except _TRANSPORT_ERRORS as exc:
+                errors.append(await self._why(endpoint, exc))
+                continue
+            data: dict[str, Any] = _json(resp)
+            if resp.status_code == 200 and data.get("token"):
+                return str(data["token"])
+            message = str(data.get("error") or data.get("message") or resp.text).strip()
+            if "authentication failed" in message or "auth: " in message or "not enabled" in message:
+                raise StoreUnavailable(f"etcd {endpoint} refused user {self.access.user!r}: {message}")
+            errors.append(f"{endpoint}: {_gateway_hint(message)}")
+        raise StoreUnavailable(f"etcd: could not authenticate as {self.access.user!r}: " + "; ".join(errors[-n:]))
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first member that answers; StoreUnavailable when none does."""
         errors = []
         n = len(self.endpoints)
+        headers = await self._auth_headers()
+        renewed = False
         for attempt in range(n * 2):
             endpoint = self.endpoints[(self._current + attempt) % n]
             try:
-                resp = await self._client.post(endpoint + path, json=body)
-            except httpx.HTTPError as exc:
-                errors.append(f"{endpoint}: {type(exc).__name__}")
+                resp = await self._client.post(endpoint + path, json=body, headers=headers)
+            except _TRANSPORT_ERRORS as exc:
+                errors.append(await self._why(endpoint, exc))
                 continue
-            data: dict[str, Any] = resp.json() if resp.content else {}
+            data: dict[str, Any] = _json(resp)
             if resp.status_code != 200:
-                message = str(data.get("error") or data.get("message") or resp.text)
+                message = str(data.get("error") or data.get("message") or resp.text).strip()
                 if "lease not found" in message:
                     raise _Gone(message)
+                if headers and not renewed and ("invalid auth token" in message or "user name is empty" in message):
+                    headers = await self._auth_headers(renew_from=headers.get("Authorization"))
+                    renewed = True  # the token expired (or etcd restarted): once more with a new one
+                    continue
+                if "permission denied" in message or "user name is empty" in message:
+                    who = f"user {self.access.user!r}" if self.access.user else "no user (set etcd_user)"
+                    raise StoreUnavailable(f"etcd {endpoint}{path}: {message} for {who}")
                 if any(s in message for s in ("leader changed", "no leader", "timed out", "too many requests",
                                               "not capable")):
                     errors.append(f"{endpoint}: {message}")
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
-                raise StoreUnavailable(f"etcd {endpoint}{path}: {message}")
+                raise StoreUnavailable(f"etcd {endpoint}{path}: {_gateway_hint(message)}")
             self._current = (self._current + attempt) % n
             return data
         raise StoreUnavailable("no etcd member answered: " + "; ".join(errors[-n:]))
@@ -225,21 +418,29 @@ class EtcdStore:
         body = {"create_request": {**self._span(prefix), "start_revision": str(max(1, start_revision))}}
         errors = []
         n = len(self.endpoints)
+        headers = await self._auth_headers()
         for attempt in range(n):
             endpoint = self.endpoints[(self._current + attempt) % n]
             try:
-                async with httpx.AsyncClient(timeout=httpx.Timeout(self._timeout, read=None),
-                                             trust_env=False) as client, \
-                        client.stream("POST", endpoint + "/v3/watch", json=body) as stream:
+                async with httpx.AsyncClient(timeout=httpx.Timeout(self._timeout, read=None), trust_env=False,
+                                             verify=self._verify) as client, \
+                        client.stream("POST", endpoint + "/v3/watch", json=body, headers=headers) as stream:
                     if stream.status_code != 200:
-                        errors.append(f"{endpoint}: HTTP {stream.status_code}")
+                        text = (await stream.aread()).decode("utf-8", "replace")[:300]
+                        if "invalid auth token" in text:
+                            headers = await self._auth_headers(renew_from=headers.get("Authorization"))
+                        errors.append(f"{endpoint}: HTTP {stream.status_code} {_gateway_hint(text.strip())}")
                         continue
                     async for line in stream.aiter_lines():
                         if not line.strip():
                             continue
                         msg = json.loads(line)
                         if "error" in msg:
-                            raise StoreUnavailable(f"etcd watch {endpoint}: {msg['error']}")
+                            error = msg["error"]
+                            text = str(error.get("message") if isinstance(error, dict) else error)
+                            if "invalid auth token" in text:  # the caller watches again: with a new token
+                                await self._auth_headers(renew_from=headers.get("Authorization"))
+                            raise StoreUnavailable(f"etcd watch {endpoint}: {_gateway_hint(text)}")
                         result = msg.get("result") or {}
                         compact = int(result.get("compact_revision", 0) or 0)
                         if compact:
@@ -251,8 +452,8 @@ class EtcdStore:
                         if events:
                             yield events
                     raise StoreUnavailable(f"etcd watch {endpoint}: the stream ended")
-            except httpx.HTTPError as exc:
-                errors.append(f"{endpoint}: {type(exc).__name__}")
+            except _TRANSPORT_ERRORS as exc:
+                errors.append(await self._why(endpoint, exc))
                 continue
         raise StoreUnavailable("no etcd member took the watch: " + "; ".join(errors))
 
