@@ -302,6 +302,35 @@ async def test_keepalive_extends_a_lease(store: Store) -> None:
     assert [(e.type, e.key) for e in events] == [("delete", "/l/a")]
 
 
+async def test_keepalive_many_renews_every_live_lease_and_names_the_gone_ones(store: Store) -> None:
+    leases = [await store.grant_lease(1.0) for _ in range(3)]
+    r1 = await store.txn([], [put(f"/l/{i}", "1", lease) for i, lease in enumerate(leases)])
+    revoked = await store.grant_lease(60)
+    await store.revoke_lease(revoked)
+    assert await store.keepalive_many([]) == set()
+    until = time.monotonic() + 1.6
+    while time.monotonic() < until:
+        await asyncio.sleep(0.2)
+        assert await store.keepalive_many([*leases[:2], revoked, 987654321]) == {revoked, 987654321}
+    assert [kv.key for kv in (await store.range("/l/"))[0]] == ["/l/0", "/l/1"], "only the renewed ones live"
+    assert await store.revision() == r1 + 1, "renewals write no revision: only the expiry of /l/2 did"
+    assert await store.keepalive_many([leases[2]]) == {leases[2]}
+
+
+async def test_get_many_reads_keys_in_order_at_one_revision(store: Store) -> None:
+    assert await store.get_many([]) == []
+    keys = [f"/m/{i:03d}" for i in range(250)]  # past any engine's per-request chunk
+    rev = 0
+    for i in range(0, 250, 10):  # small txns: DynamoDB and etcd cap the operations of one
+        rev = await store.txn([], [put(k, k) for k in keys[i:i + 10]])
+    wanted = [keys[249], "/m/missing", keys[0], keys[120], keys[0]]
+    got = await store.get_many(wanted)
+    assert [kv.value if kv else None for kv in got] == [keys[249], None, keys[0], keys[120], keys[0]]
+    assert got[0] == await store.get(keys[249]) and got[0] is not None and got[0].mod_revision == rev
+    everything = await store.get_many(keys)
+    assert [kv.key for kv in everything if kv] == keys
+
+
 async def test_revoke_deletes_the_keys_now(store: Store) -> None:
     lease = await store.grant_lease(60)
     other = await store.grant_lease(60)

@@ -6,10 +6,11 @@ in ``tests/contract/test_store_contract.py``. Callers never see an engine's own 
 
 Who calls what, and when:
 - ``txn`` — the registry layer (API, sources, /generate) for every write; compare-and-swap on revisions.
-- ``get`` / ``range`` — readers: the API for GETs, the agent for its full resync.
+- ``get`` / ``range`` — readers: the API for GETs, the agent for its full resync; ``get_many`` — the registry,
+  when it handles many keys at once (a batch of heartbeats, a group of registrations).
 - ``watch`` — the agent, from the revision of its last ``range``; a ``Compacted`` error means resync.
 - ``grant_lease`` / ``keepalive`` / ``revoke_lease`` — TTL'd instances and watcher leases; keys put with a
-  lease are deleted (with a delete event) when the lease expires.
+  lease are deleted (with a delete event) when the lease expires. ``keepalive_many`` — heartbeats in bulk.
 
 Revisions are store-wide and strictly increasing; every successful ``txn`` bumps it by exactly one, and
 all its events carry that revision. Values are text (JSON documents, by convention of the registry).
@@ -78,6 +79,11 @@ class Store(Protocol):
         """Every key starting with ``prefix`` in key order, and the store revision they were read at."""
         ...
 
+    async def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        """The current value of each key (None where absent), in the order given, all read at one revision;
+        one round trip where the engine allows it."""
+        ...
+
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int:
         """Apply ``ops`` atomically if every compare holds; return the new revision.
 
@@ -101,6 +107,11 @@ class Store(Protocol):
 
     async def keepalive(self, lease: int) -> None:
         """Push the lease's expiry ``ttl`` seconds into the future. Raises ``NotFound`` if it expired."""
+        ...
+
+    async def keepalive_many(self, leases: Sequence[int]) -> set[int]:
+        """``keepalive`` of every lease at once (one round trip or one commit where the engine allows it).
+        Returns the leases that had expired or never existed; every other one was renewed."""
         ...
 
     async def revoke_lease(self, lease: int) -> None:

@@ -271,6 +271,17 @@ class DynamoDBStore:
         item = resp.get("Item")
         return self._kv(item) if item else None
 
+    async def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        """BatchGetItem, 100 keys a call; read again if a txn committed meanwhile (one revision, as range)."""
+        client = await self._client_ready()
+        wanted = [k for k in keys if k]
+        for _ in range(_RETRIES):
+            rev = await self._get_rev(client)
+            found = await self._get_many(client, wanted) if wanted else {}
+            if await self._get_rev(client) == rev:
+                return [found.get(k) for k in keys]
+        raise StoreUnavailable(f"{self.url}: could not read {len(keys)} keys at one revision (too many writers)")
+
     async def range(self, prefix: str) -> tuple[list[KV], int]:
         client = await self._client_ready()
         for _ in range(_RETRIES):
@@ -470,6 +481,21 @@ class DynamoDBStore:
                 raise NotFound("lease", str(lease)) from None
             raise StoreUnavailable(f"{self.url}: {exc}") from None
         self._kick_reaper(float(resp["Attributes"]["x"]["N"]))
+
+    async def keepalive_many(self, leases: Sequence[int]) -> set[int]:
+        """One conditional UpdateItem per lease (DynamoDB has no batch update), 16 at a time."""
+        gate = asyncio.Semaphore(16)
+        gone: set[int] = set()
+
+        async def one(lease: int) -> None:
+            async with gate:
+                try:
+                    await self.keepalive(lease)
+                except NotFound:
+                    gone.add(lease)
+
+        await asyncio.gather(*(one(lease) for lease in dict.fromkeys(leases)))
+        return gone
 
     async def revoke_lease(self, lease: int) -> None:
         client = await self._client_ready()

@@ -199,6 +199,18 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"error": str(data)[:200]}
 
 
+def _json_text(text: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise StoreUnavailable(f"etcd answered something that is not JSON: {text[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise StoreUnavailable(f"etcd answered {text[:200]!r}")
+    return data
+
+
 def _gateway_hint(message: str) -> str:
     if "CommonName of client" in message:
         return (f"{message} (etcd has client-cert-auth and RBAC on: its gateway accepts only client certificates "
@@ -280,6 +292,11 @@ class EtcdStore:
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first member that answers; StoreUnavailable when none does."""
+        return _json_text(await self._call_raw(path, json.dumps(body).encode()))
+
+    async def _call_raw(self, path: str, content: bytes) -> str:
+        """POST ``content`` (JSON, or several JSON documents one a line for a streaming call) to the first member
+        that answers; the answer's text."""
         errors = []
         n = len(self.endpoints)
         headers = await self._auth_headers()
@@ -287,12 +304,13 @@ class EtcdStore:
         for attempt in range(n * 2):
             endpoint = self.endpoints[(self._current + attempt) % n]
             try:
-                resp = await self._client.post(endpoint + path, json=body, headers=headers)
+                resp = await self._client.post(endpoint + path, content=content,
+                                               headers={**headers, "Content-Type": "application/json"})
             except _TRANSPORT_ERRORS as exc:
                 errors.append(await self._why(endpoint, exc))
                 continue
-            data: dict[str, Any] = _json(resp)
             if resp.status_code != 200:
+                data: dict[str, Any] = _json(resp)
                 message = str(data.get("error") or data.get("message") or resp.text).strip()
                 if "lease not found" in message:
                     raise _Gone(message)
@@ -310,7 +328,7 @@ class EtcdStore:
                     continue
                 raise StoreUnavailable(f"etcd {endpoint}{path}: {_gateway_hint(message)}")
             self._current = (self._current + attempt) % n
-            return data
+            return resp.text
         raise StoreUnavailable("no etcd member answered: " + "; ".join(errors[-n:]))
 
     def _key(self, key: str) -> bytes:
@@ -333,6 +351,24 @@ class EtcdStore:
         data = await self._call("/v3/kv/range", {"key": _b64(self._key(key))})
         kvs = data.get("kvs") or []
         return self._kv(kvs[0]) if kvs else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        """One txn of single-key ranges per 100 keys (etcd's --max-txn-ops defaults to 128); later chunks read at
+        the first one's revision, so all are one snapshot."""
+        out: list[KV | None] = []
+        revision = 0
+        for i in range(0, len(keys), 100):
+            chunk = keys[i:i + 100]
+            ranges = [{"request_range": {"key": _b64(self._key(k)), **({"revision": str(revision)} if revision
+                                                                       else {})}} for k in chunk]
+            data = await self._call("/v3/kv/txn", {"compare": [], "success": ranges})
+            revision = revision or int(data["header"]["revision"])
+            for answer in data.get("responses") or []:
+                kvs = (answer.get("response_range") or {}).get("kvs") or []
+                out.append(self._kv(kvs[0]) if kvs else None)
+        if len(out) != len(keys):
+            raise StoreUnavailable(f"etcd answered {len(out)} reads for {len(keys)} keys")
+        return out
 
     async def range(self, prefix: str) -> tuple[list[KV], int]:
         data = await self._call("/v3/kv/range", {**self._span(prefix), "sort_order": "ASCEND",
@@ -478,6 +514,21 @@ class EtcdStore:
         result = data.get("result") or {}
         if int(result.get("TTL", 0) or 0) <= 0:
             raise NotFound("lease", str(lease))
+
+    async def keepalive_many(self, leases: Sequence[int]) -> set[int]:
+        """One POST per 1,000 leases: the gateway reads a stream of keepalive requests from one body (the gRPC
+        call is a stream) and answers each on its own line; an unknown lease comes back without a TTL."""
+        gone: set[int] = set()
+        for i in range(0, len(leases), 1000):
+            chunk = list(leases[i:i + 1000])
+            body = "".join(json.dumps({"ID": str(lease)}) + "\n" for lease in chunk).encode()
+            renewed: dict[int, int] = {}
+            for line in (await self._call_raw("/v3/lease/keepalive", body)).splitlines():
+                if line.strip():
+                    result = json.loads(line).get("result") or {}
+                    renewed[int(result.get("ID", 0) or 0)] = int(result.get("TTL", 0) or 0)
+            gone.update(lease for lease in chunk if renewed.get(lease, 0) <= 0)
+        return gone
 
     async def revoke_lease(self, lease: int) -> None:
         try:

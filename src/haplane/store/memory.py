@@ -78,6 +78,11 @@ class MemoryStore:
         self.expire_leases()
         return self._data.get(key)
 
+    async def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        self._check_open()
+        self.expire_leases()
+        return [self._data.get(key) for key in keys]
+
     async def range(self, prefix: str) -> tuple[list[KV], int]:
         self._check_open()
         self.expire_leases()
@@ -196,6 +201,15 @@ class MemoryStore:
         state.deadline = self._clock() + state.ttl
         heapq.heappush(self._deadlines, (state.deadline, lease))
         self._arm_timer()
+
+    async def keepalive_many(self, leases: Sequence[int]) -> set[int]:
+        gone: set[int] = set()
+        for lease in leases:
+            try:
+                await self.keepalive(lease)
+            except NotFound:
+                gone.add(lease)
+        return gone
 
     async def revoke_lease(self, lease: int) -> None:
         self._check_open()

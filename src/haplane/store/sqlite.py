@@ -433,6 +433,18 @@ def _keepalive(lease: int, w: _Writer) -> None:
         raise NotFound("lease", str(lease))
 
 
+def _keepalive_many(leases: Sequence[int], w: _Writer) -> set[int]:
+    assert w.conn is not None
+    now = time.time()
+    gone: set[int] = set()
+    for lease in leases:
+        cur = w.conn.execute("UPDATE leases SET expires_at = ? + ttl WHERE id = ? AND expires_at > ?",
+                             (now, lease, now))
+        if not cur.rowcount:
+            gone.add(lease)
+    return gone
+
+
 def _delete_keys(w: _Writer, keys: list[str]) -> None:
     if keys:
         rev = w.new_revision()
@@ -464,6 +476,21 @@ def _sweep(w: _Writer) -> None:
 def _read_get(conn: sqlite3.Connection, key: str) -> KV | None:
     row = conn.execute("SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key = ?", (key,)).fetchone()
     return None if row is None else KV(*row)
+
+
+def _read_many(conn: sqlite3.Connection, keys: Sequence[str]) -> list[KV | None]:
+    conn.execute("BEGIN")
+    try:
+        found: dict[str, KV] = {}
+        for i in range(0, len(keys), 500):  # SQLite's limit on host parameters is 999 in older builds
+            chunk = list(keys[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key IN ({marks})",
+                                    chunk):
+                found[row[0]] = KV(*row)
+    finally:
+        conn.execute("COMMIT")
+    return [found.get(key) for key in keys]
 
 
 def _read_range(conn: sqlite3.Connection, prefix: str) -> tuple[list[KV], int]:
@@ -602,6 +629,11 @@ class SqliteStore:
     async def get(self, key: str) -> KV | None:
         return await self._read(_read_get, key)
 
+    async def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        if not keys:
+            return []
+        return await self._read(_read_many, tuple(keys))
+
     async def range(self, prefix: str) -> tuple[list[KV], int]:
         return await self._read(_read_range, prefix)
 
@@ -623,6 +655,11 @@ class SqliteStore:
 
     async def keepalive(self, lease: int) -> None:
         await self._write(functools.partial(_keepalive, lease))
+
+    async def keepalive_many(self, leases: Sequence[int]) -> set[int]:
+        if not leases:
+            return set()
+        return await self._write(functools.partial(_keepalive_many, tuple(leases)))
 
     async def revoke_lease(self, lease: int) -> None:
         await self._write(functools.partial(_revoke, lease))
