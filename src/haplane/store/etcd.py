@@ -231,7 +231,10 @@ class EtcdStore:
         self._ssl = self.access.ssl_context(self.url)
         verify: ssl.SSLContext | bool = self._ssl if self._ssl is not None else True
         self._verify = verify
-        self._client = httpx.AsyncClient(timeout=timeout, trust_env=False, verify=verify)
+        # as many kept-alive connections as concurrent callers are likely: past httpx's default (20) every
+        # extra concurrent request opened and closed a connection of its own
+        self._client = httpx.AsyncClient(timeout=timeout, trust_env=False, verify=verify,
+                                         limits=httpx.Limits(max_connections=100, max_keepalive_connections=100))
         self._token: str | None = None  # etcd's auth token, when a user is set
         self._token_lock = asyncio.Lock()
         self._closed = False
