@@ -46,6 +46,10 @@ class ComposeOptions:
     cookie_key: str = "haplane"  # dynamic-cookie-key of sticky slotted backends: the same on every node
     tls: EdgeTls | None = None  # HTTPS on the main frontend (certificates, policy maps, ACME challenges)
     certs_dir: str = ""  # where the certificate files are (<certs_dir>/<name>.pem), with tls
+    # HSDO's names, kept so dashboards keep their labels: backend -> server-template base name of its slots
+    # (slot n is named <base>n instead of s<n>), and service -> name of its fallback backend
+    server_prefixes: tuple[tuple[str, str], ...] = ()
+    fallback_names: tuple[tuple[str, str], ...] = ()
 
     @property
     def focused(self) -> bool:
@@ -62,8 +66,13 @@ def slot_count(max_slot: int, min_slots: int) -> int:
     return size
 
 
-def slot_name(slot: int) -> str:
-    return f"s{slot}"
+def slot_name(slot: int, prefix: str = "s") -> str:
+    return f"{prefix}{slot}"
+
+
+def fallback_name(service: str, options: ComposeOptions) -> str:
+    """The fallback backend of a focused service: ``<service>_fallback``, or the name HSDO's settings gave it."""
+    return dict(options.fallback_names).get(service, service + FALLBACK_SUFFIX)
 
 
 def _check(h: HealthCheck | None) -> HttpCheck | None:
@@ -93,14 +102,15 @@ def assign_slots(instances: Iterable[Instance]) -> dict[str, int]:
     return result
 
 
-def _slotted_servers(members: Sequence[Instance], slots: dict[str, int], size: int) -> tuple[Server, ...]:
+def _slotted_servers(members: Sequence[Instance], slots: dict[str, int], size: int, prefix: str = "s"
+                     ) -> tuple[Server, ...]:
     """Slots s1..sN. Sticky slotted backends use dynamic cookies (a hash of the server's address), so the
     servers carry no cookie value: a client follows its instance, not the slot it happens to be in."""
     by_slot = {slots[i.id]: i for i in members}
     servers = []
     for n in range(1, size + 1):
         inst = by_slot.get(n)
-        name = slot_name(n)
+        name = slot_name(n, prefix)
         if inst is None:
             servers.append(Server(name, FREE_SLOT_ADDRESS, FREE_SLOT_PORT, 1, "maint"))
         else:
@@ -122,13 +132,18 @@ def service_backends(svc: Service, instances: Sequence[Instance], options: Compo
     common = {"balance": svc.balance, "cookie": svc.cookie, "cookie_key": options.cookie_key if svc.cookie else None,
               "health": _check(svc.health),
               "check_inter_ms": svc.health.interval_ms if svc.health else 2000, "slotted": True, "owner": owner}
+    prefixes = dict(options.server_prefixes)
     if not options.focused:
-        return [Backend(svc.name, _slotted_servers(instances, slots, size), **common)]  # type: ignore[arg-type]
+        return [Backend(svc.name, _slotted_servers(instances, slots, size, prefixes.get(svc.name, "s")),
+                        **common)]  # type: ignore[arg-type]
     main = [i for i in instances if _in_focus(i, options)]
     rest = instances if options.all_in_fallback else [i for i in instances if not _in_focus(i, options)]
+    fallback = fallback_name(svc.name, options)
     return [
-        Backend(svc.name, _slotted_servers(main, slots, size), **common),  # type: ignore[arg-type]
-        Backend(svc.name + FALLBACK_SUFFIX, _slotted_servers(rest, slots, size), **common),  # type: ignore[arg-type]
+        Backend(svc.name, _slotted_servers(main, slots, size, prefixes.get(svc.name, "s")),
+                **common),  # type: ignore[arg-type]
+        Backend(fallback, _slotted_servers(rest, slots, size, prefixes.get(fallback, "s")),
+                **common),  # type: ignore[arg-type]
     ]
 
 
@@ -208,8 +223,8 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
         maps = ((options.host_map, "".join(f"{h} {b}\n" for h, b in hosts)),)
         # the map carries host routes; path routes stay ACLs
         main_routes = [r for r in main_routes if r.kind != "host"]
-    fallbacks = tuple((r.backend, r.backend + FALLBACK_SUFFIX) for r in ordered
-                      if options.focused and r.backend + FALLBACK_SUFFIX in names)
+    fallbacks = tuple((r.backend, fallback_name(r.backend, options)) for r in ordered
+                      if options.focused and fallback_name(r.backend, options) in names)
     certificates: tuple[ServedCert, ...] = ()
     if options.tls is not None:
         served = [s for s in registry.services if f"service:{s.name}" not in options.excluded]

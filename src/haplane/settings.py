@@ -7,6 +7,7 @@ they mean something here (see ``HSDO_ALIASES``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,16 +18,25 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from haplane.errors import ConfigurationError
 
+log = logging.getLogger(__name__)
+
 ENV_PREFIX = "HAPLANE_"
 ROLES = ("read", "write", "admin")  # each role may do what the ones before it may
 
-# HSDO setting name -> haplane setting name
+# HSDO setting name -> haplane setting name (environment variable or key of HSDO's conf/env.yaml). An empty
+# value is HSDO's "not set" (its defaults are " ") and is skipped.
 HSDO_ALIASES: dict[str, str] = {
     "SERVER_HAPROXY_BACKEND_SERVER_MIN_WEIGHT": "ramp_min",
     "SERVER_HAPROXY_BACKEND_SERVER_MAX_WEIGHT": "ramp_max",
     "SERVER_HAPROXY_BACKEND_SERVER_INCREASE_WEIGHT": "ramp_step",
     "SERVER_HAPROXY_BACKEND_SERVER_INCREASE_WEIGHT_INTERVAL": "ramp_interval",
-    "CLIENT_HAPROXY_SOCKET_PATH": "admin_socket",
+    "CLIENT_HAPROXY_SOCKET_PATH": "admin_socket",  # only with a master socket too: see _hsdo_rules
+    "CLIENT_HAPROXY_BACKEND_NAME": "aws_service",
+    "CLIENT_HAPROXY_BACKEND_BASE_NAME": "server_prefix",
+    "CLIENT_HAPROXY_BACKEND_SERVER_PORT": "aws_port",
+    "CLIENT_DEDICATED_ASG": "dedicated_asg",
+    "CLIENT_HAPROXY_FALLBACK_BACKEND_NAME": "fallback_backend",
+    "CLIENT_HAPROXY_FALLBACK_BACKEND_BASE_NAME": "fallback_server_prefix",
     "HAPROXY_BACKEND_SERVERS_LIST_SIZE": "min_slots",
     "CLIENT_ASG_NAMES": "focus_groups",
     "CLIENT_ALL_SERVERS_IN_FALLBACK_BACKEND": "all_in_fallback",
@@ -37,6 +47,45 @@ HSDO_ALIASES: dict[str, str] = {
     "SERVER_CONSUL_API_URL": "consul_address",
     "SERVER_CONSUL_SERVICE_NAME": "consul_service",
 }
+# read from a settings file only (in the environment boto3 reads them itself)
+FILE_ONLY_ALIASES: dict[str, str] = {"AWS_DEFAULT_REGION": "aws_region", "AWS_ENDPOINT_URL": "aws_endpoint_url",
+                                     "keyword": "docker_keyword"}
+
+# Names the four older systems used that mean nothing here: a warning that says what to use instead (never an
+# error: an HSDO env file or a Thalassa/Cosmonaut launch line must not stop haplane from starting).
+FOREIGN_SETTINGS: dict[str, str] = {
+    # HSDO
+    "SERVER_MODE": "haplane picks the source by command: `haplane watch aws` (SERVER_MODE=aws) or "
+                   "`haplane watch consul` (SERVER_MODE=consul)",
+    "DEBUG": "use `haplane --log-level debug COMMAND`",
+    "CLIENT_HAPROXY_BACKEND_LIST": "each service has its own backend here: run one `haplane watch aws --service "
+                                   "BACKEND --port PORT` per entry (the backend is named after the service)",
+    "AWS_PROFILE": "set AWS_PROFILE in the environment (boto3 reads it), not in the settings file",
+    # Cosmonaut
+    "COSMONAUT_LOG": "use `haplane --log-level debug watch docker`",
+    "cosmosUrl": "`haplane watch docker` writes to the store itself, or to a remote API with --api URL",
+    "cosmosTable": "the Docker watcher needs no table: each container names its service (SERVICE_NAME)",
+    # Lambda-Registry
+    "table": "a table is named by each /generate payload ({\"table\": ...}), not by a setting",
+    # Thalassa (its command-line options, as keys of a settings file)
+    "haproxySocketPath": "the agent makes its own admin socket under state_dir; to attach to a running HAProxy "
+                         "set admin_socket and master_socket",
+    "haproxyPidPath": "the agent runs HAProxy in master-worker mode and needs no pid file",
+    "haproxyCfgPath": "the agent writes haproxy.cfg under state_dir (GET /haproxy/config shows it)",
+    "templateFile": "use the template setting (a Jinja2 template; see docs/migrating.md)",
+    "persistence": "the registry lives in the store; import the file once: `haplane import FILE`",
+    "serviceReg": "use consul_address (http://HOST:8500) and `haplane watch consul`",
+    "serviceRegPort": "use consul_address (http://HOST:PORT)",
+    "datacenter": "point consul_address at an agent of that datacenter",
+    "location": "has no meaning here",
+    "label": "use the node setting (this agent's name in status and /nodes)",
+    "sudo": "the agent runs HAProxy as its own user; bind ports below 1024 with setcap or a higher --http-port",
+    "dbPath": "activity and stats need no database here",
+}
+_FOREIGN_ENV = frozenset({"SERVER_MODE", "DEBUG", "CLIENT_HAPROXY_BACKEND_LIST", "COSMONAUT_LOG"})
+# HAPLANE_* variables of the project's scripts and tests, not settings
+_TOOL_VARIABLES = frozenset({"HAPLANE_CONFIG", "HAPLANE_API_TOKEN", "HAPLANE_APT_PACKAGES", "HAPLANE_UV_VERSION",
+                             "HAPLANE_GOLDEN_UPDATE", "HAPLANE_ARTIFACTS"})
 
 # never echoed in errors
 SECRET_SETTINGS = frozenset({"token", "tokens", "session_secret", "consul_token", "etcd_password"})
@@ -88,6 +137,12 @@ class Settings(BaseSettings):
     metrics_address: str = "127.0.0.1"  # where the separate metrics listener binds (0.0.0.0: every address)
     poll_interval: float = Field(10.0, gt=0)
     aws_asg_names: tuple[str, ...] = ()
+    aws_service: str | None = None  # the service `watch aws` feeds (HSDO's CLIENT_HAPROXY_BACKEND_NAME)
+    aws_port: int | None = Field(None, ge=1, le=65535)  # its instances' port (CLIENT_HAPROXY_BACKEND_SERVER_PORT)
+    dedicated_asg: bool | None = None  # HSDO's CLIENT_DEDICATED_ASG: CLIENT_ASG_NAMES apply only when true
+    server_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # aws_service's slots
+    fallback_backend: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    fallback_server_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     dynamodb_table: str | None = None
     aws_region: str | None = None  # default: boto3's (AWS_DEFAULT_REGION, ~/.aws/config)
     aws_endpoint_url: str | None = None  # default: boto3's (AWS_ENDPOINT_URL)
@@ -221,39 +276,55 @@ def _read_yaml(path: str) -> dict[str, Any]:
 
 
 def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-         config_file: str | None = None) -> Settings:
+         config_file: str | None = None, notices: list[str] | None = None) -> Settings:
     """Settings from defaults < YAML file < environment < ``overrides`` (None values are ignored).
 
-    A value that does not parse is a ``ConfigurationError`` naming the setting and where it came from."""
+    A value that does not parse, an unknown key of the file or an unknown ``HAPLANE_*`` variable is a
+    ``ConfigurationError`` naming it (and where it came from). A name one of the four older systems used that
+    means nothing here is a warning saying what to use instead (logged, and appended to ``notices``)."""
     env = os.environ if env is None else env
     names = set(Settings.model_fields)
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}  # setting -> where its value came from, for error messages
+    warnings: list[str] = []
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
         for key, value in _read_yaml(path).items():
-            name = HSDO_ALIASES.get(str(key), str(key).lower().replace("-", "_"))
+            key = str(key)
+            if key in FOREIGN_SETTINGS:
+                warnings.append(f"{key} (in {path}) has no meaning here: {FOREIGN_SETTINGS[key]}")
+                continue
+            alias = HSDO_ALIASES.get(key) or FILE_ONLY_ALIASES.get(key)
+            if alias is not None and (value is None or value == ""):
+                continue  # HSDO's "not set"
+            name = alias or key.lower().replace("-", "_")
             if name not in names:
                 raise ConfigurationError(f"settings file {path}: unknown setting {key!r}")
             merged[name] = value
             origin[name] = f"{key} in {path}"
     env_layer: dict[str, Any] = {}
     for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
+        if key.startswith(ENV_PREFIX):
             name = key[len(ENV_PREFIX):].lower()
             if name in names:
                 env_layer[name] = value
                 origin[name] = key
-        elif key in HSDO_ALIASES and HSDO_ALIASES[key] not in env_layer:
-            env_layer[HSDO_ALIASES[key]] = value
-            origin.setdefault(HSDO_ALIASES[key], key)
+            elif not (key in _TOOL_VARIABLES or key.endswith("_BIN") or key.startswith(ENV_PREFIX + "TEST_")):
+                raise ConfigurationError(f"unknown setting {key} in the environment (settings: "
+                                         "`haplane COMMAND --help` lists each with its HAPLANE_* name)")
+        elif key in HSDO_ALIASES and value.strip() != "" and HSDO_ALIASES[key] not in env_layer:
+            env_layer[HSDO_ALIASES[key]] = value  # a HAPLANE_* variable of the same setting wins
+            origin[HSDO_ALIASES[key]] = key
+        elif key in _FOREIGN_ENV:
+            warnings.append(f"{key} (environment) has no meaning here: {FOREIGN_SETTINGS[key]}")
     merged.update(env_layer)
     for name, value in (overrides or {}).items():
         if value is not None and name in names:
             merged[name] = value if not isinstance(value, Path) else str(value)
             origin[name] = "--" + name.replace("_", "-")
+    _hsdo_rules(merged, origin, warnings)
     try:
-        return Settings(**merged)
+        settings = Settings(**merged)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -265,3 +336,33 @@ def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
             msg = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"setting {name} ({where}): {shown}: {msg}")
         raise ConfigurationError("; ".join(problems)) from None
+    for text in warnings:
+        log.warning("%s", text)
+    if notices is not None:
+        notices.extend(warnings)
+    return settings
+
+
+def _from_hsdo(origin: dict[str, str], name: str) -> bool:
+    where = origin.get(name, "")
+    return not where.startswith((ENV_PREFIX, "--")) and where.split(" ", 1)[0] in HSDO_ALIASES
+
+
+def _hsdo_rules(merged: dict[str, Any], origin: dict[str, str], warnings: list[str]) -> None:
+    """What HSDO's settings meant together, kept: CLIENT_ASG_NAMES only with CLIENT_DEDICATED_ASG=true; its
+    socket path only to attach to a running HAProxy (which needs a master socket too)."""
+    dedicated = merged.get("dedicated_asg")
+    flag = _BOOL_WORDS.get(str(dedicated).strip().lower()) if isinstance(dedicated, str) else dedicated
+    if "focus_groups" in merged and _from_hsdo(origin, "focus_groups") and flag is not True:
+        warnings.append(f"{origin['focus_groups'].split(' ', 1)[0]} is not applied: CLIENT_DEDICATED_ASG is "
+                        f"{'false' if flag is False else 'not set'} (as HSDO did); set CLIENT_DEDICATED_ASG=true "
+                        "or HAPLANE_FOCUS_GROUPS to send other groups to the fallback backend")
+        del merged["focus_groups"]
+    if flag is True and not merged.get("focus_groups"):
+        warnings.append("CLIENT_DEDICATED_ASG is true but CLIENT_ASG_NAMES names no group: every server stays "
+                        "in the main backend")
+    if "admin_socket" in merged and _from_hsdo(origin, "admin_socket") and not merged.get("master_socket"):
+        warnings.append(f"CLIENT_HAPROXY_SOCKET_PATH={merged['admin_socket']} is not used: haplane starts and "
+                        "reloads its own HAProxy (admin socket under state_dir); to drive an HAProxy you started, "
+                        "run it in master-worker mode and set HAPLANE_ADMIN_SOCKET and HAPLANE_MASTER_SOCKET")
+        del merged["admin_socket"]

@@ -54,11 +54,25 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
         focus_zones=frozenset(settings.focus_zones),
         focus_groups=frozenset(settings.focus_groups),
         all_in_fallback=settings.all_in_fallback,
+        **hsdo_names(settings),
     )
     policy = Policy(ramp_min=settings.ramp_min, ramp_step=settings.ramp_step, ramp_interval=settings.ramp_interval,
                     drain_timeout=settings.drain_timeout)
     return AgentOptions(compose=compose, policy=policy, reload_interval=settings.reload_interval,
                         coalesce=settings.coalesce_ms / 1000, resync_interval=settings.resync_interval)
+
+
+def hsdo_names(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
+    """HSDO's backend and server-template names (CLIENT_HAPROXY_BACKEND_NAME and _BASE_NAME, the fallback's
+    too) as compose options: the service ``aws_service`` keeps them, so dashboards keep their labels."""
+    service = settings.aws_service
+    if not service:
+        return {}
+    fallback = settings.fallback_backend
+    prefixes = [(service, settings.server_prefix)] if settings.server_prefix else []
+    if fallback and settings.fallback_server_prefix:
+        prefixes.append((fallback, settings.fallback_server_prefix))
+    return {"server_prefixes": tuple(prefixes), "fallback_names": ((service, fallback),) if fallback else ()}
 
 
 AGENT_SETTINGS = "agent-settings.json"
@@ -67,7 +81,7 @@ AGENT_SETTINGS = "agent-settings.json"
 SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "admin_socket", "master_socket",
            "reload_interval", "ramp_min", "ramp_max", "ramp_step", "ramp_interval", "drain_timeout", "min_slots",
            "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node", "etcd_cacert", "etcd_cert",
-           "etcd_key", "etcd_user")
+           "etcd_key", "etcd_user", "aws_service", "server_prefix", "fallback_backend", "fallback_server_prefix")
 
 
 def save_agent_settings(settings: Settings, state_dir: Path) -> None:

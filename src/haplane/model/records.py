@@ -67,7 +67,8 @@ class HealthCheck:
         host = _opt(d, "host")
         host = None if host is MISSING else v.host_name(host, _path(where, "host"))
         if http_version == "HTTP/1.1" and host is None:
-            raise BadRequest(_path(where, "host"), MISSING, "is required when http_version is HTTP/1.1")
+            raise BadRequest(_path(where, "host"), MISSING, "is required when http_version is HTTP/1.1 (here, or "
+                             "as the backend's host, as Thalassa took it)")
         interval = v.milliseconds(d.get("interval_ms", 2000), _path(where, "interval_ms"))
         rise = v.integer(d.get("rise", 1), _path(where, "rise"), 1, 100)
         fall = v.integer(d.get("fall", 2), _path(where, "fall"), 1, 100)
@@ -299,9 +300,15 @@ class FrontendSpec:
     @classmethod
     def from_dict(cls, data: Any, where: str = "", name: str | None = None) -> FrontendSpec:
         d = _obj(data, where)
-        _reject_unknown(d, {"name", "bind", "backend", "mode", "keepalive", "rules", "natives", "id", "_type"},
-                        where)
-        fe_name = v.name(name if name is not None else d.get("name", MISSING), _path(where, "name"))
+        _reject_unknown(d, {"name", "key", "bind", "backend", "mode", "keepalive", "rules", "natives", "id",
+                            "_type"}, where)
+        # Thalassa names a frontend by "key" (its persistence file and request bodies); haplane by "name"
+        fe_name = v.name(name if name is not None else d.get("name", d.get("key", MISSING)), _path(where, "name"))
+        for alias in ("key", "name"):
+            if alias in d and d[alias] != fe_name:
+                raise ValidationError(_path(where, alias), d[alias], f"differs from the frontend's name {fe_name!r}")
+        if "id" in d and d["id"] != f"frontend/{fe_name}":
+            raise ValidationError(_path(where, "id"), d["id"], f"must be 'frontend/{fe_name}' (Thalassa's id)")
         bind_raw = d.get("bind", MISSING)
         if bind_raw is MISSING or not isinstance(bind_raw, str) or not bind_raw.strip():
             raise ValidationError(_path(where, "bind"), bind_raw, "must be a comma-separated list of "
@@ -324,7 +331,7 @@ class FrontendSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": f"frontend/{self.name}", "_type": "frontend", "name": self.name,
+        return {"id": f"frontend/{self.name}", "_type": "frontend", "key": self.name, "name": self.name,
                 "bind": ",".join(f"{'[' + a + ']' if ':' in a else a}:{p}" for a, p in self.binds),
                 "backend": self.backend, "mode": self.mode, "keepalive": self.keepalive,
                 "rules": [r.to_dict() for r in self.rules], "natives": list(self.natives)}
@@ -334,9 +341,10 @@ class FrontendSpec:
 class Member:
     host: str
     port: int
+    port_text: bool = False  # the client sent the port as a string ("80"): Thalassa echoed it back as sent
 
     def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port}
+        return {"host": self.host, "port": str(self.port) if self.port_text else self.port}
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,15 +391,21 @@ class BackendSpec:
                 md = _obj(m, mw)
                 host, port = v.address_port(md.get("host", MISSING), f"{mw}.host",
                                             None if md.get("port") is None else v.port(md["port"], f"{mw}.port"))
-                out.append(Member(host, port))
+                out.append(Member(host, port, isinstance(md.get("port"), str)))
             members = tuple(out)
-        host = _opt(d, "host")
+        host_raw = _opt(d, "host")
+        host = None if host_raw is MISSING else v.host_name(host_raw, _path(where, "host"))
+        health_raw = _opt(d, "health")
+        if isinstance(health_raw, dict) and host is not None and health_raw.get("host") is None:
+            # Thalassa's HTTP/1.1 check sent the backend's host (its only Host header setting)
+            health_raw = {**health_raw, "host": host}
+        if "id" in d and d["id"] != f"backend/{be_name}":
+            raise ValidationError(_path(where, "id"), d["id"], f"must be 'backend/{be_name}' (Thalassa's id)")
         return cls(
             name=be_name, type=btype, service=service, version=version,
             balance=v.choice(d.get("balance"), _path(where, "balance"), v.BALANCE_ALGORITHMS, "roundrobin"),
-            host=None if host is MISSING else v.host_name(host, _path(where, "host")),
-            health=None if _opt(d, "health") is MISSING else HealthCheck.from_dict(d["health"],
-                                                                                  _path(where, "health")),
+            host=host,
+            health=None if health_raw is MISSING else HealthCheck.from_dict(health_raw, _path(where, "health")),
             mode=v.choice(d.get("mode"), _path(where, "mode"), ("http", "tcp"), "http"),
             natives=_natives(d, where),
             members=members,

@@ -250,8 +250,10 @@ WATCH_HELP = "turn the in-service instances of AWS AutoScaling groups into insta
 def configure_watch(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asg", metavar="NAME[,NAME...]",
                    help="the AutoScaling groups (default: setting aws_asg_names, HSDO's SERVER_ASG_NAMES)")
-    p.add_argument("--service", metavar="NAME", required=True, help="the service the instances belong to")
-    p.add_argument("--port", type=int, metavar="PORT", required=True, help="the port the instances listen on")
+    p.add_argument("--service", metavar="NAME", help="the service the instances belong to (default: setting "
+                                                     "aws_service, HSDO's CLIENT_HAPROXY_BACKEND_NAME)")
+    p.add_argument("--port", type=int, metavar="PORT", help="the port the instances listen on (default: setting "
+                                                            "aws_port, HSDO's CLIENT_HAPROXY_BACKEND_SERVER_PORT)")
     p.add_argument("--interval", type=float, metavar="SECONDS",
                    help="seconds between polls (default: setting poll_interval, HSDO's INTERVAL)")
     p.add_argument("--weight", type=int, default=10, metavar="N", help="the instances' weight (default: 10)")
@@ -264,8 +266,16 @@ def configure_watch(p: argparse.ArgumentParser) -> None:
 def source_from_args(args: argparse.Namespace, settings: Any) -> AwsAutoScalingSource:
     groups = tuple(p.strip() for p in (args.asg or "").split(",") if p.strip()) or \
         tuple(getattr(settings, "aws_asg_names", ()) or ())
+    service = args.service or getattr(settings, "aws_service", None)
+    port = args.port if args.port is not None else getattr(settings, "aws_port", None)
+    if not service:
+        raise ConfigurationError("watch aws: no service given (--service NAME, setting aws_service, or HSDO's "
+                                 "CLIENT_HAPROXY_BACKEND_NAME)")
+    if port is None:
+        raise ConfigurationError("watch aws: no port given (--port PORT, setting aws_port, or HSDO's "
+                                 "CLIENT_HAPROXY_BACKEND_SERVER_PORT)")
     return AwsAutoScalingSource(
-        groups, args.service, args.port,
+        groups, service, port,
         interval=args.interval if args.interval is not None else getattr(settings, "poll_interval", 10.0),
         region=args.region or getattr(settings, "aws_region", None) or None,
         endpoint_url=args.endpoint_url or getattr(settings, "aws_endpoint_url", None) or None,

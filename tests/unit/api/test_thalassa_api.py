@@ -60,13 +60,17 @@ async def test_frontends_and_backends_follow_thalassa(client: httpx.AsyncClient)
     assert (await client.get("/backends/staged", headers=R)).status_code == 404
 
 
-async def test_frontend_needs_its_backends_defined(client: httpx.AsyncClient) -> None:
+async def test_a_frontend_naming_an_undefined_backend_is_stored_with_a_warning(client: httpx.AsyncClient) -> None:
+    """As Thalassa did (its clients put frontends before backends); the route waits for the backend."""
     r = await client.put("/frontends/f", json={"bind": "127.0.0.1:8081", "backend": "ghost"}, headers=W)
-    assert r.status_code == 422 and r.json()["field"] == "backend"
+    assert r.status_code == 200 and r.json()["warnings"][0].startswith("backend: backend 'ghost' is not defined")
+    assert "default_backend ghost" not in (await client.get("/haproxy/config", headers=W)).text
     await client.put("/backends/b", json={"members": [{"host": "127.0.0.2", "port": 80}]}, headers=W)
     r = await client.put("/frontends/f", headers=W, json={"bind": "127.0.0.1:8081", "backend": "b", "rules": [
         {"type": "path", "operation": "path_beg", "value": "/x", "backend": "ghost"}]})
-    assert r.status_code == 422 and r.json()["field"] == "rules[0].backend"
+    assert r.status_code == 200 and r.json()["warnings"][0].startswith("rules[0].backend: backend 'ghost'")
+    await client.put("/backends/ghost", json={"members": [{"host": "127.0.0.3", "port": 80}]}, headers=W)
+    assert "use_backend ghost" in (await client.get("/haproxy/config", headers=W)).text
 
 
 async def test_health_check_defaults_and_http11_needs_a_host(client: httpx.AsyncClient) -> None:

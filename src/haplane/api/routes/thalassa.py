@@ -30,6 +30,7 @@ RULE_SCHEMA: dict[str, Any] = {
 FRONTEND_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["bind"],
     "properties": {
+        "key": {"type": "string", "description": "Thalassa's name of the frontend (must match the URL's)"},
         "bind": {"type": "string", "description": "ADDRESS:PORT[,ADDRESS:PORT...], address * for any"},
         "backend": {"type": "string", "description": "default backend (must exist)"},
         "mode": {"type": "string", "enum": ["http", "tcp"]},
@@ -48,7 +49,8 @@ BACKEND_SCHEMA: dict[str, Any] = {
         "health": HEALTH_SCHEMA, "mode": {"type": "string", "enum": ["http", "tcp"]},
         "natives": {"type": "array", "items": {"type": "string"}},
         "members": {"type": "array", "items": {"type": "object", "properties": {
-            "host": {"type": "string"}, "port": {"type": "integer"}}}},
+            "host": {"type": "string"}, "port": {"type": ["integer", "string"],
+                                                 "description": "a string is answered back as a string"}}}},
     },
 }
 
@@ -103,21 +105,23 @@ def router(deps: ApiDeps) -> APIRouter:
                            ) -> dict[str, Any]:
         d = object_body(await json_body(request))
         same_name(d, "name", name)
+        same_name(d, "key", name)  # Thalassa's clients send the frontend's key in the body
         spec = FrontendSpec.from_dict(d, "", name=name)
         need_admin_for_natives(who, spec.natives)
         snapshot = await reg.snapshot()
         known = backend_names(snapshot)
-        if spec.backend is not None and spec.backend not in known:
-            raise ValidationError("backend", spec.backend, "is not a backend or service (define it first)")
-        for i, rule in enumerate(spec.rules):
-            if rule.backend not in known:
-                raise ValidationError(f"rules[{i}].backend", rule.backend,
-                                      "is not a backend or service (define it first)")
+        # As Thalassa did, a frontend may name a backend defined later (its clients put frontends first): until
+        # then that route is left out of the config (no default backend: 503), and the answer says so.
+        missing = [("backend", spec.backend)] if spec.backend is not None and spec.backend not in known else []
+        missing += [(f"rules[{i}].backend", rule.backend) for i, rule in enumerate(spec.rules)
+                    if rule.backend not in known]
         await check_with(snapshot, "frontend", spec)
         rev, created = await reg.put_frontend(spec, if_match(request))
         changed(request, f"frontend {name} {'created' if created else 'updated'} at revision {rev}")
         set_etag(response, rev)
-        return spec.to_dict()
+        warnings = [f"{field}: backend {b!r} is not defined yet; its requests get 503 until it is"
+                    for field, b in missing]
+        return {**spec.to_dict(), **({"warnings": warnings} if warnings else {})}
 
     @r.delete("/frontends/{name}", summary="Delete a frontend (200, or 404)")
     async def delete_frontend(name: str, request: Request, _: Principal = write) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def router(deps: ApiDeps) -> APIRouter:
 
     # --- pages -----------------------------------------------------------------------------------------
 
+    @r.get("/", include_in_schema=False)  # where Thalassa's UI answered
     @r.get("/ui")
     async def ui_root() -> RedirectResponse:
         return RedirectResponse("/ui/", status_code=303)
