@@ -277,6 +277,7 @@ class Container:
     id: str
     address: str
     port: int
+    own_port: bool = False  # the payload gave this container its port; else it follows its service's port
 
 
 @dataclass(frozen=True, slots=True)

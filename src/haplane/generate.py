@@ -115,7 +115,14 @@ def _resolve(raw: RawContainer, service: Service) -> Container:
     port = raw.port or service.port
     if port is None:
         raise ValidationError(raw.field, raw.address, f"has no port, and service {service.name!r} has none")
-    return Container(raw.id, raw.address, port)
+    return Container(raw.id, raw.address, port, raw.port is not None)
+
+
+def _follow(c: Container, svc: Service) -> Container:
+    """A stored container whose port came from its service takes the service's port as it is now."""
+    if c.own_port or svc.port is None or c.port == svc.port:
+        return c
+    return Container(c.id, c.address, svc.port, False)
 
 
 def _dedupe(containers: list[Container]) -> tuple[Container, ...]:
@@ -133,7 +140,8 @@ def merge(payload: Payload, stored: dict[str, TableService]) -> tuple[dict[str, 
 
     Fixed from Lambda-Registry: every stored service is considered (it processed only the first); a
     candidate's mode, predicate, cookie or port replace the stored ones (it ignored them until the service
-    died); ``configMode`` defaults to host; missing lists mean empty; a path predicate's '/' is not doubled.
+    died), and a new port applies to the stored containers that took the service's port; ``configMode``
+    defaults to host; missing lists mean empty; a path predicate's '/' is not doubled.
     """
     running_ids = {r.container.id for r in payload.running}
     running_by_service: dict[str, list[RawContainer]] = {}
@@ -166,7 +174,8 @@ def merge(payload: Payload, stored: dict[str, TableService]) -> tuple[dict[str, 
         svc = old.service
         for c in cands:
             svc = _apply_candidate(svc, c)
-        containers = _dedupe([c for c in old.containers if c.id in running_ids]
+        # a candidate's new port applies to the containers already stored (Lambda-Registry kept the old one)
+        containers = _dedupe([_follow(c, svc) for c in old.containers if c.id in running_ids]
                              + [_resolve(x, svc) for c in cands for x in c.containers]
                              + [_resolve(x, svc) for x in running_by_service[name]])
         new = TableService(svc, containers)
@@ -191,10 +200,13 @@ def _apply_candidate(svc: Service, c: Candidate) -> Service:
 
 def table_service_to_dict(ts: TableService) -> dict[str, Any]:
     return {"service": ts.service.to_dict(),
-            "containers": [{"id": c.id, "address": c.address, "port": c.port} for c in ts.containers]}
+            "containers": [{"id": c.id, "address": c.address, "port": c.port, "own_port": c.own_port}
+                           for c in ts.containers]}
 
 
 def table_service_from_dict(data: dict[str, Any]) -> TableService:
     svc = Service.from_dict(data["service"], "service")
-    return TableService(svc, tuple(Container(c["id"], c["address"], int(c["port"]))
+    # a record written before own_port was kept: a port equal to the service's was the service's
+    return TableService(svc, tuple(Container(c["id"], c["address"], int(c["port"]),
+                                             bool(c.get("own_port", int(c["port"]) != svc.port)))
                                    for c in data.get("containers", [])))

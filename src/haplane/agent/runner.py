@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from haplane.agent.activity import Activity
 from haplane.agent.control import HAProxyControl
@@ -54,15 +55,15 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
         focus_zones=frozenset(settings.focus_zones),
         focus_groups=frozenset(settings.focus_groups),
         all_in_fallback=settings.all_in_fallback,
-        **hsdo_names(settings),
     )
+    compose = replace(compose, **hsdo_names(settings))
     policy = Policy(ramp_min=settings.ramp_min, ramp_step=settings.ramp_step, ramp_interval=settings.ramp_interval,
                     drain_timeout=settings.drain_timeout)
     return AgentOptions(compose=compose, policy=policy, reload_interval=settings.reload_interval,
                         coalesce=settings.coalesce_ms / 1000, resync_interval=settings.resync_interval)
 
 
-def hsdo_names(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
+def hsdo_names(settings: Settings) -> dict[str, Any]:
     """HSDO's backend and server-template names (CLIENT_HAPROXY_BACKEND_NAME and _BASE_NAME, the fallback's
     too) as compose options: the service ``aws_service`` keeps them, so dashboards keep their labels."""
     service = settings.aws_service

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import PurePosixPath
 
 from haplane.compose import compose
 from haplane.model.records import BackendSpec, FrontendSpec, Registry
@@ -11,10 +12,17 @@ from haplane.render import render, render_maps
 from haplane.settings import Settings
 
 
-def render_registry(registry: Registry, settings: Settings) -> tuple[str, dict[str, str]]:
+def render_registry(registry: Registry, settings: Settings, *, map_dir: str | None = None,
+                    inline_maps: bool = False) -> tuple[str, dict[str, str]]:
+    """The config and its map files ({path: content}). Map paths are the agent's (under ``state_dir``), or
+    under ``map_dir``; ``inline_maps`` routes hosts by ACLs instead of a map file, so the text stands alone."""
     from haplane.agent.runner import agent_options
 
     options = agent_options(settings, settings.state_dir.expanduser().resolve()).compose
+    if inline_maps:
+        options = replace(options, host_map=None)
+    elif map_dir is not None and options.host_map is not None:
+        options = replace(options, host_map=str(PurePosixPath(map_dir) / PurePosixPath(options.host_map).name))
     config = compose(registry, options)
     return render(config), render_maps(config)
 

@@ -394,17 +394,17 @@ class BackendSpec:
                 out.append(Member(host, port, isinstance(md.get("port"), str)))
             members = tuple(out)
         host_raw = _opt(d, "host")
-        host = None if host_raw is MISSING else v.host_name(host_raw, _path(where, "host"))
+        backend_host = None if host_raw is MISSING else v.host_name(host_raw, _path(where, "host"))
         health_raw = _opt(d, "health")
-        if isinstance(health_raw, dict) and host is not None and health_raw.get("host") is None:
+        if isinstance(health_raw, dict) and backend_host is not None and health_raw.get("host") is None:
             # Thalassa's HTTP/1.1 check sent the backend's host (its only Host header setting)
-            health_raw = {**health_raw, "host": host}
+            health_raw = {**health_raw, "host": backend_host}
         if "id" in d and d["id"] != f"backend/{be_name}":
             raise ValidationError(_path(where, "id"), d["id"], f"must be 'backend/{be_name}' (Thalassa's id)")
         return cls(
             name=be_name, type=btype, service=service, version=version,
             balance=v.choice(d.get("balance"), _path(where, "balance"), v.BALANCE_ALGORITHMS, "roundrobin"),
-            host=host,
+            host=backend_host,
             health=None if health_raw is MISSING else HealthCheck.from_dict(health_raw, _path(where, "health")),
             mode=v.choice(d.get("mode"), _path(where, "mode"), ("http", "tcp"), "http"),
             natives=_natives(d, where),

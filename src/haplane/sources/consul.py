@@ -44,7 +44,8 @@ from haplane.model import values as v
 from haplane.model.records import Instance
 from haplane.sources.base import Sink
 
-__all__ = ["WATCH_HELP", "ConsulSource", "configure_watch", "instances_from_health", "source_from_args"]
+__all__ = ["WATCH_HELP", "ConsulSource", "configure_watch", "instances_from_catalog", "instances_from_health",
+           "source_from_args"]
 
 log = logging.getLogger("haplane.sources.consul")
 
@@ -97,6 +98,27 @@ def instances_from_health(entries: Any, service: str, *, version_from: str = "ta
             continue
         out[inst.id] = inst
     return [out[k] for k in sorted(out)]
+
+
+def instances_from_catalog(entries: Any, service: str, *, version_from: str = "tag", tag_prefix: str = "version=",
+                           meta_key: str = "version", weight: int = 10) -> list[Instance]:
+    """Pure: the instances of a ``/v1/catalog/service/...`` answer (flat entries: ``Node``, ``Address``,
+    ``ServiceID``, ``ServiceAddress``, ``ServicePort``, ``ServiceTags``, ``ServiceMeta``), sorted by id. The catalog
+    knows no health: every registered entry counts. Entries that do not make a valid instance are skipped with a
+    warning naming them."""
+    if not isinstance(entries, list):
+        raise ValidationError("body", type(entries).__name__, "must be a JSON array of catalog entries")
+    as_health = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            log.warning("consul: skipping catalog entry %d: not an object", n)
+            continue
+        as_health.append({"Node": {"Node": entry.get("Node"), "Address": entry.get("Address")},
+                          "Service": {"ID": entry.get("ServiceID"), "Service": entry.get("ServiceName"),
+                                      "Address": entry.get("ServiceAddress"), "Port": entry.get("ServicePort"),
+                                      "Tags": entry.get("ServiceTags"), "Meta": entry.get("ServiceMeta")}})
+    return instances_from_health(as_health, service, version_from=version_from, tag_prefix=tag_prefix,
+                                 meta_key=meta_key, weight=weight)
 
 
 class ConsulSource:

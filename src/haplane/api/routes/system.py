@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,7 +12,9 @@ from haplane.api.auth import COOKIE, Principal, create_session, require
 from haplane.api.deps import ApiDeps
 from haplane.api.rendering import render_registry
 from haplane.api.routes._util import body_doc, changed, json_body, object_body
-from haplane.errors import HaplaneError, ValidationError
+from haplane.errors import HaplaneError, NotFound, ValidationError
+
+_SAFE_DIR = re.compile(r"/[A-Za-z0-9_./@+-]*")
 
 GENERATE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -76,12 +79,13 @@ def router(deps: ApiDeps) -> APIRouter:
         return await read_nodes(deps.registry.store)
 
     @r.post("/generate", tags=["lambda-registry"], response_class=PlainTextResponse,
-            summary="Lambda-Registry's /generate: apply {table, running, candidates}, answer the haproxy.cfg",
+            summary="Lambda-Registry's /generate: apply {table, running, candidates}, answer the haproxy.cfg "
+                    "(Accept: application/json: as one JSON string literal, as API Gateway answered)",
             openapi_extra=body_doc(GENERATE_SCHEMA, {
                 "table": "demo", "running": [{"serviceName": "web", "id": "c1", "ip": "127.0.0.2:8080"}],
                 "candidates": [{"serviceName": "web", "port": 8080, "configMode": "host",
                                 "predicate": "web.example.com", "containers": [{"id": "c1", "ip": "127.0.0.2"}]}]}))
-    async def generate(request: Request, bind: str = "*:80", _: Principal = write) -> PlainTextResponse:
+    async def generate(request: Request, bind: str = "*:80", _: Principal = write) -> Response:
         from haplane.compose import compose_table
         from haplane.model import values
         from haplane.model.haproxy import Bind
@@ -92,22 +96,63 @@ def router(deps: ApiDeps) -> APIRouter:
         services, changes, rev = await deps.registry.generate(data)
         if changes:
             changed(request, f"generate: {len(changes)} change(s) at revision {rev}")
-        return PlainTextResponse(render(compose_table(services, (b,))), headers={"ETag": f'"{rev}"'})
+        text = render(compose_table(services, (b,)))
+        if _wants_json(request.headers.get("accept", "")):
+            # Lambda-Registry answered through API Gateway: the config as one JSON string literal
+            return JSONResponse(text, headers={"ETag": f'"{rev}"'})
+        return PlainTextResponse(text, headers={"ETag": f'"{rev}"'})
 
     @r.get("/haproxy/config", tags=["haproxy"], response_class=PlainTextResponse,
-           summary="The config the registry renders now (?applied=1: the one the local agent applied)")
-    async def haproxy_config(applied: bool = False, _: Principal = read) -> Response:
+           summary="The config the registry renders now, one HAProxy accepts as it is (?applied=1: the one the "
+                   "local agent applied; ?map_dir=DIR: host routes through a map file under DIR, fetched from "
+                   "/haproxy/maps/{name})")
+    async def haproxy_config(applied: bool = False, map_dir: str | None = None, _: Principal = read) -> Response:
         if applied:
             text = deps.agent.applied_config() if deps.agent is not None else None
             if text is None:
                 raise ValidationError("applied", applied, "needs an agent in this process that has applied a "
                                                           "config (haplane up)")
             return PlainTextResponse(text)
+        if map_dir is not None and not _SAFE_DIR.fullmatch(map_dir):
+            raise ValidationError("map_dir", map_dir, "must be an absolute path of A-Z a-z 0-9 _ . / @ + - only")
         snapshot = await deps.registry.snapshot()
-        text, _maps = render_registry(snapshot, deps.settings)
-        return PlainTextResponse(text, headers={"ETag": f'"{snapshot.revision}"'})
+        # the agent's map files exist only beside an agent: elsewhere the host routes are inlined as ACLs, so the
+        # text passes `haproxy -c` wherever it is saved (the same routing; the map makes a host change a runtime
+        # `set map` instead of a reload)
+        inline = map_dir is None and deps.agent is None
+        text, maps = render_registry(snapshot, deps.settings, map_dir=map_dir, inline_maps=inline)
+        headers = {"ETag": f'"{snapshot.revision}"',
+                   "X-Haplane-Maps": "inline" if inline else ",".join(sorted(maps)) or "none"}
+        return PlainTextResponse(text, headers=headers)
+
+    @r.get("/haproxy/maps/{name}", tags=["haproxy"], response_class=PlainTextResponse,
+           summary="A map file the config names (hosts.map: one 'host backend' line per host route)")
+    async def haproxy_map(name: str, _: Principal = read) -> Response:
+        snapshot = await deps.registry.snapshot()
+        _text, maps = render_registry(snapshot, deps.settings)
+        for path, content in maps.items():
+            if path.rsplit("/", 1)[-1] == name:
+                return PlainTextResponse(content, headers={"ETag": f'"{snapshot.revision}"'})
+        raise NotFound("map", name)
 
     return r
+
+
+def _wants_json(accept: str) -> bool:
+    """``Accept`` asks for JSON before plain text (``application/json``, or it ranks higher by q)."""
+    ranks: dict[str, float] = {}
+    for part in accept.split(","):
+        kind, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        ranks[kind.lower()] = max(q, ranks.get(kind.lower(), 0.0))
+    json_q = ranks.get("application/json", 0.0)
+    return json_q > 0 and json_q >= max(ranks.get("text/plain", 0.0), ranks.get("text/*", 0.0))
 
 
 def set_session_cookie(resp: Response, deps: ApiDeps, cookie: str) -> None:
