@@ -71,6 +71,32 @@ class Gathered:
     agent: dict[str, Any] | None = None
     certificates: list[tuple[str, str, float]] = field(default_factory=list)  # (name, source, not_after)
     acme_orders: dict[str, int] = field(default_factory=dict)  # result → orders this process made
+    groups: dict[str, str | None] = field(default_factory=dict)  # instance id → its group (AutoScaling group)
+
+
+_SLOT_NUMBER = re.compile(r"(\d+)$")
+
+
+def hsdo_server_weight(g: Gathered) -> GaugeMetricFamily:
+    """HSDO's exporter family, kept beside haplane's own so dashboards keep working: one series per server a
+    service's instance is in, labelled as HSDO's client did (id = the server's slot number, HSDO's
+    BackendServerID; name = the instance, HSDO's ServerName; ip; asg = the instance's group)."""
+    family = GaugeMetricFamily("hsdo_server_weight", "Weight of server in backend", labels=["id", "name", "ip", "asg"])
+    seen: set[tuple[str, ...]] = set()
+    for be in (g.overview or {}).get("backends", []):
+        if be.get("kind") not in ("service", "fallback"):
+            continue
+        for s in be["servers"]:
+            m = _SLOT_NUMBER.search(s["name"])
+            if s["instance"] is None or m is None:
+                continue
+            ip = s["address"].rsplit(":", 1)[0].strip("[]")
+            labels = (m.group(1), s["instance"], ip, g.groups.get(s["instance"]) or "none")
+            if labels in seen:  # the same server in the main and the fallback backend: one series, as HSDO had
+                continue
+            seen.add(labels)
+            family.add_metric(list(labels), s["weight"] if s["weight"] is not None else s["target"])
+    return family
 
 
 class _ScrapeCollector(Collector):
@@ -105,6 +131,7 @@ class _ScrapeCollector(Collector):
                     if row is not None:
                         chkfail.add_metric(labels, row.chkfail)
         yield from (weight, target, state, sessions, chkfail)
+        yield hsdo_server_weight(g)
         inst = GaugeMetricFamily("haplane_instances", "Registered instances by service and state",
                                  labels=["service", "state"])
         for (svc, st), n in sorted(g.instances.items()):
@@ -220,6 +247,7 @@ class Metrics:
                 g.rows = dict(self.agent.stats.rows)
             registry = self.agent.agent.mirror.registry()
             for inst in registry.instances:
+                g.groups[inst.id] = inst.group
                 key = (inst.service, inst.state if inst.healthy else "unhealthy")
                 g.instances[key] = g.instances.get(key, 0) + 1
         if store is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from haplane.compose import FALLBACK_SUFFIX
 from haplane.model.haproxy import Backend, Config, Frontend, Route, Server
 from haplane.model.records import Registry
 
@@ -92,7 +91,8 @@ def _backend_kind(be: Backend, registry: Registry) -> tuple[str, str | None, str
     """(kind, service followed, version followed)."""
     owner_kind, _, owner = be.owner.partition(":")
     if owner_kind == "service":
-        return ("fallback" if be.name.endswith(FALLBACK_SUFFIX) and be.name != owner else "service"), owner, None
+        # a service's second backend is its fallback, whatever its name (<service>_fallback, or HSDO's name)
+        return ("fallback" if be.name != owner else "service"), owner, None
     for spec in registry.backends:
         if spec.name == be.name:
             return spec.type, spec.service, spec.version

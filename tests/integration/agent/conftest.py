@@ -137,7 +137,8 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def agent_rig(tmp_path: Path, **settings: Any) -> AsyncIterator[Rig]:
+async def agent_rig(tmp_path: Path, env: dict[str, str] | None = None, **settings: Any) -> AsyncIterator[Rig]:
+    """A real agent and HAProxy; ``settings`` are options, ``env`` the environment they are read with."""
     if not Path(HAPROXY).exists():
         pytest.skip("haproxy is not installed")
     port = free_port()
@@ -145,7 +146,7 @@ async def agent_rig(tmp_path: Path, **settings: Any) -> AsyncIterator[Rig]:
             "http_address": "127.0.0.1", "ramp_interval": 0, "drain_timeout": 0, "reload_interval": 0.2,
             "resync_interval": 3600, "haproxy_bin": HAPROXY}
     base.update(settings)
-    bundle = build_agent(load(base, env={}))
+    bundle = build_agent(load(base, env=env or {}))
     task = asyncio.create_task(bundle.agent.run())
     try:
         await asyncio.wait_for(bundle.agent.ready.wait(), 20)

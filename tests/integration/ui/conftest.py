@@ -55,8 +55,9 @@ class Haplane:
 
 
 @contextlib.asynccontextmanager
-async def running_haplane(tmp_path: Path, **settings: Any) -> AsyncIterator[Haplane]:
-    async with agent_rig(tmp_path, **settings) as rig:
+async def running_haplane(tmp_path: Path, env: dict[str, str] | None = None, **settings: Any
+                          ) -> AsyncIterator[Haplane]:
+    async with agent_rig(tmp_path, env, **settings) as rig:
         view = AgentView(rig.bundle.agent)
         s = Settings(state_dir=rig.bundle.state_dir, tokens=dict(TOKENS))
         deps = ApiDeps(registry=rig.reg, settings=s, agent=view)
