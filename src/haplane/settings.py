@@ -309,7 +309,8 @@ def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
             if name in names:
                 env_layer[name] = value
                 origin[name] = key
-            elif not (key in _TOOL_VARIABLES or key.endswith("_BIN") or key.startswith(ENV_PREFIX + "TEST_")):
+            elif not (key in _TOOL_VARIABLES or key.endswith("_BIN")
+                      or key.startswith((ENV_PREFIX + "TEST_", ENV_PREFIX + "SETUP_"))):
                 raise ConfigurationError(f"unknown setting {key} in the environment (settings: "
                                          "`haplane COMMAND --help` lists each with its HAPLANE_* name)")
         elif key in HSDO_ALIASES and value.strip() != "" and HSDO_ALIASES[key] not in env_layer:

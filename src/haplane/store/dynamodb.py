@@ -167,7 +167,8 @@ class DynamoDBStore:
         from botocore.exceptions import ClientError
 
         try:
-            await self._call(client.describe_table, TableName=self.table)
+            described = await self._call(client.describe_table, TableName=self.table)
+            self._check_schema(described.get("Table", {}))
         except StoreUnavailable as exc:
             if "ResourceNotFoundException" not in str(exc):
                 raise
@@ -186,6 +187,26 @@ class DynamoDBStore:
                 raise StoreUnavailable(f"{self.url}: cannot create table {self.table}: {oexc}") from None
             waiter = client.get_waiter("table_exists")
             await self._call(waiter.wait, TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+    def _check_schema(self, table: dict[str, Any]) -> None:
+        """A table of another schema is a settings error naming it, never a 503 at the first write. HSDO's own
+        table (hash key BackendServerID) is the usual case: DYNAMODB_TABLE_NAME is the store setting here."""
+        keys = {k.get("KeyType"): k.get("AttributeName") for k in table.get("KeySchema", [])}
+        if keys == {"HASH": "pk", "RANGE": "sk"}:
+            return
+        types = {a.get("AttributeName"): a.get("AttributeType") for a in table.get("AttributeDefinitions", [])}
+        schema = ", ".join(f"{kind.lower()} key {name} ({types.get(name, '?')})" for kind, name in sorted(
+            keys.items(), key=lambda kv: kv[0] != "HASH"))
+        if keys.get("HASH") == "BackendServerID":
+            raise ConfigurationError(
+                f"DynamoDB table {self.table!r} is HSDO's server list ({schema}), not a haplane store (hash key pk "
+                f"(S), range key sk (S), created on first use). Keep HSDO's table for HSDO and give haplane its "
+                f"own: HAPLANE_STORE=dynamodb://{self.table}-haplane (DYNAMODB_TABLE_NAME then names no store), "
+                "and feed it from the same AutoScaling groups with `haplane watch aws` (SERVER_ASG_NAMES) - see "
+                "docs/migrating.md, HSDO")
+        raise ConfigurationError(f"DynamoDB table {self.table!r} has {schema or 'no key schema'}; a haplane store "
+                                 "needs hash key pk (S) and range key sk (S): name a new table (it is created on "
+                                 "first use)")
 
     async def _client_ready(self) -> Any:
         client = await self._open()
