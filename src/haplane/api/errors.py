@@ -56,8 +56,10 @@ def status_of(exc: HaplaneError) -> int:
 
 
 def error_response(status: int, error: str, field: str | None, detail: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "field": field, "detail": detail}, status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
+    """The one error shape: {"error", "field", "detail"}, plus what an error adds (an import's every bad row)."""
+    return JSONResponse({"error": error, "field": field, "detail": detail, **(extra or {})}, status_code=status,
+                        headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -68,7 +70,8 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(status, body["error"], body.get("field"), body["detail"], headers)
+        extra = {k: v for k, v in body.items() if k not in ("error", "field", "detail")}
+        return error_response(status, body["error"], body.get("field"), body["detail"], headers, extra)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -36,3 +36,19 @@ def read_text(path: str, what: str) -> str:
             return fh.read()
     except OSError as exc:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+async def refuse_a_foreign_store(store: Any) -> None:
+    """A store that is not haplane's (HSDO's DynamoDB table) stops the command at once with its own message; a
+    store that is only unreachable now does not (the API answers 503, the agent waits, until it is back)."""
+    import asyncio
+
+    from haplane.errors import ConfigurationError, HaplaneError
+
+    try:
+        await asyncio.wait_for(store.revision(), 5)
+    except ConfigurationError:
+        await store.close()
+        raise
+    except (HaplaneError, TimeoutError):
+        pass

@@ -46,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(settings: object) -> int:
     from haplane.agent.runner import build_agent
+    from haplane.commands._common import refuse_a_foreign_store
     from haplane.settings import Settings
 
     assert isinstance(settings, Settings)
     bundle = build_agent(settings)
+    await refuse_a_foreign_store(bundle.store)
     log = logging.getLogger("haplane.agent")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

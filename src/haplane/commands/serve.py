@@ -8,9 +8,8 @@ import contextlib
 import ipaddress
 import logging
 import signal
-from typing import Any
 
-from haplane.commands._common import add_settings_options, load_settings
+from haplane.commands._common import add_settings_options, load_settings, refuse_a_foreign_store
 from haplane.errors import ConfigurationError
 from haplane.settings import Settings
 
@@ -69,20 +68,6 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(settings))
 
 
-async def _refuse_a_foreign_store(store: Any) -> None:
-    """A store that is not haplane's (HSDO's DynamoDB table) stops serve at once with its own message; a store
-    that is only unreachable now does not (the API answers 503 until it is back)."""
-    from haplane.errors import HaplaneError
-
-    try:
-        await asyncio.wait_for(store.revision(), 5)
-    except ConfigurationError:
-        await store.close()
-        raise
-    except (HaplaneError, TimeoutError):
-        pass
-
-
 async def _run(settings: Settings) -> int:
     from haplane.api import ApiDeps, create_app
     from haplane.api.server import bind_socket, serve_api
@@ -95,7 +80,7 @@ async def _run(settings: Settings) -> int:
     if settings.store is None:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url(), settings.store_settings())
-    await _refuse_a_foreign_store(store)
+    await refuse_a_foreign_store(store)
     registry = RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots)
     app = create_app(ApiDeps(registry=registry, settings=settings))
     stop = asyncio.Event()

@@ -125,6 +125,42 @@ def router(deps: ApiDeps) -> APIRouter:
                    "X-Haplane-Maps": "inline" if inline else ",".join(sorted(maps)) or "none"}
         return PlainTextResponse(text, headers=headers)
 
+    admin = Depends(require(deps.settings, "admin"))
+
+    @r.get("/export", tags=["system"], summary="The whole registry as one JSON document (admin; holds private "
+                                              "keys of certificates)")
+    async def export(_: Principal = admin) -> JSONResponse:
+        from haplane.registry_transfer import export_document
+
+        doc = await export_document(deps.registry.store)
+        return JSONResponse(doc, headers={"ETag": f'"{doc["revision"]}"', "Cache-Control": "no-store"})
+
+    @r.post("/import", tags=["system"],
+            summary="Replace the registry with a document from /export, or read Thalassa's persistence file: whole "
+                    "or not at all (admin; ?dry_run=1 shows what would change)",
+            openapi_extra=body_doc({"type": "object", "description": "a haplane export ({\"haplane\": 1, ...}) or "
+                                    "Thalassa's persistence file ({\"version\": 1, \"frontends\", \"backends\"})"}))
+    async def import_(request: Request, dry_run: bool = False, _: Principal = admin) -> dict[str, Any]:
+        from haplane.errors import ConfigCheckFailed
+        from haplane.model.records import Registry
+        from haplane.registry_transfer import import_document
+        from haplane.transfer import parse_document
+
+        doc = parse_document(await json_body(request))
+
+        async def check(registry: Registry) -> None:
+            text, maps = render_registry(registry, deps.settings, inline_maps=True)
+            result = await deps.check(text, maps)
+            if not result.ok:
+                raise ConfigCheckFailed(result.messages, result.lines)
+
+        result = await import_document(deps.registry.store, doc, dry_run=dry_run, check=check)
+        if result.applied:
+            changed(request, f"import ({doc.origin}): {len(result.plan.changes)} change(s) at revision "
+                             f"{result.revision}")
+        return {"origin": doc.origin, "dry_run": dry_run, "applied": result.applied, "revision": result.revision,
+                "changes": list(result.plan.changes), "notes": list(result.notes)}
+
     @r.get("/haproxy/maps/{name}", tags=["haproxy"], response_class=PlainTextResponse,
            summary="A map file the config names (hosts.map: one 'host backend' line per host route)")
     async def haproxy_map(name: str, _: Principal = read) -> Response:
