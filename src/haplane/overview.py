@@ -135,7 +135,28 @@ def build(config: Config, registry: Registry, rows: Rows | None = None,
         "services": [{"name": n, "mode": s.mode, "predicate": s.predicate, "instances": instances.get(n, 0)}
                      for n, s in sorted(services.items())],
         "quarantined": dict(quarantined or {}),
+        "waiting": waiting_for_services(registry),
     }
+
+
+def waiting_for_services(registry: Registry) -> list[dict[str, Any]]:
+    """Instances whose service is not defined (a watcher's ``--service X`` before ``X`` exists): they wait,
+    unrouted, until the service is defined. One entry per service, with the sources that sent them."""
+    defined = {s.name for s in registry.services}
+    waiting: dict[str, dict[str, Any]] = {}
+    for inst in registry.instances:
+        if inst.service in defined:
+            continue
+        entry = waiting.setdefault(inst.service, {"service": inst.service, "instances": 0, "sources": set()})
+        entry["instances"] += 1
+        entry["sources"].add(inst.source or "api")
+    return [{**e, "sources": sorted(e["sources"]), "message": waiting_message(e["service"], e["instances"])}
+            for _, e in sorted(waiting.items())]
+
+
+def waiting_message(service: str, count: int) -> str:
+    return (f"{count} instance{'s' if count != 1 else ''} waiting for service {service} (define it: "
+            f"PUT /services/{service}, or the watcher's --define mode=host,predicate=HOST)")
 
 
 def servers_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

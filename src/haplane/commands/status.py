@@ -159,6 +159,9 @@ def render(doc: dict[str, Any], style: Style) -> str:
             rows.append([s["name"], _v(s["instance"]), s["address"], style.state(s["state"]), _v(s["health"]),
                          weight, _v(s["sessions"]), _v(s["version"]), _v(s["zone"])])
         out.append(table(rows, indent="  "))
+    for entry in doc.get("waiting") or []:
+        out.append("")
+        out.append(style(entry["message"], "yellow"))
     if doc.get("quarantined"):
         out.append("")
         out.append(style("held back (haproxy -c rejected their lines):", "yellow"))

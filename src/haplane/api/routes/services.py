@@ -183,7 +183,14 @@ def router(deps: ApiDeps) -> APIRouter:
         rev, changes = await reg.replace_source(source, instances, ttl=ttl)
         if changes:
             changed(request, f"source {source}: {len(changes)} change(s) at revision {rev}")
+        from haplane.overview import waiting_message
+
+        undefined: dict[str, int] = {}
+        for inst in instances:
+            if inst.service not in ports:
+                undefined[inst.service] = undefined.get(inst.service, 0) + 1
         return {"source": source, "revision": rev, "instances": len(instances),
-                "changes": [c.to_dict() for c in changes]}
+                "changes": [c.to_dict() for c in changes],
+                "waiting": [waiting_message(svc, n) for svc, n in sorted(undefined.items())]}
 
     return r

@@ -117,7 +117,15 @@
     tbody.replaceChildren.apply(tbody, rows);
   }
 
+  function renderWaiting() {
+    var w = document.getElementById("waiting");
+    var entries = doc.waiting || [];
+    w.hidden = !entries.length;
+    w.replaceChildren.apply(w, entries.map(function (e) { return el("p", null, e.message); }));
+  }
+
   function renderQuarantine() {
+    renderWaiting();
     var q = document.getElementById("quarantine");
     var owners = Object.keys(doc.quarantined || {});
     q.hidden = !owners.length;
