@@ -39,7 +39,7 @@ async def _run(args: argparse.Namespace) -> int:
     from haplane.transfer import dumps
 
     settings = load_settings(args)
-    store = open_store(settings.store_url())
+    store = open_store(settings.store_url(), settings.store_settings())
     try:
         await refuse_a_foreign_store(store)
         text = dumps(await export_document(store))

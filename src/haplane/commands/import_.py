@@ -74,7 +74,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     if settings.store is None:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url())
+    store = open_store(settings.store_url(), settings.store_settings())
     try:
         await refuse_a_foreign_store(store)
         result = await import_document(store, doc, dry_run=args.dry_run, check=None if args.no_check else check)
