@@ -21,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from haplane.backoff import backoff_delay
 from haplane.errors import HaplaneError, SourceUnavailable
 from haplane.sources.base import Sink
 from haplane.sources.consul import ConsulSource
@@ -59,7 +58,7 @@ class ConsulFollower:
                     failures = 0
                 except (HaplaneError, OSError) as exc:
                     failures += 1
-                    delay = backoff_delay(failures, cap=self.max_backoff)
+                    delay = min(self.max_backoff, 0.2 * 2 ** min(failures - 1, 16))
                     log.warning("consul: cannot read which services to follow (%s); following %s, again in %.1fs",
                                 exc, sorted(self.following) or "none", delay)
                     await asyncio.sleep(delay)
