@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from haplane import __version__
+from haplane import __version__, logsetup
 from haplane.errors import HaplaneError
 
 # name -> module in haplane.commands; the order is the order in --help
@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "status": "haplane.commands.status",
     "plan": "haplane.commands.plan",
     "events": "haplane.commands.events",
+    "logs": "haplane.commands.logs",
     "export": "haplane.commands.export",
     "import": "haplane.commands.import_",
 }
@@ -36,6 +37,14 @@ Settings come from --options, HAPLANE_* environment variables, and --config FILE
 """
 
 
+def _log_options(p: argparse.ArgumentParser, level_default: object, format_default: object) -> None:
+    p.add_argument("--log-level", default=level_default, choices=["debug", "info", "warning", "error"],
+                   help="log verbosity (default: info)")
+    p.add_argument("--log-format", choices=logsetup.FORMATS, default=format_default,
+                   help="haplane's own log lines on stderr: text, or json (one object a line, for log shippers); "
+                        "default: HAPLANE_LOG_FORMAT, else text")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="haplane",
@@ -43,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Runtime API first, validated seamless reloads only for structural changes.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"haplane {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                        help="log verbosity (default: info)")
+    _log_options(parser, "info", None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         try:
@@ -55,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a subcommand not built yet
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        _log_options(p, argparse.SUPPRESS, argparse.SUPPRESS)  # also after the command: haplane up --log-format json
         module.configure(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -63,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_format = args.log_format or os.environ.get("HAPLANE_LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in logsetup.FORMATS:
+        print(f"haplane: setting log_format (HAPLANE_LOG_FORMAT): {log_format!r}: must be one of "
+              f"{', '.join(logsetup.FORMATS)}", file=sys.stderr)
+        return 2
+    logsetup.configure(args.log_level, log_format)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

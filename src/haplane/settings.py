@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -88,7 +88,8 @@ _TOOL_VARIABLES = frozenset({"HAPLANE_CONFIG", "HAPLANE_API_TOKEN", "HAPLANE_APT
                              "HAPLANE_GOLDEN_UPDATE", "HAPLANE_ARTIFACTS"})
 
 # never echoed in errors
-SECRET_SETTINGS = frozenset({"token", "tokens", "session_secret", "consul_token", "etcd_password"})
+SECRET_SETTINGS = frozenset({"token", "tokens", "session_secret", "consul_token", "etcd_password",
+                             "haproxy_stats_password"})
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
                "off": False}
 
@@ -175,6 +176,18 @@ class Settings(BaseSettings):
     acme_renew_days: float = Field(30.0, gt=0)  # renew this many days before expiry
     acme_retry: float = Field(60.0, gt=0)  # first retry after a failed order (doubles, at most 6 h)
     acme_interval: float = Field(60.0, gt=0)  # how often the ordering node looks (service changes wake it)
+    # the access log (haplane.accesslog): HAProxy -> a UNIX datagram socket in the state directory -> here
+    access_log: Literal["off", "sampled", "full"] = "off"  # sampled: 1 request in access_log_sample
+    access_log_sample: int = Field(10, ge=2, le=100_000)
+    access_log_format: Literal["json", "haproxy"] = "json"  # haproxy: HAProxy's httplog line, with names
+    access_log_file: str = ""  # "": <state_dir>/access.log; "-": stdout
+    access_log_max_bytes: int = Field(50 * 1024 * 1024, ge=4096)  # rotate past this size
+    access_log_keep: int = Field(5, ge=0, le=1000)  # rotated files kept (access.log.1 .. .N)
+    # HAProxy's own stats page and Prometheus exporter (/metrics), on a loopback port, with basic auth
+    haproxy_stats_port: int = Field(0, ge=0, le=65535)  # 0: off
+    haproxy_stats_address: str = "127.0.0.1"  # must be a loopback address
+    haproxy_stats_user: str = Field("haplane", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    haproxy_stats_password: str | None = None  # default: made once, kept in <state_dir>/haproxy-stats.password
 
     def store_url(self) -> str:
         if self.store:
@@ -247,6 +260,28 @@ class Settings(BaseSettings):
             if len(token) < 8:
                 raise ValueError(f"a token must be at least 8 characters (role {role})")
         return tokens
+
+    @field_validator("haproxy_stats_address")
+    @classmethod
+    def _loopback(cls, address: str) -> str:
+        import ipaddress
+
+        try:
+            ok = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be a loopback address (127.0.0.0/8 or ::1): HAProxy's stats page shows every "
+                             "server and its exporter every figure")
+        return address
+
+    @field_validator("haproxy_stats_password")
+    @classmethod
+    def _stats_password(cls, password: str | None) -> str | None:
+        if password is not None and (len(password) < 8 or not password.isprintable() or " " in password
+                                     or '"' in password or "'" in password or "\\" in password):
+            raise ValueError("must be at least 8 printable characters without spaces, quotes or backslashes")
+        return password
 
     @field_validator("token")
     @classmethod

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from haplane.accesslog import AccessLogCollector, LatencyWindow
 from haplane.agent.activity import Activity
 from haplane.agent.control import HAProxyControl
 from haplane.agent.reconcile import Agent, AgentOptions
@@ -32,6 +33,21 @@ class AgentBundle:
     control: HAProxyControl
     activity: Activity
     state_dir: Path
+    access_log: AccessLogCollector | None = None  # HAProxy's requests, when settings.access_log is not off
+    latency: LatencyWindow | None = None  # response times of the last minute, from the access log
+
+    async def open(self) -> None:
+        """Start what runs beside the agent (the access log collector), before the agent starts HAProxy."""
+        if self.access_log is not None:
+            await self.access_log.start()
+
+    async def close(self) -> None:
+        """Stop HAProxy (if haplane runs it), the access log, the activity log and the store."""
+        await self.control.stop()
+        if self.access_log is not None:
+            await self.access_log.stop()
+        self.activity.close()
+        await self.store.close()
 
 
 def state_dir_of(settings: Settings) -> Path:
@@ -46,10 +62,13 @@ def state_dir_of(settings: Settings) -> Path:
 
 def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str, ...] = (),
                   control_defaults: tuple[str, ...] = ()) -> AgentOptions:
+    from haplane.accesslog import SOCKET_NAME, log_target
+
     addr, port = ip_or_wildcard_bind(f"{settings.http_address}:{settings.http_port}", "http_port")
+    logs = log_target(state_dir / SOCKET_NAME, settings.access_log, settings.access_log_sample)
     compose = ComposeOptions(
         binds=(Bind(addr, port),),
-        globals=Globals(log_target=None, control_global=control_global, control_defaults=control_defaults),
+        globals=Globals(log_target=logs, control_global=control_global, control_defaults=control_defaults),
         min_slots=settings.min_slots,
         host_map=str(state_dir / "hosts.map") if settings.host_map else None,
         focus_zones=frozenset(settings.focus_zones),
@@ -82,7 +101,8 @@ AGENT_SETTINGS = "agent-settings.json"
 SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "admin_socket", "master_socket",
            "reload_interval", "ramp_min", "ramp_max", "ramp_step", "ramp_interval", "drain_timeout", "min_slots",
            "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node", "etcd_cacert", "etcd_cert",
-           "etcd_key", "etcd_user", "aws_service", "server_prefix", "fallback_backend", "fallback_server_prefix")
+           "etcd_key", "etcd_user", "aws_service", "server_prefix", "fallback_backend", "fallback_server_prefix",
+           "access_log", "access_log_sample", "access_log_format", "access_log_file")
 
 
 def save_agent_settings(settings: Settings, state_dir: Path) -> None:
@@ -153,4 +173,30 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
         from haplane.agent.nodes import NodeReporter
 
         agent.reporter = NodeReporter(store, settings.node or socket.gethostname().split(".")[0], agent)
-    return AgentBundle(agent, store, control, activity, state_dir)
+    bundle = AgentBundle(agent, store, control, activity, state_dir)
+    if record and settings.access_log != "off":
+        bundle.latency, bundle.access_log = access_log_of(settings, state_dir, agent)
+    return bundle
+
+
+def access_log_of(settings: Settings, state_dir: Path, agent: Agent) -> tuple[LatencyWindow, AccessLogCollector]:
+    """The collector of HAProxy's access log for ``agent``: names from the config the agent applies."""
+    from haplane.accesslog import SOCKET_NAME, names_of, open_sink, resolver
+
+    cache: dict[str, object] = {}
+
+    def names() -> dict[tuple[str, str], tuple[str, str | None]]:
+        config = agent.desired
+        if config is None:
+            return {}
+        if cache.get("config") is not config:  # a new config: new names (computed once per change)
+            cache["config"], cache["names"] = config, names_of(config)
+        found: dict[tuple[str, str], tuple[str, str | None]] = cache["names"]  # type: ignore[assignment]
+        return found
+
+    latency = LatencyWindow()
+    sink = open_sink(settings.access_log_file, state_dir / "access.log", settings.access_log_max_bytes,
+                     settings.access_log_keep)
+    collector = AccessLogCollector(state_dir / SOCKET_NAME, sink, resolver(names), settings.access_log_format,
+                                   observers=[latency.observe])
+    return latency, collector

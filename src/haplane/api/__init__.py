@@ -37,11 +37,28 @@ Errors are `{"error", "field", "detail"}`.
 """
 
 
+def install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the files vendored in the package (``api/ui/static/vendor/swagger-ui``), so the
+    page works without internet (FastAPI's default loads them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="haplane API",
+            swagger_js_url="/ui/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/ui/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/ui/static/favicon.svg",
+            swagger_ui_parameters={"persistAuthorization": True, "displayOperationId": True})
+
+
 def create_app(deps: ApiDeps) -> FastAPI:
-    app = FastAPI(title="haplane", version=__version__, description=DESCRIPTION, docs_url="/docs",
+    app = FastAPI(title="haplane", version=__version__, description=DESCRIPTION, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json")
     app.state.deps = deps
     errors.install(app)
+    install_docs(app)
     for name in ROUTERS:
         try:
             module = importlib.import_module(name)

@@ -24,8 +24,33 @@ def add_settings_options(p: argparse.ArgumentParser, *, store: bool = True, stat
                             "HAPLANE_ETCD_KEY, HAPLANE_ETCD_USER, HAPLANE_ETCD_PASSWORD), dynamodb://TABLE?region=R")
 
 
+def add_traffic_options(p: argparse.ArgumentParser) -> None:
+    """The access log and HAProxy's own stats listener (``haplane agent`` and ``haplane up``)."""
+    g = p.add_argument_group("access log and HAProxy's stats", "HAProxy logs every request to a socket in the "
+                             "state directory; haplane names each one's service and instance and writes it out "
+                             "(read it with `haplane logs`)")
+    g.add_argument("--access-log", choices=("off", "sampled", "full"),
+                   help="log every request, one in HAPLANE_ACCESS_LOG_SAMPLE (default 10), or none "
+                        "(HAPLANE_ACCESS_LOG; default: off)")
+    g.add_argument("--access-log-file", metavar="PATH",
+                   help="where: a file rotated at HAPLANE_ACCESS_LOG_MAX_BYTES (default 50 MiB) keeping "
+                        "HAPLANE_ACCESS_LOG_KEEP (5) old ones, or - for stdout (HAPLANE_ACCESS_LOG_FILE; "
+                        "default: STATE_DIR/access.log)")
+    g.add_argument("--access-log-format", choices=("json", "haproxy"),
+                   help="one JSON object a line, or HAProxy's httplog line with service/instance names "
+                        "(HAPLANE_ACCESS_LOG_FORMAT; default: json)")
+    g.add_argument("--haproxy-stats-port", type=int, metavar="PORT",
+                   help="HAProxy's stats page (/) and Prometheus exporter (/metrics) on this loopback port, with "
+                        "basic auth: user HAPLANE_HAPROXY_STATS_USER (haplane), password "
+                        "HAPLANE_HAPROXY_STATS_PASSWORD (default: made once, in STATE_DIR/haproxy-stats.password); "
+                        "address HAPLANE_HAPROXY_STATS_ADDRESS (127.0.0.1); default: off")
+
+
+TRAFFIC_OPTIONS = ("access_log", "access_log_file", "access_log_format", "haproxy_stats_port")
+
+
 def load_settings(args: argparse.Namespace, **extra: Any) -> settings_mod.Settings:
-    overrides = {k: getattr(args, k, None) for k in ("state_dir", "store", "template")}
+    overrides = {k: getattr(args, k, None) for k in ("state_dir", "store", "template", *TRAFFIC_OPTIONS)}
     overrides.update(extra)
     return settings_mod.load(overrides, config_file=getattr(args, "config", None))
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 
-from haplane.commands._common import add_settings_options, load_settings
+from haplane.commands._common import add_settings_options, add_traffic_options, load_settings
 
 HELP = "run the agent beside one HAProxy: watch the store, apply changes (Runtime API first)"
 DESCRIPTION = """\
@@ -34,6 +34,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="at most one reload per this many seconds (default: 1)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics on this port (HSDO's EXPORTER_PORT; default: off)")
+    add_traffic_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +53,7 @@ async def _run(settings: object) -> int:
     assert isinstance(settings, Settings)
     bundle = build_agent(settings)
     await refuse_a_foreign_store(bundle.store)
+    await bundle.open()
     log = logging.getLogger("haplane.agent")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,7 +82,5 @@ async def _run(settings: object) -> int:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await bundle.control.stop()
-        bundle.activity.close()
-        await bundle.store.close()
+        await bundle.close()
     return 0

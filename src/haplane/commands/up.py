@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from haplane.commands._common import add_settings_options, load_settings
+from haplane.commands._common import add_settings_options, add_traffic_options, load_settings
 from haplane.commands.serve import check_exposure, split_listen
 from haplane.registry import RegistryStore
 from haplane.settings import Settings
@@ -47,6 +47,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", metavar="FILE", help="render haproxy.cfg with this Jinja2 template")
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
     p.add_argument("--no-docker", action="store_true", help="do not watch a local Docker daemon")
+    add_traffic_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +79,7 @@ async def _run(settings: Settings, docker: bool) -> int:
     host, port = split_listen(settings.listen)
     check_exposure(settings, host)
     bundle = build_agent(settings)
+    await bundle.open()
     registry = RegistryStore(bundle.store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots)
 
     stop = asyncio.Event()
@@ -101,9 +103,8 @@ async def _run(settings: Settings, docker: bool) -> int:
             tasks.append(asyncio.create_task(watcher, name="docker"))
 
     stopper = asyncio.create_task(stop.wait())
+    ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(bundle.agent.ready.wait(), api_started.wait()))
     try:
-        ready: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(bundle.agent.ready.wait(), api_started.wait()))
         done, _ = await asyncio.wait({ready, stopper, *tasks},
                                      return_when=asyncio.FIRST_COMPLETED)
         for t in done:
@@ -121,12 +122,11 @@ async def _run(settings: Settings, docker: bool) -> int:
         for t in tasks:
             t.cancel()
         stopper.cancel()
-        for t in tasks:
+        ready.cancel()
+        for t in (*tasks, ready):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await bundle.control.stop()
-        bundle.activity.close()
-        await bundle.store.close()
+        await bundle.close()
 
 
 def _docker_watcher(registry: RegistryStore, settings: Settings) -> Coroutine[Any, Any, None] | None:

@@ -96,6 +96,25 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
     )
 
 
+# HAProxy's [WARNING] lines that every normal reload or stop prints (an old worker leaving, its proxies
+# stopping, the master re-executing): logged at INFO, so a WARNING from haplane always means something
+_ROUTINE_WARNINGS = re.compile(
+    r"\[WARNING\].*(?:: Former worker \(\d+\) exited with code 0|: Current worker \(\d+\) exited with code 0"
+    r"|: Proxy \S+ stopped \(cumulated conns|: Stopping (?:proxy|frontend|backend) |: Exiting Master process"
+    r"|: All workers exited\. Exiting\.\.\. \(0\)|: Reexecuting Master process)")
+
+
+def output_level(line: str, starting: bool = False) -> int:
+    """The level HAProxy's output ``line`` is logged at: ALERT is ERROR (DEBUG while starting: the failed start
+    raises with those lines in its message, so the operator reads them once, in one line); a routine WARNING of
+    a reload or a stop is INFO; other WARNINGs are WARNING; NOTICE and the rest INFO."""
+    if "[ALERT]" in line:
+        return logging.DEBUG if starting else logging.ERROR
+    if "[WARNING]" in line:
+        return logging.INFO if _ROUTINE_WARNINGS.search(line) else logging.WARNING
+    return logging.INFO
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: HAProxy's master gets SIGTERM if haplane dies, instead of holding the ports as an orphan."""
     with contextlib.suppress(Exception):
@@ -126,6 +145,7 @@ class HAProxyProcess:
         self._watcher: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()
         self._stopping = False
+        self._starting = False
         self._worker_pid: int | None = None
         self.returncode: int | None = None
         self.starts = 0
@@ -203,11 +223,14 @@ class HAProxyProcess:
         proc = self._proc
         self._reader = asyncio.create_task(self._read_output(proc), name="haproxy-output")
         self._watcher = asyncio.create_task(self._watch(proc), name="haproxy-watch")
+        self._starting = True
         try:
             info = await self._wait_started(proc, mark)
         except BaseException:
             await self._kill(proc)
             raise
+        finally:
+            self._starting = False
         await self.files.mark_good(maps)
         log.info("HAProxy started: master %s, worker %s", info.master_pid, info.worker_pid)
         return info
@@ -346,8 +369,7 @@ class HAProxyProcess:
             line = raw.decode("utf-8", "replace").rstrip()
             self.output.append(line)
             self._lines_seen += 1
-            level = logging.ERROR if "[ALERT]" in line else logging.WARNING if "[WARNING]" in line else logging.INFO
-            log.log(level, "%s", line)
+            log.log(output_level(line, starting=self._starting), "%s", line)
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
@@ -355,6 +377,9 @@ class HAProxyProcess:
         self._exited.set()
         if self._stopping:
             log.info("HAProxy stopped (code %s)", code)
+            return
+        if self._starting:  # start() raises with what HAProxy said
+            log.debug("HAProxy exited while starting (code %s)", code)
             return
         log.error("HAProxy exited unexpectedly (code %s)", code)
         if self.on_exit is not None:

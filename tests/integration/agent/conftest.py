@@ -147,6 +147,7 @@ async def agent_rig(tmp_path: Path, env: dict[str, str] | None = None, **setting
             "resync_interval": 3600, "haproxy_bin": HAPROXY}
     base.update(settings)
     bundle = build_agent(load(base, env=env or {}))
+    await bundle.open()
     task = asyncio.create_task(bundle.agent.run())
     try:
         await asyncio.wait_for(bundle.agent.ready.wait(), 20)
@@ -156,6 +157,4 @@ async def agent_rig(tmp_path: Path, env: dict[str, str] | None = None, **setting
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        await bundle.control.stop()
-        bundle.activity.close()
-        await bundle.store.close()
+        await bundle.close()

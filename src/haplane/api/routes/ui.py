@@ -37,7 +37,7 @@ from haplane.model import values
 PAGES = {"": "overview.html", "activity": "activity.html", "stats": "stats.html",
          "certificates": "certificates.html"}
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-                ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
+                ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8", ".png": "image/png"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
@@ -47,6 +47,16 @@ HEARTBEAT = 15.0
 
 def ui_dir() -> Path:
     return Path(str(resources.files("haplane.api") / "ui"))
+
+
+def static_file(name: str) -> Path | None:
+    """The file ``name`` under ``ui/static`` (``vendor/uplot/uPlot.iife.min.js``), or None when there is none or
+    the name would leave the folder (no dot-segments, no hidden files, only known types)."""
+    parts = name.split("/")
+    if any(not p or p.startswith(".") for p in parts) or Path(name).suffix not in STATIC_TYPES:
+        return None
+    path = ui_dir() / "static" / Path(*parts)
+    return path if path.is_file() else None
 
 
 def _file(name: str) -> str:
@@ -151,14 +161,15 @@ def router(deps: ApiDeps) -> APIRouter:
     async def certificates_page(request: Request) -> Response:
         return await page(request, "certificates")
 
-    @r.get("/ui/static/{name}")
+    @r.get("/ui/static/{name:path}")
     async def static(name: str) -> Response:
-        path = ui_dir() / "static" / name
-        kind = STATIC_TYPES.get(Path(name).suffix)
-        if "/" in name or name.startswith(".") or kind is None or not path.is_file():
+        path = static_file(name)
+        if path is None:
             return JSONResponse({"error": "NotFound", "field": None, "detail": f"no static file {name!r}"}, 404)
-        return Response(path.read_bytes(), media_type=kind,
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        # vendored libraries never change within a version of haplane: cache them; our own files revalidate
+        cache = "public, max-age=86400" if name.startswith("vendor/") else "no-cache"
+        return Response(path.read_bytes(), media_type=STATIC_TYPES[path.suffix],
+                        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
 
     # --- sessions --------------------------------------------------------------------------------------
 
