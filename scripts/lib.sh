@@ -4,9 +4,10 @@
 # Debian packages haplane's tools and tests need (bookworm names). Binaries the tests use: haproxy, etcd,
 # etcdctl, dockerd + docker (with containerd, runc, tini pulled in as dependencies), busybox (static, for the
 # test image), wrk (benchmarks), chromium (Playwright's browser, by executable path), ip, setpriv, pebble
-# (Let's Encrypt's ACME test server, for the certificate-issuing tests).
+# (Let's Encrypt's ACME test server, for the certificate-issuing tests), promtool (from prometheus: `promtool
+# check metrics` on /metrics).
 HAPLANE_APT_PACKAGES=(
-  haproxy etcd-server etcd-client docker.io busybox-static wrk chromium fonts-liberation
+  haproxy etcd-server etcd-client docker.io busybox-static wrk chromium fonts-liberation prometheus
   iproute2 ca-certificates procps util-linux git python3-venv pebble
 )
 

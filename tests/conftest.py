@@ -122,6 +122,11 @@ def chromium_bin() -> str:
     return require_binary("chromium", "/usr/bin/chromium", env="HAPLANE_CHROMIUM_BIN", package="chromium")
 
 
+@pytest.fixture(scope="session")
+def promtool_bin() -> str:
+    return require_binary("promtool", "/usr/bin/promtool", env="HAPLANE_PROMTOOL_BIN", package="prometheus")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # addresses, HTTP backends
 

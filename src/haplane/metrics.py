@@ -72,6 +72,7 @@ class Gathered:
     certificates: list[tuple[str, str, float]] = field(default_factory=list)  # (name, source, not_after)
     acme_orders: dict[str, int] = field(default_factory=dict)  # result → orders this process made
     groups: dict[str, str | None] = field(default_factory=dict)  # instance id → its group (AutoScaling group)
+    traffic: list[Metric] = field(default_factory=list)  # haplane.traffic: per frontend, service and instance
 
 
 _SLOT_NUMBER = re.compile(r"(\d+)$")
@@ -132,6 +133,7 @@ class _ScrapeCollector(Collector):
                         chkfail.add_metric(labels, row.chkfail)
         yield from (weight, target, state, sessions, chkfail)
         yield hsdo_server_weight(g)
+        yield from g.traffic
         inst = GaugeMetricFamily("haplane_instances", "Registered instances by service and state",
                                  labels=["service", "state"])
         for (svc, st), n in sorted(g.instances.items()):
@@ -245,6 +247,12 @@ class Metrics:
             g.agent = self.agent.status()
             if self.agent.stats is not None:
                 g.rows = dict(self.agent.stats.rows)
+                desired = self.agent.agent.desired
+                if desired is not None:
+                    from haplane.accesslog import names_of
+                    from haplane.traffic import traffic_families
+
+                    g.traffic = traffic_families(g.rows.values(), names_of(desired))
             registry = self.agent.agent.mirror.registry()
             for inst in registry.instances:
                 g.groups[inst.id] = inst.group

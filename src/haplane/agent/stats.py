@@ -46,6 +46,21 @@ class LiveRow(NamedTuple):
     rtime: int
     chkfail: int
     check_status: str | None
+    # traffic counters and times for /metrics (HAProxy's, since its worker started; times in ms, averaged by
+    # HAProxy over the last 1024 requests; *_max: the largest seen)
+    hrsp: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)  # 1xx, 2xx, 3xx, 4xx, 5xx, other
+    bin: int = 0
+    bout: int = 0
+    qcur: int = 0
+    qtime: int = 0
+    ctime: int = 0
+    ttime: int = 0
+    econ: int = 0
+    eresp: int = 0
+    wretr: int = 0
+    wredis: int = 0
+    rtime_max: int = 0
+    ttime_max: int = 0
 
     @property
     def key(self) -> Key:
@@ -54,7 +69,8 @@ class LiveRow(NamedTuple):
 
 _COLUMNS = ("pxname", "svname", "type", "status", "weight", "uweight", "scur", "stot", "req_tot", "hrsp_1xx",
             "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other", "econ", "eresp", "ereq", "rtime", "chkfail",
-            "check_status")
+            "check_status", "bin", "bout", "qcur", "qtime", "ctime", "ttime", "wretr", "wredis", "rtime_max",
+            "ttime_max")
 
 
 def _n(text: str) -> int:
@@ -82,11 +98,13 @@ def parse_live(text: str) -> list[LiveRow]:
         kind = _TYPES.get(f[2], "server")
         if kind == "listener":
             continue
-        answers = _n(f[9]) + _n(f[10]) + _n(f[11]) + _n(f[12]) + _n(f[13]) + _n(f[14])
-        errors = _n(f[13]) + _n(f[15]) + _n(f[16]) + (_n(f[17]) if kind == "frontend" else 0)
+        hrsp = (_n(f[9]), _n(f[10]), _n(f[11]), _n(f[12]), _n(f[13]), _n(f[14]))
+        econ, eresp = _n(f[15]), _n(f[16])
+        errors = hrsp[4] + econ + eresp + (_n(f[17]) if kind == "frontend" else 0)
         out.append(LiveRow(f[0], f[1], kind, f[3], int(f[4]) if f[4].isdigit() else None,
-                           int(f[5]) if f[5].isdigit() else None, _n(f[6]), _n(f[7]), _n(f[8]), answers, errors,
-                           _n(f[18]), _n(f[19]), f[20] or None))
+                           int(f[5]) if f[5].isdigit() else None, _n(f[6]), _n(f[7]), _n(f[8]), sum(hrsp), errors,
+                           _n(f[18]), _n(f[19]), f[20] or None, hrsp, _n(f[21]), _n(f[22]), _n(f[23]), _n(f[24]),
+                           _n(f[25]), _n(f[26]), econ, eresp, _n(f[27]), _n(f[28]), _n(f[29]), _n(f[30])))
     return out
 
 

@@ -107,3 +107,52 @@ def test_agent_serves_metrics_alone_on_the_exporter_port(tmp_path: Path, haproxy
         assert value(m, "haplane_store_watch_lag_revisions") == 0
     finally:
         assert proc.stop() == 0, proc.log_tail()
+
+
+def promtool_check(promtool: str, text: str) -> None:
+    """`promtool check metrics`: Prometheus' own lint of names, units, types and help (exit 0 and no remark)."""
+    import subprocess
+
+    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
+
+
+async def test_traffic_metrics_by_service_and_instance(tmp_path: Path, http_backends: MakeHttpBackend,
+                                                       promtool_bin: str) -> None:
+    """Requests through a real HAProxy show up per service and per instance (by name, never by slot), and the
+    whole exposition passes promtool and prometheus_client's parser."""
+    import httpx
+
+    async with running_haplane(tmp_path) as hp, hp.client(READ) as api:
+        reg = hp.rig.reg
+        await reg.put_service(Service("shop", "host", "shop.test"))
+        await hp.rig.settled()
+        b1, b2 = http_backends("s-one"), http_backends("s-two")
+        one, _, _ = await reg.put_instance(Instance("one", "shop", b1.host, b1.port))
+        await reg.put_instance(Instance("two", "shop", b2.host, b2.port))
+        await hp.rig.until_status("shop.test", 200)
+        before = parse((await api.get("/metrics")).text)
+        base = {k: v for k, v in before.items() if k[0] == "haplane_service_http_responses_total"}
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(40):
+                assert (await client.get(hp.rig.proxy + "/", headers={"Host": "shop.test"})).status_code == 200
+            for _ in range(3):
+                await client.get(hp.rig.proxy + "/", headers={"Host": "nowhere.test"})  # 503: no backend
+        text = (await api.get("/metrics")).text
+        promtool_check(promtool_bin, text)
+        m = parse(text)
+        key = ("haplane_service_http_responses_total", (("backend", "shop"), ("code", "2xx"), ("service", "shop")))
+        assert m[key] - base.get(key, 0) >= 40
+        per_instance = sum(value(m, "haplane_instance_http_responses_total", service="shop", backend="shop",
+                                 instance=i, code="2xx") for i in ("one", "two"))
+        assert per_instance >= 40
+        assert value(m, "haplane_instance_http_requests_total", service="shop", backend="shop", instance="one") >= 1
+        assert value(m, "haplane_service_sent_bytes_total", service="shop", backend="shop") > 0
+        assert value(m, "haplane_service_queue_current", service="shop", backend="shop") == 0
+        assert value(m, "haplane_service_response_time_average_seconds", service="shop", backend="shop") >= 0
+        assert value(m, "haplane_frontend_http_responses_total", frontend="http", code="5xx") >= 3
+        # no traffic figure names a slot
+        slot = f"s{one.slot}"
+        for (name, labels), _v in m.items():
+            if name.startswith(("haplane_service_", "haplane_instance_", "haplane_frontend_")):
+                assert slot not in dict(labels).values() and "server" not in dict(labels), (name, labels)
