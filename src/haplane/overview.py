@@ -99,9 +99,24 @@ def _backend_kind(be: Backend, registry: Registry) -> tuple[str, str | None, str
     return "static", None, None
 
 
+Traffic = Mapping[tuple[str, str], Mapping[str, float | None]]
+
+
+def health_of(servers: list[dict[str, Any]]) -> str:
+    """A backend at a glance: ``ok``; ``degraded`` (a server down); ``down`` (servers, none up); ``empty``."""
+    if not servers:
+        return "empty"
+    if not any(s["state"] == "up" for s in servers):
+        return "down"
+    return "degraded" if any(s["state"] == "down" for s in servers) else "ok"
+
+
 def build(config: Config, registry: Registry, rows: Rows | None = None,
-          quarantined: Mapping[str, str] | None = None, sampled_at: float | None = None) -> dict[str, Any]:
-    """The overview document (see the module docstring). ``rows``: ``show stat`` by (proxy, server)."""
+          quarantined: Mapping[str, str] | None = None, sampled_at: float | None = None,
+          traffic: Traffic | None = None) -> dict[str, Any]:
+    """The overview document (see the module docstring). ``rows``: ``show stat`` by (proxy, server);
+    ``traffic``: current figures by (proxy, server or BACKEND): ``req`` and ``err`` per second, ``rtime`` (ms,
+    HAProxy's average) and ``p95`` (ms, from the access log), each None when unknown."""
     maps = dict(config.maps)
     backends = []
     for be in config.backends:
@@ -114,13 +129,17 @@ def build(config: Config, registry: Registry, rows: Rows | None = None,
                 continue
             row = rows.get((be.name, srv.name)) if rows is not None else None
             servers.append(_server(be, srv, row, service))
+            if traffic is not None:
+                servers[-1]["traffic"] = dict(traffic.get((be.name, srv.name)) or {})
         row = rows.get((be.name, "BACKEND")) if rows is not None else None
         up = sum(1 for s in servers if s["state"] == "up")
         backends.append({
             "name": be.name, "kind": kind, "service": service, "version": version, "mode": be.mode,
             "balance": be.balance, "slots": len(be.servers) if be.slotted else None, "free_slots": free,
             "status": row.status if row else None, "sessions": row.scur if row else None,
-            "servers_up": up, "servers": servers, "owner": be.owner,
+            "servers_up": up, "servers_down": sum(1 for s in servers if s["state"] == "down"),
+            "health": health_of(servers), "servers": servers, "owner": be.owner,
+            "traffic": dict(traffic.get((be.name, "BACKEND")) or {}) if traffic is not None else None,
         })
     services = {s.name: s for s in registry.services}
     instances: dict[str, int] = {}

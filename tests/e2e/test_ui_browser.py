@@ -1,7 +1,7 @@
 """The web UI end to end, in headless Chromium (Debian's, driven by Playwright), against a running haplane: a real
 agent and HAProxy, the API and UI served over HTTP, real HTTP backends behind HAProxy.
 
-Screenshots of every page are written to $HAPLANE_ARTIFACTS (or the test's tmp dir) and their paths printed."""
+Screenshots of every page are written to $HAPLANE_ARTIFACTS (default: tests/screenshots) and their paths printed."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ from haplane.model.records import Instance, Service
 pytestmark = pytest.mark.e2e
 
 
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # tests/screenshots: git-ignored
+
+
 def artifacts_dir(tmp_path: Path) -> Path:
-    d = Path(os.environ.get("HAPLANE_ARTIFACTS") or tmp_path / "screenshots")
+    d = Path(os.environ.get("HAPLANE_ARTIFACTS") or SCREENSHOTS)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -140,15 +143,16 @@ async def test_overview_drain_activity_and_live_charts(tmp_path: Path, http_back
 
             # the charts draw from live data: the backend's request line has points, and they move
             await page.goto(f"{hp.url}/ui/stats")
-            line = 'svg[data-proxy="shop"][data-metric="req"] polyline[data-series="shop/BACKEND"]'
+            chart = 'section.chart-card[data-proxy="shop"] .chart[data-metric="req"]'
             await page.wait_for_function(
-                f"""() => {{ const l = document.querySelector('{line}');
-                        return l && Number(l.dataset.count) >= 3 && Number(l.dataset.last) > 0; }}""", timeout=15_000)
-            first = await page.get_attribute(line, "points")
+                f"""() => {{ const c = document.querySelector('{chart}');
+                        return c && Number(c.dataset.points) >= 3 && Number(c.dataset.last) > 0; }}""", timeout=15_000)
+            first = await page.get_attribute(chart, "data-points")
             await page.wait_for_function(
-                f"() => document.querySelector('{line}').getAttribute('points') !== {first!r}", timeout=10_000)
-            servers = page.locator('svg[data-proxy="shop"][data-metric="req"] polyline[data-series^="shop/s"]')
-            assert await servers.count() >= 2  # per-server lines of the servers that took traffic
+                f"() => document.querySelector('{chart}').dataset.points !== {first!r}", timeout=10_000)
+            lines = (await page.get_attribute(chart, "data-series") or "").split("|")
+            assert {"shop-a", "shop-b"} & set(lines)  # per-instance lines, named by instance, not by slot
+            assert not any(x.startswith("s") and x[1:].isdigit() for x in lines)
             await shot(page, shots, "stats")
         await page.close()
 

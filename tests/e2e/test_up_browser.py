@@ -22,7 +22,7 @@ TOKEN = "e2e-up-admin-token"
 
 def test_up_login_link_overview_stats_metrics_and_cli(tmp_path: Path, http_backends: MakeHttpBackend,
                                                       chromium_bin: str, haproxy_bin: str) -> None:
-    shots = Path(os.environ.get("HAPLANE_ARTIFACTS") or tmp_path / "screenshots")
+    shots = Path(os.environ.get("HAPLANE_ARTIFACTS") or Path(__file__).resolve().parents[1] / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     state = short_tmpdir("upui")
     api_port, proxy_port = free_port(), free_port()
@@ -57,7 +57,7 @@ def test_up_login_link_overview_stats_metrics_and_cli(tmp_path: Path, http_backe
             for _ in range(40):
                 proxy.get("/")
             page.goto(f"{api}/ui/stats")
-            page.wait_for_selector('svg[data-proxy="web"][data-metric="req"] polyline[data-series="web/BACKEND"]')
+            page.wait_for_selector('section.chart-card[data-proxy="web"] .chart[data-metric="req"] canvas')
             page.screenshot(path=str(shots / "up-stats.png"), full_page=True)
             browser.close()
         print(f"screenshots: {shots}")

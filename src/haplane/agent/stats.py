@@ -3,8 +3,9 @@ backend and server, kept as short histories for the UI's charts, the overview an
 
 HAProxy's counters are totals since its worker started; the sampler turns two consecutive samples into
 rates (a counter that went down means a new worker after a reload: that interval counts from zero).
-Sampling is lazy: it starts when someone asks (a page, a stream, a scrape) and stops after ``idle_stop``
-seconds without anyone asking, so an agent nobody watches sends HAProxy nothing extra.
+Sampling is once a second while someone watches (a page, a stream) and once every ``idle_interval`` seconds
+otherwise (``start()``; 0 stops sampling while nobody watches), so the charts can show the last hour; histories
+are kept compactly (``Track``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import csv
 import logging
 import time
-from collections import deque
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -132,19 +133,107 @@ def key_name(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
 
 
+FINE_KEEP = 300  # samples kept as they are (5 minutes at one a second)
+COARSE_STEP = 10.0  # seconds of one coarse point
+COARSE_KEEP = 360  # coarse points kept (an hour)
+
+
+class Track:
+    """One frontend's, backend's or server's history, compact: the last ``FINE_KEEP`` samples as they are, and
+    ``COARSE_STEP``-second points (rates averaged over the step, the last response time, the most sessions) for
+    an hour. 24 bytes a point (a float64 time, four float32 values) instead of a Python object each, so an hour
+    of 10,000 tracks stays in tens of megabytes."""
+
+    __slots__ = ("_acc", "coarse_t", "coarse_v", "fine_t", "fine_v")
+
+    def __init__(self) -> None:
+        self.fine_t: array[float] = array("d")
+        self.fine_v: array[float] = array("f")
+        self.coarse_t: array[float] = array("d")
+        self.coarse_v: array[float] = array("f")
+        self._acc: list[float] | None = None  # [step number, req*dt, err*dt, dt, rtime, scur max]
+
+    def add(self, p: Point, dt: float) -> None:
+        self.fine_t.append(p.t)
+        self.fine_v.extend((p.req, p.err, p.rtime, p.scur))
+        if len(self.fine_t) > 2 * FINE_KEEP:  # trimmed in chunks: amortised O(1)
+            del self.fine_t[:-FINE_KEEP]
+            del self.fine_v[:-4 * FINE_KEEP]
+        step = float(p.t // COARSE_STEP)
+        acc = self._acc
+        if acc is not None and acc[0] != step:
+            self._flush(acc)
+            acc = None
+        if acc is None:
+            self._acc = [step, p.req * dt, p.err * dt, dt, float(p.rtime), float(p.scur)]
+        else:
+            acc[1] += p.req * dt
+            acc[2] += p.err * dt
+            acc[3] += dt
+            acc[4] = float(p.rtime)
+            acc[5] = max(acc[5], float(p.scur))
+
+    def _flush(self, acc: list[float]) -> None:
+        dt = acc[3] or 1.0
+        self.coarse_t.append((acc[0] + 1) * COARSE_STEP)
+        self.coarse_v.extend((acc[1] / dt, acc[2] / dt, acc[4], acc[5]))
+        if len(self.coarse_t) > 2 * COARSE_KEEP:
+            del self.coarse_t[:-COARSE_KEEP]
+            del self.coarse_v[:-4 * COARSE_KEEP]
+
+    def points(self, since: float) -> list[list[float]]:
+        """``[t, req, err, rtime, scur]`` since ``since``: the fine samples when they reach back that far, else
+        the coarse points (and the step in progress)."""
+        fine = self.fine_t
+        if fine and fine[0] <= since + 1.5 * COARSE_STEP:
+            start = next((i for i, t in enumerate(fine) if t >= since), len(fine))
+            v = self.fine_v
+            return [[round(fine[i], 3), round(v[4 * i], 3), round(v[4 * i + 1], 3), int(v[4 * i + 2]),
+                     int(v[4 * i + 3])] for i in range(start, len(fine))]
+        out = [[t, round(self.coarse_v[4 * i], 3), round(self.coarse_v[4 * i + 1], 3), int(self.coarse_v[4 * i + 2]),
+                int(self.coarse_v[4 * i + 3])] for i, t in enumerate(self.coarse_t) if t >= since]
+        acc = self._acc
+        if acc is not None and acc[3]:
+            out.append([round(fine[-1], 3) if fine else (acc[0] + 1) * COARSE_STEP, round(acc[1] / acc[3], 3),
+                        round(acc[2] / acc[3], 3), int(acc[4]), int(acc[5])])
+        return out
+
+    def last(self) -> Point | None:
+        if not self.fine_t:
+            return None
+        v = self.fine_v
+        return Point(self.fine_t[-1], v[-4], v[-3], int(v[-2]), int(v[-1]))
+
+    def recent(self, seconds: float) -> tuple[float, float]:
+        """(requests/s, errors/s) averaged over the last ``seconds`` of fine samples."""
+        t, v = self.fine_t, self.fine_v
+        if not t:
+            return 0.0, 0.0
+        since = t[-1] - seconds
+        n, req, err = 0, 0.0, 0.0
+        for i in range(len(t) - 1, -1, -1):
+            if t[i] <= since and n:
+                break
+            req += v[4 * i]
+            err += v[4 * i + 1]
+            n += 1
+        return req / n, err / n
+
+
 class StatsSampler:
     """Who calls what: the UI and /metrics call ``touch()`` / ``fresh()`` and read ``rows`` and ``series``;
     streams iterate ``ticks()``. ``read`` answers HAProxy's ``show stat`` text (``RuntimeClient.command``)."""
 
-    def __init__(self, read: Callable[[], Awaitable[str]], interval: float = 1.0, keep: int = 180,
+    def __init__(self, read: Callable[[], Awaitable[str]], interval: float = 1.0, idle_interval: float = 10.0,
                  idle_stop: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.read = read
         self.interval = interval
-        self.keep = keep
+        self.idle_interval = idle_interval  # between samples while nobody watches (0: stop sampling then)
         self.idle_stop = idle_stop
         self.clock = clock
         self.rows: dict[Key, LiveRow] = {}
-        self.series: dict[Key, deque[Point]] = {}
+        # histories; a server appears only once it had traffic or sessions (free slots cost nothing)
+        self.series: dict[Key, Track] = {}
         self.sampled_at: float | None = None
         self.error: str | None = None
         self._prev: dict[Key, tuple[float, int, int]] = {}  # key -> (time, requests, errors) of the last sample
@@ -181,8 +270,10 @@ class StatsSampler:
                 point = Point(now, d_req / dt, d_err / dt, row.rtime, row.scur)
                 series = self.series.get(key)
                 if series is None:
-                    series = self.series[key] = deque(maxlen=self.keep)
-                series.append(point)
+                    if row.type == "server" and not (d_req or d_err or row.scur):
+                        continue
+                    series = self.series[key] = Track()
+                series.add(point, dt)
                 tick[key_name(key)] = point.to_list()
             for gone in set(self._prev) - set(fresh):
                 del self._prev[gone]
@@ -212,14 +303,28 @@ class StatsSampler:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="haplane-stats")
 
     async def _run(self) -> None:
-        while time.monotonic() - self._touched < self.idle_stop or self._waiters:
+        while True:
+            watched = time.monotonic() - self._touched < self.idle_stop or bool(self._waiters)
+            if not watched and not self.idle_interval:
+                return
             t0 = time.monotonic()
             try:
                 await self.sample()
             except Exception:  # a sampler must never take the process down
                 log.exception("stats sample failed")
-            # a huge HAProxy (tens of thousands of servers) is sampled less often, never more than ~20 % busy
-            await asyncio.sleep(max(self.interval, 5 * (time.monotonic() - t0)))
+            # a huge HAProxy (tens of thousands of servers) is sampled less often, never more than ~20 % busy;
+            # while nobody watches, once every idle_interval (the hour of history the charts show)
+            pause = max(self.interval if watched else self.idle_interval, 5 * (time.monotonic() - t0))
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline:  # a page opened meanwhile brings the fast pace back at once
+                await asyncio.sleep(min(self.interval, max(0.0, deadline - time.monotonic())))
+                if not watched and time.monotonic() - self._touched < self.idle_stop:
+                    break
+
+    def start(self) -> None:
+        """Sample in the background from now on (slowly while nobody watches). Needs a running event loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="haplane-stats")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -240,5 +345,11 @@ class StatsSampler:
         finally:
             self._waiters.discard(q)
 
-    def history(self) -> dict[str, list[list[float]]]:
-        return {key_name(k): [p.to_list() for p in s] for k, s in self.series.items()}
+    def history(self, window: float = FINE_KEEP) -> dict[str, list[list[float]]]:
+        """Every track's points of the last ``window`` seconds (fine up to 5 minutes, coarse beyond)."""
+        since = (self.sampled_at or self.clock()) - window
+        return {key_name(k): pts for k, s in self.series.items() if (pts := s.points(since))}
+
+    def last(self, key: Key) -> Point | None:
+        track = self.series.get(key)
+        return track.last() if track is not None else None

@@ -3,16 +3,20 @@ live traffic figures and a dry run of its next plan)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from haplane.accesslog import LatencyWindow
 from haplane.agent.activity import Activity
 from haplane.agent.reconcile import Agent
 from haplane.agent.stats import StatsSampler
 
 
 class AgentView:
-    def __init__(self, agent: Agent, stats: StatsSampler | None = None) -> None:
+    def __init__(self, agent: Agent, stats: StatsSampler | None = None, latency: LatencyWindow | None = None
+                 ) -> None:
         self.agent = agent
+        self.latency = latency  # response-time percentiles from the access log, when it is on
         if stats is None:
             runtime = getattr(agent.control, "runtime", None)  # real HAProxy: its admin socket client
             if runtime is not None and hasattr(runtime, "command"):
@@ -24,6 +28,9 @@ class AgentView:
 
                 stats = StatsSampler(show_stat)
         self.stats = stats
+        if stats is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop: sampling starts when someone asks
+                stats.start()  # an hour of history for the charts, sampled slowly while nobody watches
 
     @property
     def activity(self) -> Activity:
@@ -47,9 +54,37 @@ class AgentView:
         if live and self.stats is not None:
             rows = await self.stats.fresh(max_age=0.5, keep_sampling=keep_sampling)
         doc = build(config, registry, rows, a.status.quarantined,
-                    self.stats.sampled_at if self.stats is not None else None)
+                    self.stats.sampled_at if self.stats is not None else None,
+                    self.traffic(config) if live and self.stats is not None else None)
         doc["agent"] = self.status()
         return doc
+
+    def traffic(self, config: Any, seconds: float = 10.0) -> dict[tuple[str, str], dict[str, float | None]]:
+        """Current figures per backend and server: requests and errors a second over the last ``seconds``,
+        HAProxy's average response time, and the access log's 95th percentile of the last minute."""
+        from haplane.accesslog import names_of
+
+        out: dict[tuple[str, str], dict[str, float | None]] = {}
+        stats = self.stats
+        if stats is None:
+            return out
+        from haplane.traffic import service_of_backend
+
+        names = names_of(config)
+        services = service_of_backend(names)
+        for key, track in stats.series.items():
+            if key[1] == "FRONTEND":
+                continue
+            req, err = track.recent(seconds)
+            row = stats.rows.get(key)
+            p95 = None
+            if self.latency is not None:
+                if key[1] == "BACKEND":
+                    p95 = self.latency.quantile(services.get(key[0], key[0]), 0.95)
+                elif key in names and names[key][1] is not None:
+                    p95 = self.latency.quantile(names[key][0], 0.95, names[key][1])
+            out[key] = {"req": round(req, 3), "err": round(err, 3), "rtime": row.rtime if row else None, "p95": p95}
+        return out
 
     async def plan_preview(self) -> dict[str, Any]:
         """What the agent would do now if it woke up: runtime commands and whether it would reload. Reads

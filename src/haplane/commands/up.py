@@ -93,7 +93,8 @@ async def _run(settings: Settings, docker: bool) -> int:
     from haplane.api.server import bind_socket, serve_api
 
     sock = bind_socket(host, port)
-    app = create_app(ApiDeps(registry=registry, settings=settings, agent=AgentView(bundle.agent)))
+    view = AgentView(bundle.agent, latency=bundle.latency)
+    app = create_app(ApiDeps(registry=registry, settings=settings, agent=view))
     tasks.append(asyncio.create_task(
         serve_api(app, host, port, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
                   started=api_started, sock=sock), name="api"))

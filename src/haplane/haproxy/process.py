@@ -101,7 +101,11 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
 _ROUTINE_WARNINGS = re.compile(
     r"\[WARNING\].*(?:: Former worker \(\d+\) exited with code 0|: Current worker \(\d+\) exited with code 0"
     r"|: Proxy \S+ stopped \(cumulated conns|: Stopping (?:proxy|frontend|backend) |: Exiting Master process"
-    r"|: All workers exited\. Exiting\.\.\. \(0\)|: Reexecuting Master process)")
+    r"|: All workers exited\. Exiting\.\.\. \(0\)|: Reexecuting Master process"
+    # a slot that haplane fills, frees, drains or readies through the Runtime API
+    r"|: Server \S+ is UP/READY \(leaving forced (?:maintenance|drain)\)|: Server \S+ is going DOWN for maintenance"
+    r"|: Server \S+ was DOWN and now enters maintenance|: Server \S+ enters drain state"
+    r"|: Server \S+ is (?:UP|DOWN) \(leaving forced drain\))")
 
 
 def output_level(line: str, starting: bool = False) -> int:

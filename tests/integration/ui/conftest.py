@@ -58,7 +58,7 @@ class Haplane:
 async def running_haplane(tmp_path: Path, env: dict[str, str] | None = None, **settings: Any
                           ) -> AsyncIterator[Haplane]:
     async with agent_rig(tmp_path, env, **settings) as rig:
-        view = AgentView(rig.bundle.agent)
+        view = AgentView(rig.bundle.agent, latency=rig.bundle.latency)
         s = Settings(state_dir=rig.bundle.state_dir, tokens=dict(TOKENS))
         deps = ApiDeps(registry=rig.reg, settings=s, agent=view)
         app = create_app(deps)

@@ -35,7 +35,7 @@ from haplane.errors import Forbidden, HaplaneError, Unauthorized, ValidationErro
 from haplane.model import values
 
 PAGES = {"": "overview.html", "activity": "activity.html", "stats": "stats.html",
-         "certificates": "certificates.html"}
+         "certificates": "certificates.html", "instance": "instance.html"}
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8", ".png": "image/png"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -116,6 +116,16 @@ async def with_heartbeat(source: AsyncIterator[bytes], every: float = HEARTBEAT)
                 await aclose()
 
 
+def names_doc(view: Any) -> dict[str, list[str | None]]:
+    """"backend/slot" -> [service, instance] for the charts' legends (the agent's config now)."""
+    from haplane.accesslog import names_of
+
+    desired = view.agent.desired
+    if desired is None:
+        return {}
+    return {f"{b}/{s}": [svc, inst] for (b, s), (svc, inst) in names_of(desired).items() if inst is not None}
+
+
 def stream(source: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(with_heartbeat(source), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -160,6 +170,10 @@ def router(deps: ApiDeps) -> APIRouter:
     @r.get("/ui/certificates")
     async def certificates_page(request: Request) -> Response:
         return await page(request, "certificates")
+
+    @r.get("/ui/instance")
+    async def instance_page(request: Request) -> Response:
+        return await page(request, "instance")
 
     @r.get("/ui/static/{name:path}")
     async def static(name: str) -> Response:
@@ -245,15 +259,49 @@ def router(deps: ApiDeps) -> APIRouter:
         return {"records": [rec.to_dict() for rec in recs], "agent": True}
 
     @r.get("/ui/api/stats")
-    async def stats(_: Principal = read) -> dict[str, Any]:
+    async def stats(window: int = 300, series: bool = True, _: Principal = read) -> dict[str, Any]:
+        if window not in (300, 900, 3600):
+            raise ValidationError("window", window, "must be 300, 900 or 3600 (seconds)")
         sampler = deps.agent.stats if deps.agent is not None else None
         if sampler is None:
             return {"live": False, "series": {}, "interval": None}
         sampler.touch()
         if not sampler.series:
             await sampler.fresh(0)
-        return {"live": True, "series": sampler.history(), "interval": sampler.interval,
-                "fields": ["t", "req", "err", "rtime", "scur"], "error": sampler.error}
+        return {"live": True, "series": sampler.history(window) if series else {}, "interval": sampler.interval,
+                "window": window,
+                "fields": ["t", "req", "err", "rtime", "scur"], "error": sampler.error,
+                "names": names_doc(deps.agent)}
+
+    @r.get("/ui/api/instance/{service}/{iid}")
+    async def instance(service: str, iid: str, window: int = 900, _: Principal = read) -> dict[str, Any]:
+        """One instance: its record, the servers (slots) it holds now with HAProxy's view, its traffic, and its
+        history: every change the agent made to its slots since it took them (states, weights, drains)."""
+        if window not in (300, 900, 3600):
+            raise ValidationError("window", window, "must be 300, 900 or 3600 (seconds)")
+        inst, rev = await reg.get_instance(service, iid)
+        doc = await overview_doc()
+        servers = [{**s, "backend": b["name"]} for b in doc["backends"] for s in b["servers"]
+                   if s["instance"] == iid and s["service"] == service]
+        history: list[dict[str, Any]] = []
+        series: dict[str, list[list[float]]] = {}
+        if deps.agent is not None:
+            slots = {f"{s['backend']}/{s['name']}" for s in servers}
+            since: dict[str, float] = {}
+            records = deps.agent.activity.query(limit=10_000)
+            for rec in records:  # when did each slot take this instance (a slot is reused after its rest)
+                if rec.subject in slots and rec.kind == "server-add" and f"instance {iid} " in rec.reason + " ":
+                    since[rec.subject] = rec.time if rec.subject not in since else min(since[rec.subject], rec.time)
+            history = [rec.to_dict() for rec in records
+                       if (rec.subject in slots and rec.time >= since.get(rec.subject, 0.0))
+                       or f"instance {iid} " in rec.reason + " "]
+            sampler = deps.agent.stats
+            if sampler is not None:
+                sampler.touch()
+                everything = sampler.history(window)
+                series = {k: v for k, v in everything.items() if k in slots}
+        return {"instance": {**inst.to_dict(), "revision": rev}, "servers": servers, "history": history,
+                "series": series, "window": window, "live": deps.agent is not None}
 
     @r.get("/ui/api/plan")
     async def plan(_: Principal = read) -> dict[str, Any]:

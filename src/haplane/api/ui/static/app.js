@@ -76,6 +76,14 @@
     return es;
   };
 
+  // a number for people: 3 significant figures at most, with its unit
+  hp.fmt = function (v, unit) {
+    if (v === null || v === undefined || isNaN(v)) return "—";
+    var a = Math.abs(v);
+    var s = a >= 100 ? String(Math.round(v)) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : a === 0 ? "0" : v.toFixed(3);
+    return unit ? s + (unit === "%" || unit === "/s" ? "" : " ") + unit : s;
+  };
+
   hp.time = function (t) {
     var d = new Date(t * 1000);
     function p(n, w) { return String(n).padStart(w || 2, "0"); }

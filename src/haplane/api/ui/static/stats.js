@@ -1,130 +1,152 @@
-// Live stats: request rate, errors and response time per backend and server, from HAProxy's show stat,
-// streamed over SSE and drawn as SVG charts (no library).
+// Live charts per backend (busiest first): requests and errors a second, response time, sessions; the last
+// 5, 15 or 60 minutes; per instance lines named by instance, never by HAProxy's slot.
 (function () {
   "use strict";
   var el = hp.el;
-  var NS = "http://www.w3.org/2000/svg";
-  var WINDOW = 180; // seconds shown
-  var W = 300, H = 90;
-  var COLORS = ["#2456c9", "#1f9d55", "#d98e04", "#d64545", "#7b4fc9", "#0f8b8d", "#c94f9b", "#6b7385"];
-  var METRICS = [["req", 1, "requests/s"], ["err", 2, "errors/s"], ["rtime", 3, "response ms"]];
+  var PAGE = 12; // backends drawn per page
   var series = {}; // "proxy/name" -> [[t, req, err, rtime, scur], ...]
-  var labels = {}; // "backend/slot" -> instance id
-  var now = 0;
+  var names = {}; // "backend/slot" -> [service, instance]
+  var windowSec = 300;
+  var page = 0;
   var dirty = false;
-
-  function svg(tag, attrs) {
-    var e = document.createElementNS(NS, tag);
-    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
-    return e;
-  }
+  var refetch = null;
 
   function add(key, point) {
     var s = series[key] || (series[key] = []);
     if (s.length && s[s.length - 1][0] >= point[0]) return;
     s.push(point);
-    now = Math.max(now, point[0]);
-    while (s.length && s[0][0] < now - WINDOW) s.shift();
+    var now = point[0];
+    while (s.length && s[0][0] < now - windowSec) s.shift();
   }
 
-  function active(points) {
-    return points.some(function (p) { return p[1] > 0 || p[2] > 0 || p[4] > 0; });
+  function sum(points, idx, since) {
+    var t = 0;
+    points.forEach(function (p) { if (p[0] >= since) t += p[idx]; });
+    return t;
   }
 
-  function fmt(v) { return v >= 100 ? Math.round(v) : Math.round(v * 10) / 10; }
+  function col(points, idx) { return points.map(function (p) { return [p[0], p[idx]]; }); }
 
-  function chart(proxy, metric, lines) {
-    var idx = metric[1];
-    var max = 0;
-    lines.forEach(function (l) { l.points.forEach(function (p) { if (p[idx] > max) max = p[idx]; }); });
-    var top = max > 0 ? max * 1.15 : 1;
-    var box = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "data-proxy": proxy, "data-metric": metric[0] });
-    for (var g = 1; g < 4; g++) box.appendChild(svg("line", { x1: 0, x2: W, y1: H * g / 4, y2: H * g / 4, stroke: "#edf0f4", "stroke-width": 1 }));
-    // the x axis spans the data there is, up to WINDOW seconds: a fresh page fills its charts at once
-    var oldest = now;
-    lines.forEach(function (l) { if (l.points.length && l.points[0][0] < oldest) oldest = l.points[0][0]; });
-    var t0 = Math.max(now - WINDOW, oldest), span = Math.max(now - t0, 10);
-    lines.forEach(function (l) {
-      var pts = l.points.map(function (p) {
-        var x = ((p[0] - t0) / span) * W;
-        var y = H - (p[idx] / top) * (H - 4) - 2;
-        return x.toFixed(1) + "," + y.toFixed(1);
-      });
-      var last = l.points.length ? l.points[l.points.length - 1][idx] : 0;
-      box.appendChild(svg("polyline", {
-        points: pts.join(" "), fill: "none", stroke: l.color, "stroke-width": l.total ? 2 : 1.2,
-        "data-series": l.key, "data-last": last, "data-count": pts.length, "vector-effect": "non-scaling-stroke",
-      }));
+  function proxies() {
+    var out = {};
+    Object.keys(series).forEach(function (key) {
+      var i = key.lastIndexOf("/");
+      var proxy = key.slice(0, i), name = key.slice(i + 1);
+      (out[proxy] = out[proxy] || []).push(name);
     });
-    var total = lines.filter(function (l) { return l.total; })[0];
-    var lastTotal = total && total.points.length ? total.points[total.points.length - 1][idx] : 0;
-    return el("div", { class: "chart" },
-      el("div", { class: "title" }, el("span", null, metric[2] + ": " + fmt(lastTotal)), el("span", null, "max " + fmt(max))), box);
+    return out;
   }
 
   function draw() {
     dirty = false;
     var box = document.getElementById("charts");
-    var perServer = document.getElementById("servers").checked;
+    var perInstance = document.getElementById("servers").checked;
+    var showIdle = document.getElementById("idle").checked;
     var q = document.getElementById("search").value.trim().toLowerCase();
-    var proxies = {};
-    Object.keys(series).forEach(function (key) {
-      var i = key.lastIndexOf("/");
-      var proxy = key.slice(0, i), name = key.slice(i + 1);
-      (proxies[proxy] = proxies[proxy] || []).push(name);
-    });
-    var frag = document.createDocumentFragment();
-    Object.keys(proxies).sort().forEach(function (proxy) {
-      if (q && proxy.toLowerCase().indexOf(q) < 0) return;
-      var names = proxies[proxy];
-      var totalName = names.indexOf("BACKEND") >= 0 ? "BACKEND" : names.indexOf("FRONTEND") >= 0 ? "FRONTEND" : null;
+    var now = Date.now() / 1000;
+    var all = proxies();
+    var cards = [];
+    Object.keys(all).forEach(function (proxy) {
+      var ns = all[proxy];
+      var totalName = ns.indexOf("BACKEND") >= 0 ? "BACKEND" : ns.indexOf("FRONTEND") >= 0 ? "FRONTEND" : null;
       if (!totalName) return;
-      var lines = [{ key: proxy + "/" + totalName, points: series[proxy + "/" + totalName], color: "#151b28", total: true, label: totalName === "BACKEND" ? "backend" : "frontend" }];
-      if (perServer) {
-        var c = 0;
-        names.filter(function (n) { return n !== "BACKEND" && n !== "FRONTEND"; }).sort().forEach(function (n) {
-          var pts = series[proxy + "/" + n];
-          if (!active(pts)) return; // free slots and idle servers stay out of the way
-          var inst = labels[proxy + "/" + n];
-          lines.push({ key: proxy + "/" + n, points: pts, color: COLORS[c++ % COLORS.length], total: false, label: n + (inst ? " (" + inst + ")" : "") });
+      if (q && proxy.toLowerCase().indexOf(q) < 0) return;
+      var total = series[proxy + "/" + totalName];
+      var busy = sum(total, 1, now - 60) + sum(total, 4, now - 60) * 0.01;
+      if (!showIdle && busy === 0) return;
+      cards.push({ proxy: proxy, kind: totalName === "BACKEND" ? "backend" : "frontend", total: total, names: ns, busy: busy });
+    });
+    // busiest first (requests and sessions of the last minute)
+    cards.sort(function (a, b) {
+      if (a.kind !== b.kind) return a.kind === "backend" ? -1 : 1; // backends, then the frontends' totals
+      return b.busy - a.busy || a.proxy.localeCompare(b.proxy);
+    });
+    var pages = Math.max(1, Math.ceil(cards.length / PAGE));
+    if (page >= pages) page = pages - 1;
+    var shown = cards.slice(page * PAGE, page * PAGE + PAGE);
+    var keep = {};
+    shown.forEach(function (c) {
+      var card = box.querySelector('section.chart-card[data-proxy="' + CSS.escape(c.proxy) + '"]');
+      if (!card) {
+        card = el("section", { class: "chart-card", "data-proxy": c.proxy },
+          el("h3", null, c.proxy, " ", el("span", { class: "badge" }, c.kind), " ", el("span", { class: "badge muted figures" })),
+          el("div", { class: "chart-row" },
+            el("div", null, el("div", { class: "chart-title" }, "Requests and errors"), el("div", { class: "chart", "data-metric": "req" })),
+            el("div", null, el("div", { class: "chart-title" }, "Response time (HAProxy's average)"), el("div", { class: "chart", "data-metric": "rtime" })),
+            el("div", null, el("div", { class: "chart-title" }, "Sessions"), el("div", { class: "chart", "data-metric": "scur" }))));
+      }
+      keep[c.proxy] = card;
+      var label = c.kind === "backend" ? "all servers" : "frontend";
+      var req = [{ label: label + " req/s", color: "#151b28", width: 2, points: col(c.total, 1) },
+                 { label: "errors", color: "#d64545", width: 1.5, points: col(c.total, 2) }];
+      var rtime = [{ label: label, color: "#151b28", width: 2, points: col(c.total, 3) }];
+      var scur = [{ label: label, color: "#151b28", width: 2, points: col(c.total, 4) }];
+      if (perInstance && c.kind === "backend") {
+        var k = 0;
+        c.names.filter(function (n) { return n !== "BACKEND"; }).sort().forEach(function (n) {
+          var key = c.proxy + "/" + n, named = names[key];
+          if (!named) return; // a slot nobody holds now
+          var pts = series[key], color = hp.COLORS[k++ % hp.COLORS.length];
+          req.push({ label: named[1], color: color, points: col(pts, 1) });
+          rtime.push({ label: named[1], color: color, points: col(pts, 3) });
+          scur.push({ label: named[1], color: color, points: col(pts, 4) });
         });
       }
-      var card = el("section", { class: "chart-card", "data-proxy": proxy },
-        el("h3", null, proxy, " ", el("span", { class: "badge" }, totalName === "BACKEND" ? "backend" : "frontend")),
-        el("div", { class: "chart-row" }, METRICS.map(function (m) { return chart(proxy, m, lines); })),
-        el("div", { class: "legend" }, lines.map(function (l) {
-          var sw = svg("svg", { width: 12, height: 4 }); sw.appendChild(svg("rect", { width: 12, height: 4, fill: l.color }));
-          return el("span", null, sw, " " + l.label);
-        })));
-      frag.appendChild(card);
+      var lastReq = c.total.length ? c.total[c.total.length - 1] : null;
+      card.querySelector(".figures").textContent = lastReq ? hp.fmt(lastReq[1], "req/s") + " · " + hp.fmt(lastReq[3], "ms") : "no data";
+      hp.chart(card.querySelector('.chart[data-metric="req"]'), { title: "requests", unit: "req/s", lines: req, window: windowSec });
+      hp.chart(card.querySelector('.chart[data-metric="rtime"]'), { title: "response time", unit: "ms", lines: rtime, window: windowSec });
+      hp.chart(card.querySelector('.chart[data-metric="scur"]'), { title: "sessions", unit: "sessions", lines: scur, window: windowSec });
     });
-    box.replaceChildren(frag);
-    document.getElementById("window").textContent = "last " + WINDOW + " s · updated " + (now ? hp.time(now).slice(11, 19) : "—");
-  }
-
-  function refreshLabels() {
-    hp.get("/ui/api/overview").then(function (d) {
-      labels = {};
-      d.backends.forEach(function (be) { be.servers.forEach(function (s) { if (s.instance) labels[be.name + "/" + s.name] = s.instance; }); });
-    }).catch(function () {});
+    box.querySelectorAll("section.chart-card").forEach(function (card) { if (!keep[card.dataset.proxy]) card.remove(); });
+    shown.forEach(function (c) { box.appendChild(keep[c.proxy]); }); // in busy order
+    var pager = document.getElementById("pager");
+    pager.replaceChildren(
+      el("button", { type: "button", disabled: page === 0 || null, onclick: function () { page--; draw(); } }, "‹ busier"),
+      el("span", { class: "muted" }, " page " + (page + 1) + " of " + pages + " · " + cards.length + (cards.length === 1 ? " chart " : " charts ")),
+      el("button", { type: "button", disabled: page >= pages - 1 || null, onclick: function () { page++; draw(); } }, "quieter ›"));
+    document.getElementById("window").textContent = "last " + windowSec / 60 + " min · updated " + hp.time(now).slice(11, 19);
   }
 
   function load(hist) {
     Object.keys(hist).forEach(function (k) { hist[k].forEach(function (p) { add(k, p); }); });
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    document.getElementById("search").addEventListener("input", draw);
-    document.getElementById("servers").addEventListener("change", draw);
-    hp.whoami().then(function () { refreshLabels(); return hp.get("/ui/api/stats"); }).then(function (d) {
-      if (!d.live) { document.getElementById("nolive").hidden = false; return; }
+  function fetchWindow() {
+    return hp.get("/ui/api/stats?window=" + windowSec).then(function (d) {
+      if (!d.live) { document.getElementById("nolive").hidden = false; return d; }
+      series = {};
+      names = d.names || {};
       load(d.series);
       draw();
-      setInterval(refreshLabels, 5000);
+      return d;
+    });
+  }
+
+  function setWindow(sec) {
+    windowSec = sec;
+    document.querySelectorAll("#windows button").forEach(function (b) { b.classList.toggle("active", Number(b.dataset.window) === sec); });
+    fetchWindow();
+    // five minutes follow the live stream; longer windows are coarse (10 s points) and refetched
+    clearInterval(refetch);
+    if (sec > 300) refetch = setInterval(fetchWindow, 10000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.getElementById("search").addEventListener("input", function () { page = 0; draw(); });
+    document.getElementById("servers").addEventListener("change", function () { document.getElementById("charts").replaceChildren(); draw(); });
+    document.getElementById("idle").addEventListener("change", draw);
+    document.querySelectorAll("#windows button").forEach(function (b) {
+      b.addEventListener("click", function () { setWindow(Number(b.dataset.window)); });
+    });
+    window.addEventListener("resize", function () { document.getElementById("charts").replaceChildren(); draw(); });
+    hp.whoami().then(fetchWindow).then(function (d) {
+      if (!d || !d.live) return;
       setInterval(function () { if (dirty) draw(); }, 1000);
+      setInterval(function () { hp.get("/ui/api/stats?series=0").then(function (x) { names = x.names || names; }).catch(function () {}); }, 15000);
       hp.stream("/ui/api/stream/stats", {
-        history: function (m) { load(m.series); dirty = true; },
-        tick: function (m) { Object.keys(m.points).forEach(function (k) { add(k, m.points[k]); }); dirty = true; },
+        history: function () {},
+        tick: function (m) { if (windowSec !== 300) return; Object.keys(m.points).forEach(function (k) { add(k, m.points[k]); }); dirty = true; },
       });
     }).catch(function (e) { hp.toast(e.message, true); });
   });
