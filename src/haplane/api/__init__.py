@@ -54,8 +54,10 @@ def install_docs(app: FastAPI) -> None:
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
+    from haplane.api.schemas import install_contract, operation_id
+
     app = FastAPI(title="haplane", version=__version__, description=DESCRIPTION, docs_url=None,
-                  redoc_url=None, openapi_url="/openapi.json")
+                  redoc_url=None, openapi_url="/openapi.json", generate_unique_id_function=operation_id)
     app.state.deps = deps
     errors.install(app)
     install_docs(app)
@@ -68,6 +70,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             log.debug("%s is not installed: not mounted", name)
             continue
         app.include_router(module.router(deps))
+    install_contract(app)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -118,11 +119,32 @@ def test_serve_over_tls_with_secure_session_cookies(tmp_path: Path) -> None:
     assert proc.stop() == 0
 
 
-def test_no_request_from_the_openapi_document_makes_a_server_error(served: str) -> None:
+def test_every_answer_conforms_to_the_openapi_document(served: str) -> None:
     """schemathesis generates requests for every operation of /openapi.json (a few examples each): none may
-    answer 5xx, and every JSON error has the error shape."""
+    answer 5xx, and every answer must conform to the document: a status it declares, its content type, its
+    headers and its schema (the typed answers, and the error shape {error, field, detail} for every error)."""
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    h = {"Authorization": f"Bearer {TOKEN}"}  # records, so the lists answer typed items, not only []
+    assert httpx.put(served + "/services/seeded", json={"predicate": "seeded.test", "port": 8080,
+                                                        "health": {"uri": "/h"}}, headers=h).status_code in (200, 201)
+    assert httpx.put(served + "/services/seeded/instances/i1", headers=h,
+                     json={"address": "127.0.0.2", "ttl": 600, "version": "1"}).status_code in (200, 201)
+    assert httpx.put(served + "/backends/seeded-live", json={"type": "dynamic", "name": "seeded", "version": "1"},
+                     headers=h).status_code in (200, 201)
+    assert httpx.put(served + "/frontends/seeded-fe", json={"bind": "127.0.0.1:1", "backend": "seeded-live"},
+                     headers=h).status_code in (200, 201)
     schema = schemathesis.openapi.from_url(served + "/openapi.json")
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+              response_schema_conformance]
     operations = 0
+    statuses: set[int] = set()
     for result in schema.get_all_operations():
         op = result.ok()
         operations += 1
@@ -131,13 +153,46 @@ def test_no_request_from_the_openapi_document_makes_a_server_error(served: str) 
         @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: schemathesis.Case) -> None:
             response = case.call(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20)
-            assert response.status_code < 500, (case.method, case.formatted_path, response.text[:500])
+            statuses.add(response.status_code)
+            case.validate_response(response, checks=checks)
             ctype = "".join(response.headers.get("content-type", []))
             if response.status_code >= 400 and ctype.startswith("application/json"):
                 assert set(response.json()) == {"error", "field", "detail"}, response.text
 
         check()
     assert operations >= 20
+    assert {200, 404, 422} <= statuses, statuses  # answers of both kinds were checked against their schemas
+
+
+def test_the_openapi_document_is_a_contract_a_client_generator_can_use(served: str) -> None:
+    doc = httpx.get(served + "/openapi.json").json()
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z][A-Za-z0-9]*", i) for i in ids), ids
+    assert {"listServices", "putInstance", "switchVersion", "generate", "getMetrics"} <= set(ids)
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearerAuth"][
+            "description"]}
+    assert {"bearerAuth": []} in doc["security"]
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            answers = op["responses"]
+            ok = [c for c in answers if c.startswith("2")]
+            assert ok and all("content" in answers[c] for c in ok), (method, path)
+            for code, answer in answers.items():
+                if code[0] in "45" and not (code == "503" and op["operationId"] == "health"):
+                    assert answer["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"}, (method, path, code)
+            if op["operationId"] in ("health", "login", "logout"):
+                assert op["security"] == [] and "403" not in answers
+            else:
+                assert "security" not in op and "401" in answers and "403" in answers
+    created = {op["operationId"] for ops in doc["paths"].values() for op in ops.values() if "201" in op["responses"]}
+    assert {"putService", "putInstance", "putFrontend", "putBackend", "putCertificate"} <= created
+    # a frontend created answers 201, replaced 200
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.put(served + "/backends/contract-b", json={}, headers=h).status_code == 201
+    assert httpx.put(served + "/backends/contract-b", json={}, headers=h).status_code == 200
 
 
 def test_up_routes_what_the_api_registers_and_forgets_what_expires(tmp_path: Path,
