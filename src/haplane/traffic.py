@@ -66,9 +66,11 @@ class TrafficRow(Protocol):
 
 
 class _Level:
-    """The families of one level (service: backend rows; instance: server rows)."""
+    """The families of one level (service: backend rows; instance: server rows, ``lean``: the main ones only —
+    sessions per server are in ``haplane_server_sessions`` already)."""
 
-    def __init__(self, level: str, labels: list[str]) -> None:
+    def __init__(self, level: str, labels: list[str], lean: bool = False) -> None:
+        self.lean = lean
         p = f"haplane_{level}_"
         of = "an instance's" if level == "instance" else "a service's backend"
         self.labels = labels
@@ -124,6 +126,9 @@ class _Level:
         self.total_time_max.add_metric(values, row.ttime_max / 1000)
 
     def families(self) -> list[Metric]:
+        if self.lean:  # per instance: what a dashboard needs, so /metrics stays small at thousands of servers
+            return [self.requests, self.responses, self.bytes_in, self.bytes_out, self.queue, self.conn_errors,
+                    self.response_time, self.total_time, self.response_time_max]
         return [self.requests, self.responses, self.bytes_in, self.bytes_out, self.sessions, self.queue,
                 self.conn_errors, self.resp_errors, self.retries, self.redispatches, self.queue_time,
                 self.connect_time, self.response_time, self.total_time, self.response_time_max, self.total_time_max]
@@ -141,7 +146,7 @@ def traffic_families(rows: Iterable[TrafficRow], names: Names) -> list[Metric]:
     """Frontend, service and instance families for ``rows`` (one ``show stat``), named by ``names``."""
     services = service_of_backend(names)
     svc = _Level("service", ["service", "backend"])
-    inst = _Level("instance", ["service", "backend", "instance"])
+    inst = _Level("instance", ["service", "backend", "instance"], lean=True)
     fe_requests = CounterMetricFamily("haplane_frontend_http_requests", "HTTP requests a frontend received "
                                       "(TCP: sessions)", labels=["frontend"])
     fe_responses = CounterMetricFamily("haplane_frontend_http_responses", "HTTP responses a frontend sent, by "

@@ -214,12 +214,14 @@ def test_logs_follow_across_rotation(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline())["instance"] == "i-1"
-        sink = FileSink(log, max_bytes=600, keep=1)
         rec2, span2 = parse_haproxy_line(HTTP_404_QUOTE, names)  # type: ignore[misc]
-        for _ in range(3):  # the third write rotates the file
-            sink.write([format_record(rec2, HTTP_404_QUOTE, span2, "json")])
+        line = format_record(rec2, HTTP_404_QUOTE, span2, "json")
+        sink = FileSink(log, max_bytes=len(first) + 2 * len(line) + 10, keep=1)
+        for _ in range(3):  # the third write rotates the file (once)
+            sink.write([line])
             time.sleep(0.3)
         sink.close()
+        assert (tmp_path / "access.log.1").exists()
         got = [json.loads(proc.stdout.readline())["status"] for _ in range(3)]
         assert got == [404, 404, 404]
     finally:

@@ -66,9 +66,17 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
 
     addr, port = ip_or_wildcard_bind(f"{settings.http_address}:{settings.http_port}", "http_port")
     logs = log_target(state_dir / SOCKET_NAME, settings.access_log, settings.access_log_sample)
+    stats: dict[str, object] = {}
+    if settings.haproxy_stats_port:
+        from haplane.haproxy.stats_auth import crypt_sha512, stats_password
+
+        stats = {"stats_bind": Bind(settings.haproxy_stats_address, settings.haproxy_stats_port),
+                 "stats_user": settings.haproxy_stats_user,
+                 "stats_password_hash": crypt_sha512(stats_password(state_dir, settings.haproxy_stats_password))}
     compose = ComposeOptions(
         binds=(Bind(addr, port),),
-        globals=Globals(log_target=logs, control_global=control_global, control_defaults=control_defaults),
+        globals=Globals(log_target=logs, control_global=control_global, control_defaults=control_defaults,
+                        **stats),  # type: ignore[arg-type]
         min_slots=settings.min_slots,
         host_map=str(state_dir / "hosts.map") if settings.host_map else None,
         focus_zones=frozenset(settings.focus_zones),
@@ -102,7 +110,8 @@ SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "adm
            "reload_interval", "ramp_min", "ramp_max", "ramp_step", "ramp_interval", "drain_timeout", "min_slots",
            "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node", "etcd_cacert", "etcd_cert",
            "etcd_key", "etcd_user", "aws_service", "server_prefix", "fallback_backend", "fallback_server_prefix",
-           "access_log", "access_log_sample", "access_log_format", "access_log_file")
+           "access_log", "access_log_sample", "access_log_format", "access_log_file", "haproxy_stats_port",
+           "haproxy_stats_address", "haproxy_stats_user")
 
 
 def save_agent_settings(settings: Settings, state_dir: Path) -> None:

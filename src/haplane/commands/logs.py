@@ -138,17 +138,23 @@ def _follow(path: Path, fh: TextIO, match: Callable[[AccessRecord], bool], as_js
     finish the old one and go on with the new one."""
     inode = path.stat().st_ino
     partial = ""
-    while True:
+
+    def drain() -> bool:
+        nonlocal partial
         chunk = fh.read()
-        if chunk:
-            text = partial + chunk
-            lines = text.split("\n")
-            partial = lines.pop()
-            for line in lines:
-                rec = parse_output_line(line)
-                if rec is not None and match(rec):
-                    out.write(_show(line, rec, as_json) + "\n")
-            out.flush()
+        if not chunk:
+            return False
+        lines = (partial + chunk).split("\n")
+        partial = lines.pop()
+        for line in lines:
+            rec = parse_output_line(line)
+            if rec is not None and match(rec):
+                out.write(_show(line, rec, as_json) + "\n")
+        out.flush()
+        return True
+
+    while True:
+        if drain():
             continue
         try:
             st = path.stat()
@@ -156,6 +162,7 @@ def _follow(path: Path, fh: TextIO, match: Callable[[AccessRecord], bool], as_js
             time.sleep(0.2)
             continue
         if st.st_ino != inode or st.st_size < fh.tell():
+            drain()  # what was appended to the old file before it was renamed
             fh.close()
             fh = path.open(encoding="utf-8", errors="replace")
             inode, partial = st.st_ino, ""

@@ -167,5 +167,10 @@ def _banner(settings: object, state_dir: Path, host: str, port: int, token: str 
     if token and loopback:
         lines.append(f"  login   {api}/ui/login?token={token}")
         lines.append(f"  token   {token}   (admin; kept in {state_dir}/admin.token unless HAPLANE_TOKEN is set)")
+    if settings.haproxy_stats_port:
+        stats = f"http://{settings.haproxy_stats_address}:{settings.haproxy_stats_port}/"
+        lines.append(f"  stats   {stats}   (HAProxy's stats page and /metrics; user {settings.haproxy_stats_user}, "
+                     "password in "
+                     f"{state_dir}/haproxy-stats.password unless HAPLANE_HAPROXY_STATS_PASSWORD is set)")
     lines.append("Ctrl-C stops everything, HAProxy included.")
     print("\n".join(lines), flush=True)

@@ -177,7 +177,9 @@ class Globals:
     timeout_connect_ms: int = 5000
     timeout_client_ms: int = 50000
     timeout_server_ms: int = 50000
-    stats_bind: Bind | None = None  # an HTTP stats page, if wanted
+    stats_bind: Bind | None = None  # HAProxy's stats page and Prometheus exporter, if wanted
+    stats_user: str | None = None  # basic auth of the above: user, and its crypt(3) hash
+    stats_password_hash: str | None = None
     # TLS defaults of every HTTPS bind (ssl-default-bind-*), when any frontend has HTTPS
     tls_min_version: str | None = None
     tls_ciphers: str | None = None

@@ -79,3 +79,30 @@ async def test_sampled_logging_keeps_about_one_in_n(tmp_path: Path, backends: li
         lines = log.read_text().splitlines()[before:]
         assert 40 <= len(lines) <= 60, len(lines)  # HAProxy's `sample 1:4` keeps exactly one in four
         assert all(" api/api-1 " in x and '"GET / HTTP/1.1"' in x for x in lines)
+
+
+async def test_haproxy_stats_page_and_exporter_on_a_loopback_port_with_auth(tmp_path: Path) -> None:
+    """HAProxy's own stats page and Prometheus exporter, optional, on loopback, behind basic auth; the password
+    is in the config only as a crypt(3) hash."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .conftest import free_port
+
+    port = free_port()
+    async with agent_rig(tmp_path, haproxy_stats_port=port, haproxy_stats_password="s3cret-stats-pw") as rig:
+        await rig.reg.put_service(Service("web", "host", "web.test"))
+        await rig.settled()
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(base + "/")).status_code == 401
+            assert (await client.get(base + "/metrics")).status_code == 401
+            assert (await client.get(base + "/", auth=("haplane", "wrong-password"))).status_code == 401
+            page = await client.get(base + "/", auth=("haplane", "s3cret-stats-pw"))
+            assert page.status_code == 200 and "Statistics Report" in page.text and ">web<" in page.text
+            prom = await client.get(base + "/metrics", auth=("haplane", "s3cret-stats-pw"))
+            assert prom.status_code == 200
+            names = {f.name for f in text_string_to_metric_families(prom.text)}
+            assert "haproxy_process_uptime_seconds" in names or "haproxy_process_start_time_seconds" in names
+        text = rig.bundle.agent.applied_text or ""
+        assert "s3cret-stats-pw" not in text and "password '$6$" in text
