@@ -72,7 +72,7 @@ class Gathered:
     certificates: list[tuple[str, str, float]] = field(default_factory=list)  # (name, source, not_after)
     acme_orders: dict[str, int] = field(default_factory=dict)  # result → orders this process made
     groups: dict[str, str | None] = field(default_factory=dict)  # instance id → its group (AutoScaling group)
-    traffic: list[Metric] = field(default_factory=list)  # haplane.traffic: per frontend, service and instance
+    traffic: str = ""  # haplane.traffic: per frontend, service and instance, as exposition text
 
 
 _SLOT_NUMBER = re.compile(r"(\d+)$")
@@ -133,7 +133,6 @@ class _ScrapeCollector(Collector):
                         chkfail.add_metric(labels, row.chkfail)
         yield from (weight, target, state, sessions, chkfail)
         yield hsdo_server_weight(g)
-        yield from g.traffic
         inst = GaugeMetricFamily("haplane_instances", "Registered instances by service and state",
                                  labels=["service", "state"])
         for (svc, st), n in sorted(g.instances.items()):
@@ -196,6 +195,7 @@ class Metrics:
                                      registry=registry)
         self.acme: Any = None  # haplane.tls.manager.AcmeManager, when this process orders certificates
         self._collector = _ScrapeCollector()
+        self._names: tuple[object, dict[tuple[str, str], tuple[str, str | None]]] | None = None
         registry.register(self._collector)
         if agent is not None:
             agent.activity.listeners.append(self.on_activity)
@@ -250,9 +250,11 @@ class Metrics:
                 desired = self.agent.agent.desired
                 if desired is not None:
                     from haplane.accesslog import names_of
-                    from haplane.traffic import traffic_families
+                    from haplane.traffic import traffic_text
 
-                    g.traffic = traffic_families(g.rows.values(), names_of(desired))
+                    if self._names is None or self._names[0] is not desired:  # once per new config
+                        self._names = (desired, names_of(desired))
+                    g.traffic = traffic_text(g.rows.values(), self._names[1])
             registry = self.agent.agent.mirror.registry()
             for inst in registry.instances:
                 g.groups[inst.id] = inst.group
@@ -283,8 +285,9 @@ class Metrics:
         return g
 
     async def scrape(self) -> bytes:
-        self._collector.gathered = await self.gather()
-        return generate_latest(self.registry)
+        gathered = self._collector.gathered = await self.gather()
+        # the traffic families come as text (haplane.traffic: tens of thousands of samples at 1,000 services)
+        return generate_latest(self.registry) + gathered.traffic.encode()
 
 
 def metrics_app(metrics: Metrics) -> Any:

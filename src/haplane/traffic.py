@@ -1,5 +1,5 @@
 """Traffic figures for /metrics, per frontend, per service and per instance, from HAProxy's ``show stat``.
-PURE: rows and names in, Prometheus metric families out.
+PURE: rows and names in, Prometheus exposition text out (``traffic_text``).
 
 Labels are the names an operator knows: ``service`` (the service, or the Thalassa backend), ``backend`` (the
 HAProxy backend, which is the service's own name, or ``<service>_fallback``), ``instance`` (the registry's
@@ -11,10 +11,8 @@ server's or backend's last 1024 requests, and the largest seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 CODES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 Names = Mapping[tuple[str, str], tuple[str, str | None]]  # (backend, server) -> (service, instance)
@@ -65,73 +63,61 @@ class TrafficRow(Protocol):
     def ttime_max(self) -> int: ...
 
 
-class _Level:
-    """The families of one level (service: backend rows; instance: server rows, ``lean``: the main ones only —
-    sessions per server are in ``haplane_server_sessions`` already)."""
+# (name, Prometheus type, help, value of a row); counters get _total in the exposition, as prometheus_client does
+Family = tuple[str, str, str, Callable[[TrafficRow], float]]
+_TIMES = "seconds, HAProxy's average over the last 1024 requests"
 
-    def __init__(self, level: str, labels: list[str], lean: bool = False) -> None:
-        self.lean = lean
-        p = f"haplane_{level}_"
-        of = "an instance's" if level == "instance" else "a service's backend"
-        self.labels = labels
-        self.requests = CounterMetricFamily(p + "http_requests", f"HTTP requests {of} handled (TCP: sessions)",
-                                            labels=labels)
-        self.responses = CounterMetricFamily(p + "http_responses", f"HTTP responses {of} sent, by status class",
-                                             labels=[*labels, "code"])
-        self.bytes_in = CounterMetricFamily(p + "received", f"Bytes received from clients by {of}",
-                                            labels=labels, unit="bytes")
-        self.bytes_out = CounterMetricFamily(p + "sent", f"Bytes sent to clients by {of}", labels=labels,
-                                             unit="bytes")
-        self.sessions = GaugeMetricFamily(p + "sessions_current", f"Sessions {of} holds now", labels=labels)
-        self.queue = GaugeMetricFamily(p + "queue_current", f"Requests waiting in {of} queue now", labels=labels)
-        self.conn_errors = CounterMetricFamily(p + "connection_errors", f"Failed connections to {of} servers",
-                                               labels=labels)
-        self.resp_errors = CounterMetricFamily(p + "response_errors", f"Aborted or invalid responses of {of} "
-                                               "servers", labels=labels)
-        self.retries = CounterMetricFamily(p + "retries", f"Connection retries of {of}", labels=labels)
-        self.redispatches = CounterMetricFamily(p + "redispatches", f"Requests {of} sent to another server after "
-                                                "a failure", labels=labels)
-        times = "seconds, HAProxy's average over the last 1024 requests"
-        self.queue_time = GaugeMetricFamily(p + "queue_time_average_seconds", f"Time in the queue ({times})",
-                                            labels=labels)
-        self.connect_time = GaugeMetricFamily(p + "connect_time_average_seconds",
-                                              f"Time to connect to a server ({times})", labels=labels)
-        self.response_time = GaugeMetricFamily(p + "response_time_average_seconds",
-                                               f"Time to the response headers ({times})", labels=labels)
-        self.total_time = GaugeMetricFamily(p + "total_time_average_seconds", f"Whole request time ({times})",
-                                            labels=labels)
-        self.response_time_max = GaugeMetricFamily(p + "response_time_max_seconds",
-                                                   "Longest time to response headers seen (seconds)", labels=labels)
-        self.total_time_max = GaugeMetricFamily(p + "total_time_max_seconds", "Longest whole request seen "
-                                                "(seconds)", labels=labels)
 
-    def add(self, values: list[str], row: TrafficRow) -> None:
-        answered = sum(row.hrsp)
-        self.requests.add_metric(values, max(row.req_tot, answered) if (row.req_tot or answered) else row.stot)
-        for code, n in zip(CODES, row.hrsp, strict=True):
-            self.responses.add_metric([*values, code], n)
-        self.bytes_in.add_metric(values, row.bin)
-        self.bytes_out.add_metric(values, row.bout)
-        self.sessions.add_metric(values, row.scur)
-        self.queue.add_metric(values, row.qcur)
-        self.conn_errors.add_metric(values, row.econ)
-        self.resp_errors.add_metric(values, row.eresp)
-        self.retries.add_metric(values, row.wretr)
-        self.redispatches.add_metric(values, row.wredis)
-        self.queue_time.add_metric(values, row.qtime / 1000)
-        self.connect_time.add_metric(values, row.ctime / 1000)
-        self.response_time.add_metric(values, row.rtime / 1000)
-        self.total_time.add_metric(values, row.ttime / 1000)
-        self.response_time_max.add_metric(values, row.rtime_max / 1000)
-        self.total_time_max.add_metric(values, row.ttime_max / 1000)
+def _requests(row: TrafficRow) -> float:
+    answered = sum(row.hrsp)
+    return max(row.req_tot, answered) if (row.req_tot or answered) else row.stot
 
-    def families(self) -> list[Metric]:
-        if self.lean:  # per instance: what a dashboard needs, so /metrics stays small at thousands of servers
-            return [self.requests, self.responses, self.bytes_in, self.bytes_out, self.queue, self.conn_errors,
-                    self.response_time, self.total_time, self.response_time_max]
-        return [self.requests, self.responses, self.bytes_in, self.bytes_out, self.sessions, self.queue,
-                self.conn_errors, self.resp_errors, self.retries, self.redispatches, self.queue_time,
-                self.connect_time, self.response_time, self.total_time, self.response_time_max, self.total_time_max]
+
+def _families(of: str, lean: bool) -> list[Family]:
+    fams: list[Family] = [
+        ("http_requests", "counter", f"HTTP requests {of} handled (TCP: sessions)", _requests),
+        ("received_bytes", "counter", f"Bytes received from clients by {of}", lambda r: r.bin),
+        ("sent_bytes", "counter", f"Bytes sent to clients by {of}", lambda r: r.bout),
+        ("queue_current", "gauge", f"Requests waiting in {of} queue now", lambda r: r.qcur),
+        ("connection_errors", "counter", f"Failed connections to {of} servers", lambda r: r.econ),
+        ("response_time_average_seconds", "gauge", f"Time to the response headers ({_TIMES})",
+         lambda r: r.rtime / 1000),
+        ("total_time_average_seconds", "gauge", f"Whole request time ({_TIMES})", lambda r: r.ttime / 1000),
+        ("response_time_max_seconds", "gauge", "Longest time to response headers seen (seconds)",
+         lambda r: r.rtime_max / 1000),
+    ]
+    if not lean:
+        fams += [
+            ("sessions_current", "gauge", f"Sessions {of} holds now", lambda r: r.scur),
+            ("response_errors", "counter", f"Aborted or invalid responses of {of} servers", lambda r: r.eresp),
+            ("retries", "counter", f"Connection retries of {of}", lambda r: r.wretr),
+            ("redispatches", "counter", f"Requests {of} sent to another server after a failure",
+             lambda r: r.wredis),
+            ("queue_time_average_seconds", "gauge", f"Time in the queue ({_TIMES})", lambda r: r.qtime / 1000),
+            ("connect_time_average_seconds", "gauge", f"Time to connect to a server ({_TIMES})",
+             lambda r: r.ctime / 1000),
+            ("total_time_max_seconds", "gauge", "Longest whole request seen (seconds)", lambda r: r.ttime_max / 1000),
+        ]
+    return fams
+
+
+SERVICE_FAMILIES = _families("a service's backend", lean=False)
+INSTANCE_FAMILIES = _families("an instance", lean=True)  # sessions per server: haplane_server_sessions
+FRONTEND_FAMILIES: list[Family] = [
+    ("http_requests", "counter", "HTTP requests a frontend received (TCP: sessions)", _requests),
+    ("received_bytes", "counter", "Bytes a frontend received", lambda r: r.bin),
+    ("sent_bytes", "counter", "Bytes a frontend sent", lambda r: r.bout),
+    ("sessions_current", "gauge", "Sessions a frontend holds now", lambda r: r.scur),
+]
+RESPONSES = "HTTP responses {of} sent, by status class"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(v: float) -> str:
+    return repr(float(v)) if isinstance(v, float) else f"{v}.0"
 
 
 def service_of_backend(names: Names) -> dict[str, str]:
@@ -142,40 +128,46 @@ def service_of_backend(names: Names) -> dict[str, str]:
     return out
 
 
-def traffic_families(rows: Iterable[TrafficRow], names: Names) -> list[Metric]:
-    """Frontend, service and instance families for ``rows`` (one ``show stat``), named by ``names``."""
+def _write(out: list[str], prefix: str, fams: list[Family], responses_of: str,
+           rows: list[tuple[str, TrafficRow]]) -> None:
+    name = f"{prefix}http_responses_total"
+    out.append(f"# HELP {name} {RESPONSES.format(of=responses_of)}\n# TYPE {name} counter\n")
+    for labels, row in rows:
+        for code, n in zip(CODES, row.hrsp, strict=True):
+            out.append(f'{name}{{{labels},code="{code}"}} {n}.0\n')
+    for suffix, kind, help_text, value in fams:
+        name = f"{prefix}{suffix}_total" if kind == "counter" else f"{prefix}{suffix}"
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        out.extend(f"{name}{{{labels}}} {_num(value(row))}\n" for labels, row in rows)
+
+
+def traffic_text(rows: Iterable[TrafficRow], names: Names) -> str:
+    """The exposition text (Prometheus 0.0.4) of the frontend, service and instance families for ``rows``
+    (one ``show stat``), named by ``names``.
+
+    Written here rather than through prometheus_client's families: at 1,000 services with 4,000 instances these
+    are ~75,000 samples, which prometheus_client builds and renders in ~1 s on this machine and this loop in a
+    tenth of that. ``promtool check metrics`` and prometheus_client's parser hold it to the format (tests)."""
     services = service_of_backend(names)
-    svc = _Level("service", ["service", "backend"])
-    inst = _Level("instance", ["service", "backend", "instance"], lean=True)
-    fe_requests = CounterMetricFamily("haplane_frontend_http_requests", "HTTP requests a frontend received "
-                                      "(TCP: sessions)", labels=["frontend"])
-    fe_responses = CounterMetricFamily("haplane_frontend_http_responses", "HTTP responses a frontend sent, by "
-                                       "status class (404/503 of requests no backend took included)",
-                                       labels=["frontend", "code"])
-    fe_in = CounterMetricFamily("haplane_frontend_received", "Bytes a frontend received", labels=["frontend"],
-                                unit="bytes")
-    fe_out = CounterMetricFamily("haplane_frontend_sent", "Bytes a frontend sent", labels=["frontend"],
-                                 unit="bytes")
-    fe_sessions = GaugeMetricFamily("haplane_frontend_sessions_current", "Sessions a frontend holds now",
-                                    labels=["frontend"])
+    fe: list[tuple[str, TrafficRow]] = []
+    svc: list[tuple[str, TrafficRow]] = []
+    inst: list[tuple[str, TrafficRow]] = []
     for row in rows:
         if row.type == "frontend":
-            if row.pxname == "stats" or row.pxname.startswith("haplane_"):
-                continue  # haplane's own listeners (HAProxy's stats page)
-            answered = sum(row.hrsp)
-            fe_requests.add_metric([row.pxname], max(row.req_tot, answered) if (row.req_tot or answered)
-                                   else row.stot)
-            for code, n in zip(CODES, row.hrsp, strict=True):
-                fe_responses.add_metric([row.pxname, code], n)
-            fe_in.add_metric([row.pxname], row.bin)
-            fe_out.add_metric([row.pxname], row.bout)
-            fe_sessions.add_metric([row.pxname], row.scur)
+            if row.pxname != "stats" and not row.pxname.startswith("haplane_"):  # haplane's own listeners
+                fe.append((f'frontend="{_esc(row.pxname)}"', row))
         elif row.type == "backend":
             service = services.get(row.pxname)
             if service is not None:
-                svc.add([service, row.pxname], row)
+                svc.append((f'service="{_esc(service)}",backend="{_esc(row.pxname)}"', row))
         elif row.type == "server":
             named = names.get((row.pxname, row.svname))
-            if named is not None and named[1] is not None:
-                inst.add([named[0], row.pxname, named[1]], row)
-    return [fe_requests, fe_responses, fe_in, fe_out, fe_sessions, *svc.families(), *inst.families()]
+            if named is not None and named[1] is not None:  # a slot nobody holds is left out
+                inst.append((f'service="{_esc(named[0])}",backend="{_esc(row.pxname)}",'
+                             f'instance="{_esc(named[1])}"', row))
+    out: list[str] = []
+    _write(out, "haplane_frontend_", FRONTEND_FAMILIES, "a frontend (404/503 of requests no backend took "
+           "included)", fe)
+    _write(out, "haplane_service_", SERVICE_FAMILIES, "a service's backend", svc)
+    _write(out, "haplane_instance_", INSTANCE_FAMILIES, "an instance", inst)
+    return "".join(out)

@@ -3,13 +3,10 @@ listener left out, times in seconds."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 from haplane.agent.stats import parse_live
-from haplane.traffic import traffic_families
+from haplane.traffic import traffic_text
 
 HEADER = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,"
           "weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,"
@@ -39,14 +36,15 @@ def test_families_named_never_by_slot() -> None:
     rows = parse_live(text)
     names = {("web", "s1"): ("web", "i-1"), ("web", "s2"): ("web", "i-2"), ("web", "s3"): ("web", None)}
 
-    class C(Collector):
-        def collect(self):  # type: ignore[no-untyped-def]
-            return traffic_families(rows, names)
-
-    reg = CollectorRegistry()
-    reg.register(C())
+    text = traffic_text(rows, names)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(generate_latest(reg).decode()) for s in fam.samples}
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    types = {fam.name: fam.type for fam in text_string_to_metric_families(text)}
+    assert types["haplane_service_http_requests"] == "counter" and types["haplane_service_queue_current"] == "gauge"
+    # label values are escaped as the format says
+    odd = traffic_text(rows, {**names, ("web", "s1"): ("web", 'i"1\\x')})
+    assert 'instance="i\\"1\\\\x"' in odd
+    assert any(s.labels.get("instance") == 'i"1\\x' for fam in text_string_to_metric_families(odd) for s in fam.samples)
     assert samples[("haplane_frontend_http_responses_total", (("code", "5xx"), ("frontend", "http")))] == 2
     assert not any(dict(k[1]).get("frontend") == "stats" for k in samples)
     svc = (("backend", "web"), ("service", "web"))
@@ -61,3 +59,13 @@ def test_families_named_never_by_slot() -> None:
     assert samples[("haplane_instance_response_time_max_seconds", i1)] == 0.040
     instances = {dict(k[1]).get("instance") for k in samples if k[0].startswith("haplane_instance_")}
     assert instances == {"i-1", "i-2"}  # the free slot s3 is not there, and no slot name is
+
+
+def test_promtool_accepts_the_traffic_text(promtool_bin: str) -> None:
+    import subprocess
+
+    text = traffic_text(parse_live("\n".join([HEADER, row("http", "FRONTEND", 0, req_tot=3, hrsp_2xx=3),
+                                              row("web", "s1", 2, hrsp_2xx=3), row("web", "BACKEND", 1)]) + "\n"),
+                        {("web", "s1"): ("web", "i-1")})
+    out = subprocess.run([promtool_bin, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
