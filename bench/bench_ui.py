@@ -192,14 +192,21 @@ def access_log_section(quick: bool, haproxy: str) -> None:
         return
     seconds = 3.0 if quick else 10.0
     print(f"\naccess log at a paced 5,000 req/s (wrk, 50 connections, {seconds:g} s); CPU as % of one core")
-    print(f"{'mode':>8} {'req/s':>8} {'HAProxy CPU':>12} {'haplane CPU':>12} {'lines':>8} {'µs a line':>10}")
+    from haplane.accesslog import dgram_queue_length
+
+    print(f"(net.unix.max_dgram_qlen = {dgram_queue_length()}: datagrams a UNIX socket queues before HAProxy's "
+          "are refused and dropped)")
+    print(f"{'mode':>8} {'req/s':>8} {'HAProxy CPU':>12} {'haplane CPU':>12} {'lines':>8} {'kept':>6} "
+          f"{'µs a line':>10}")
     base = None
     for mode in ("off", "sampled", "full"):
         rate, hcpu, ours, lines = asyncio.run(logging_cost(mode, seconds, haproxy, wrk))
         per_line = (ours / 100 * seconds * 1e6 / lines) if lines else 0.0
+        expected = rate * seconds / (10 if mode == "sampled" else 1)
+        kept = f"{100 * lines / expected:.0f}%" if mode != "off" and expected else "-"
         extra = f"  (+{hcpu - base:.1f} HAProxy)" if base is not None else ""
         base = hcpu if base is None else base
-        print(f"{mode:>8} {rate:>8.0f} {hcpu:>11.1f}% {ours:>11.1f}% {lines:>8} {per_line:>10.1f}{extra}")
+        print(f"{mode:>8} {rate:>8.0f} {hcpu:>11.1f}% {ours:>11.1f}% {lines:>8} {kept:>6} {per_line:>10.1f}{extra}")
 
 
 def main() -> int:

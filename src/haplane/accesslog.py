@@ -367,6 +367,12 @@ class AccessLogCollector:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
         log.info("access log: HAProxy logs to %s; writing %s", path, self.fmt)
+        qlen = dgram_queue_length()
+        if qlen is not None and qlen < 512:
+            log.warning("access log: the kernel queues only %d datagrams on a UNIX socket (net.unix."
+                        "max_dgram_qlen): HAProxy drops log lines whenever haplane is not scheduled within a few "
+                        "milliseconds at thousands of requests a second; raise it (sysctl -w net.unix."
+                        "max_dgram_qlen=1024) or log sampled", qlen)
 
     def _readable(self) -> None:
         sock = self._sock
@@ -412,6 +418,14 @@ class AccessLogCollector:
             with contextlib.suppress(OSError):
                 os.unlink(self.socket_path)
         self.sink.close()
+
+
+def dgram_queue_length() -> int | None:
+    """``net.unix.max_dgram_qlen``: how many datagrams wait on a UNIX socket before senders are refused."""
+    try:
+        return int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def log_target(socket_path: Path, mode: Mode, sample: int) -> str | None:
