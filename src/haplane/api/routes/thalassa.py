@@ -118,7 +118,6 @@ def router(deps: ApiDeps) -> APIRouter:
         await check_with(snapshot, "frontend", spec)
         rev, created = await reg.put_frontend(spec, if_match(request))
         changed(request, f"frontend {name} {'created' if created else 'updated'} at revision {rev}")
-        response.status_code = 201 if created else 200
         set_etag(response, rev)
         warnings = [f"{field}: backend {b!r} is not defined yet; its requests get 503 until it is"
                     for field, b in missing]
@@ -170,7 +169,6 @@ def router(deps: ApiDeps) -> APIRouter:
         await check_with(snapshot, "backend", spec)
         rev, created = await reg.put_backend(spec, if_match(request))
         changed(request, f"backend {name} {'created' if created else 'updated'} at revision {rev}")
-        response.status_code = 201 if created else 200
         set_etag(response, rev)
         return spec.to_dict()
 
