@@ -5,6 +5,7 @@ It serves the two read endpoints haplane's Consul source needs, in the shapes Co
 
 - ``GET /v1/health/service/:service[?passing=true][&tag=T][&index=N&wait=D]`` — ``[{"Node", "Service", "Checks"}]``
 - ``GET /v1/catalog/service/:service[?tag=T][&index=N&wait=D]`` — flat ``[{"Node", "Address", "ServiceID", ...}]``
+- ``GET /v1/catalog/services[?index=N&wait=D]`` — ``{"service": ["tag", ...]}`` (the catalog's index)
 
 Blocking queries as Consul documents them: with ``index=N`` the answer waits until the service's index differs from N
 (greater, or lower after ``reset_index``) or ``wait`` (default 5m, at most 10m; ``10s``/``500ms``/``1m`` forms) runs
@@ -183,6 +184,9 @@ class ConsulStandIn:
         url = urlsplit(h.path)
         self.requests.append(h.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if url.path == "/v1/catalog/services":
+            self._services(h, query)
+            return
         m = re.fullmatch(r"/v1/(health|catalog)/service/([^/]+)", url.path)
         if m is None:
             self._send(h, 404, b"404 page not found\n", "text/plain; charset=utf-8", None)
@@ -231,6 +235,35 @@ class ConsulStandIn:
             else:
                 body = [self._catalog_entry(e) for e in entries]
         self._send(h, 200, json.dumps(body).encode(), "application/json", index, filtered)
+
+    def _services(self, h: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
+        """``GET /v1/catalog/services``: every service with the union of its instances' tags, ``{name: [tags]}``;
+        a blocking query waits for any catalog change (its index is the catalog's, the last raft index)."""
+        try:
+            wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
+            want = int(query["index"]) if query.get("index") else 0
+        except ValueError as exc:
+            self._send(h, 400, f"{exc}\n".encode(), "text/plain; charset=utf-8", None)
+            return
+        deadline = time.monotonic() + wait
+        with self._cond:
+            if want > 0:
+                while max(1, self._index) == want and not self._stopped:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            if self._stopped:
+                h.close_connection = True
+                with contextlib.suppress(OSError):
+                    h.connection.shutdown(socket.SHUT_RDWR)
+                return
+            services: dict[str, list[str]] = {}
+            for e in self._entries.values():
+                tags = services.setdefault(e.service, [])
+                tags.extend(t for t in e.tags if t not in tags)
+            index = max(1, self._index)
+        self._send(h, 200, json.dumps(dict(sorted(services.items()))).encode(), "application/json", index)
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, index: int | None,
               filtered: bool = False) -> None:
