@@ -161,7 +161,8 @@ def build(config: Config, registry: Registry, rows: Rows | None = None,
 def waiting_for_services(registry: Registry) -> list[dict[str, Any]]:
     """Instances whose service is not defined (a watcher's ``--service X`` before ``X`` exists): they wait,
     unrouted, until the service is defined. One entry per service, with the sources that sent them."""
-    defined = {s.name for s in registry.services}
+    # a dynamic backend (Thalassa) follows its service's instances without a service record
+    defined = {s.name for s in registry.services} | {b.service for b in registry.backends if b.service}
     waiting: dict[str, dict[str, Any]] = {}
     for inst in registry.instances:
         if inst.service in defined:

@@ -278,12 +278,14 @@ class RegistryStore:
                     lease = await self.store.grant_lease(inst.ttl)
                 elif inst.ttl is None:
                     lease = 0
-                new = replace(new, lease=lease)
+                now = int(self.clock() * 1000)  # Thalassa's meta.registered and lastKnown
+                new = replace(new, lease=lease, registered=old.registered or now, updated=now)
             else:
                 alloc = await self._alloc(inst.service)
                 slot = alloc.take(await self._used(inst.service, alloc))
                 lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
-                new = replace(inst, slot=slot, lease=lease)
+                now = int(self.clock() * 1000)
+                new = replace(inst, slot=slot, lease=lease, registered=now, updated=now)
             if alloc is not None:
                 compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
                 ops.append(Put(ALLOC + inst.service, alloc.dump()))
@@ -383,7 +385,8 @@ class RegistryStore:
                 wanted.add(key)
                 old = current.get(key)
                 if old is not None:
-                    new = _keep_operator(replace(inst, slot=old[0].slot), old[0])
+                    new = _keep_operator(replace(inst, slot=old[0].slot, registered=old[0].registered,
+                                                 updated=old[0].updated), old[0])
                     if new == old[0]:
                         continue
                     if _moved(old[0], new):  # a new slot, the old one drains (see put_instance)
@@ -397,13 +400,15 @@ class RegistryStore:
                     other = await self.store.get(key)
                     if other is not None:
                         taken = _decode(other, Instance.from_dict)  # registered by hand or by another source
-                        new = _keep_operator(replace(inst, slot=taken.slot), taken)
+                        new = _keep_operator(replace(inst, slot=taken.slot, registered=taken.registered), taken)
                         compares.append(Compare(key, other.mod_revision))
                     else:
                         alloc = await self._alloc_once(inst.service, allocs, compares)
                         new = replace(inst, slot=alloc.take(used.setdefault(inst.service, set())))
                         compares.append(Compare(key, 0))
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
+                now = int(self.clock() * 1000)  # Thalassa's meta.registered and lastKnown
+                new = replace(new, registered=new.registered or now, updated=now)
                 ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
             for key, (inst, kv) in current.items():
                 if key not in wanted:

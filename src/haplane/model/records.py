@@ -185,14 +185,25 @@ class Instance:
     ttl: float | None = None
     lease: int = 0
     weight_override: int | None = None
+    registered: int = 0  # ms since the epoch when the registry first stored it (Thalassa's meta.registered)
+    updated: int = 0  # ms since the epoch of the registry's last write of it (Thalassa's lastKnown)
+    hostname: str | None = None  # the host it runs on, as its source knows it (Thalassa's meta.hostname)
+    pid: int | None = None  # its process, when its source knows it (Thalassa's meta.pid)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "", *, service: str | None = None, id: str | None = None,
                   default_port: int | None = None) -> Instance:
         d = _obj(data, where)
         known = {"id", "service", "address", "port", "weight", "version", "zone", "group", "source", "slot",
-                 "state", "healthy", "ttl", "lease", "weight_override"}
+                 "state", "healthy", "ttl", "lease", "weight_override", "registered", "updated", "hostname", "pid",
+                 "meta"}
         _reject_unknown(d, known, where)
+        meta = d.get("meta")  # Thalassa's registration shape: {"hostname", "pid", ...}
+        if meta is not None and not isinstance(meta, dict):
+            raise ValidationError(_path(where, "meta"), meta, "must be an object (hostname, pid)")
+        meta = meta or {}
+        hostname_raw = d.get("hostname", meta.get("hostname"))
+        pid_raw = d.get("pid", meta.get("pid"))
         addr_raw = d.get("address", MISSING)
         port_raw = _opt(d, "port")
         port_default = default_port if port_raw is MISSING else v.port(port_raw, _path(where, "port"))
@@ -223,13 +234,18 @@ class Instance:
             ttl=None if ttl is MISSING else v.seconds(ttl, _path(where, "ttl"), 1, 86400),
             lease=v.integer(d.get("lease", 0), _path(where, "lease"), 0, 2**63 - 1),
             weight_override=weight_override,
+            registered=v.integer(d.get("registered") or 0, _path(where, "registered"), 0, 2**53),
+            updated=v.integer(d.get("updated") or 0, _path(where, "updated"), 0, 2**53),
+            hostname=None if hostname_raw in (None, "") else v.name(hostname_raw, _path(where, "hostname")),
+            pid=None if pid_raw is None else v.integer(pid_raw, _path(where, "pid"), 0, 2**31),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "service": self.service, "address": self.address, "port": self.port,
                 "weight": self.weight, "version": self.version, "zone": self.zone, "group": self.group,
                 "source": self.source, "slot": self.slot, "state": self.state, "healthy": self.healthy,
-                "ttl": self.ttl, "lease": self.lease, "weight_override": self.weight_override}
+                "ttl": self.ttl, "lease": self.lease, "weight_override": self.weight_override,
+                "registered": self.registered, "updated": self.updated, "hostname": self.hostname, "pid": self.pid}
 
     @property
     def endpoint(self) -> str:

@@ -50,6 +50,7 @@ __all__ = ["WATCH_HELP", "ConsulSource", "configure_watch", "instances_from_cata
 log = logging.getLogger("haplane.sources.consul")
 
 _ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a Consul node name kept as the instance's hostname
 
 
 def _instance_id(node: str, service_id: str) -> str:
@@ -91,8 +92,10 @@ def instances_from_health(entries: Any, service: str, *, version_from: str = "ta
             iid = _instance_id(str(node.get("Node") or "node"), sid)
             address = svc.get("Address") or node.get("Address")
             version = entry_version(entry, version_from, tag_prefix, meta_key)
+            node_name = node.get("Node")
+            hostname = node_name if isinstance(node_name, str) and _HOSTNAME.fullmatch(node_name) else None
             inst = Instance.from_dict({"id": iid, "service": service, "address": address, "port": svc.get("Port"),
-                                       "version": version, "weight": weight}, where)
+                                       "version": version, "weight": weight, "hostname": hostname}, where)
         except ValidationError as exc:
             log.warning("consul: skipping %s: %s", where, exc)
             continue

@@ -168,3 +168,31 @@ async def test_data_set_backend_members(make_client: MakeClient) -> None:
     assert (await put(c, "/backends/test", {"key": "test", "type": "static", "members": members2})
             ).status_code == 200
     assert (await c.get("/backends/test/members", headers=H)).json() == members2
+
+
+async def test_members_carry_thalassas_registration_shape(make_client: MakeClient) -> None:
+    """README: members {name, version, host, port, lastKnown, meta: {hostname, pid, registered}, id}."""
+    import time
+
+    c = await make_client()
+    assert (await put(c, "/backends/live", {"key": "live", "type": "dynamic", "name": "myapp",
+                                            "version": "1.0.0"})).status_code == 200
+    before = int(time.time() * 1000)
+    # the registrations arrive as a source's set (as `haplane watch consul` pushes them)
+    r = await c.put("/sources/registrations/instances", headers=H, json={"instances": [
+        {"service": "myapp", "id": "i1", "address": "10.10.240.121", "port": 8080, "version": "1.0.0",
+         "meta": {"hostname": "dev-use1b-pr-01-myapp-01x00x00-01", "pid": 17941}},
+        {"service": "myapp", "id": "i2", "address": "10.10.240.80", "port": 8080, "version": "1.0.0"}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["waiting"] == [], "a dynamic backend follows them: nothing waits"
+    members = (await c.get("/backends/live/members", headers=H)).json()
+    first, second = members
+    assert set(first) >= {"name", "version", "host", "port", "lastKnown", "meta", "id"}
+    assert (first["name"], first["version"], first["host"], first["port"], first["id"]) == (
+        "myapp", "1.0.0", "10.10.240.121", 8080, "/myapp/1.0.0/10.10.240.121/8080")
+    assert first["meta"]["hostname"] == "dev-use1b-pr-01-myapp-01x00x00-01" and first["meta"]["pid"] == 17941
+    assert first["meta"]["registered"] >= before and first["lastKnown"] >= first["meta"]["registered"]
+    assert second["meta"]["hostname"] == "10.10.240.80", "no hostname given: the address, as Thalassa did"
+    await c.put("/services/web", headers=H, json={"mode": "host", "predicate": "web.test", "port": 80})
+    r = await c.put("/services/web/instances/i3", headers=H, json={"address": "10.0.0.1", "registered": 1})
+    assert r.status_code == 422 and r.json()["field"] == "registered", "the registry stamps it"

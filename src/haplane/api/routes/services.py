@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -68,7 +69,7 @@ SOURCE_SCHEMA: dict[str, Any] = {
         "ttl": {"type": "number", "description": "the whole set expires unless sent again within ttl"},
     },
 }
-SERVER_OWNED = ("slot", "lease", "source")
+SERVER_OWNED = ("slot", "lease", "source", "registered", "updated")
 
 
 def _instance(inst: Instance, rev: int) -> dict[str, Any]:
@@ -186,8 +187,14 @@ def router(deps: ApiDeps) -> APIRouter:
         from haplane.overview import waiting_message
 
         undefined: dict[str, int] = {}
+        followed: set[str] = set()
+        if any(inst.service not in ports for inst in instances):
+            from haplane.registry import BACKENDS
+
+            kvs, _rev = await reg.store.range(BACKENDS)  # dynamic backends follow services without a record
+            followed = {str(json.loads(kv.value).get("name")) for kv in kvs}
         for inst in instances:
-            if inst.service not in ports:
+            if inst.service not in ports and inst.service not in followed:
                 undefined[inst.service] = undefined.get(inst.service, 0) + 1
         return {"source": source, "revision": rev, "instances": len(instances),
                 "changes": [c.to_dict() for c in changes],

@@ -58,10 +58,13 @@ BACKEND_SCHEMA: dict[str, Any] = {
 def members_of(spec: BackendSpec, instances: list[Instance]) -> list[dict[str, Any]]:
     if spec.type != "dynamic":
         return [m.to_dict() for m in spec.members]
+    # Thalassa's registration shape: lastKnown and meta {hostname, pid, registered}, then haplane's own fields
     return [{"name": i.service, "version": i.version, "host": i.address, "port": i.port,
-             "id": f"/{i.service}/{i.version}/{i.address}/{i.port}",
-             "meta": {"instance": i.id, "zone": i.zone, "state": i.state, "weight": i.weight}}
-            for i in instances if i.service == spec.service and i.version == spec.version]
+             "lastKnown": (i.updated or i.registered) or None,
+             "meta": {"hostname": i.hostname or i.address, "pid": i.pid, "registered": i.registered or None,
+                      "instance": i.id, "zone": i.zone, "state": i.state, "weight": i.weight},
+             "id": f"/{i.service}/{i.version}/{i.address}/{i.port}"}
+            for i in sorted(instances, key=lambda i: i.id) if i.service == spec.service and i.version == spec.version]
 
 
 def router(deps: ApiDeps) -> APIRouter:
