@@ -50,3 +50,25 @@ async def test_a_push_for_an_undefined_service_is_answered_with_what_waits(tmp_p
         r = await c.put("/sources/aws-shop/instances", json=body, headers=h)
         assert r.json()["waiting"] == []
     await store.close()
+
+
+async def test_a_store_sink_says_at_once_what_waits(caplog: object) -> None:
+    import logging
+
+    import pytest
+
+    from haplane.registry import RegistryStore
+    from haplane.sources.base import StoreSink
+    from haplane.store import open_store
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    store = open_store("memory://")
+    sink = StoreSink(RegistryStore(store))
+    shop = [Instance(f"i-{n}", "shop", f"127.0.0.{n + 2}", 80) for n in range(3)]
+    with caplog.at_level(logging.WARNING, logger="haplane.sources"):
+        await sink.replace("aws-shop", shop)
+        await sink.replace("aws-shop", shop)  # said once, not at every push
+    said = [r.getMessage() for r in caplog.records if "waiting for service shop" in r.getMessage()]
+    assert said == ["source aws-shop: 3 instances waiting for service shop (define it: PUT /services/shop, or the "
+                    "watcher's --define mode=host,predicate=HOST)"]
+    await store.close()

@@ -55,6 +55,25 @@ class StoreSink:
 
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
         await self.registry.replace_source(source, instances)
+        if instances:
+            await self._what_waits(source, instances)
+
+    async def _what_waits(self, source: str, instances: Sequence[Instance]) -> None:
+        """Say at once (and again whenever it changes) when pushed instances wait for an undefined service."""
+        import json
+
+        from haplane.overview import waiting_message
+
+        defined = {s.name for s, _ in await self.registry.list_services()}
+        undefined = {i.service for i in instances} - defined
+        if undefined:
+            kvs, _rev = await self.registry.store.range("/haplane/backends/")  # dynamic backends follow these
+            undefined -= {str(json.loads(kv.value).get("name")) for kv in kvs}
+        counts: dict[str, int] = {}
+        for inst in instances:
+            if inst.service in undefined:
+                counts[inst.service] = counts.get(inst.service, 0) + 1
+        report_waiting(self, source, [waiting_message(svc, n) for svc, n in sorted(counts.items())])
 
     async def define(self, services: Sequence[Definition]) -> None:
         from haplane.errors import Conflict, NotFound
@@ -153,6 +172,11 @@ class ApiSink:
             raise SourceUnavailable(f"registry API {self.base_url}: {exc}") from None
         if resp.status_code >= 400:
             raise HaplaneError(f"registry API refused the set for {source}: {resp.status_code} {resp.text}")
+        try:
+            waiting = resp.json().get("waiting") or []
+        except (ValueError, AttributeError):
+            waiting = []
+        report_waiting(self, source, [str(m) for m in waiting])
 
     async def _refresh(self) -> None:
         failing: set[str] = set()
@@ -205,11 +229,23 @@ def _service_diff(old: Service | None, new: Service) -> str:
     return ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" for k in b if a[k] != b[k])
 
 
+def report_waiting(sink: Any, source: str, messages: list[str]) -> None:
+    """Log what of a source's set waits for an undefined service, once each time that changes."""
+    said: dict[str, list[str]] = sink.__dict__.setdefault("_waiting_said", {})
+    if said.get(source, []) == messages:
+        return
+    for message in messages:
+        log.warning("source %s: %s", source, message)
+    if said.get(source) and not messages:
+        log.info("source %s: nothing waits for a service any more", source)
+    said[source] = messages
+
+
 def wire_instance(inst: Instance) -> dict[str, Any]:
     """What a source sends for an instance: the fields the registry does not own (not slot, lease, source)."""
     d = {"service": inst.service, "id": inst.id, "address": inst.address, "port": inst.port,
          "weight": inst.weight, "version": inst.version, "zone": inst.zone, "group": inst.group,
-         "state": inst.state, "healthy": inst.healthy}
+         "state": inst.state, "healthy": inst.healthy, "hostname": inst.hostname, "pid": inst.pid}
     return {k: v for k, v in d.items() if v is not None}
 
 
