@@ -229,6 +229,28 @@ def _service_diff(old: Service | None, new: Service) -> str:
     return ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" for k in b if a[k] != b[k])
 
 
+DEFINE_FIELDS = ("mode", "predicate", "port", "cookie", "balance")
+
+
+def parse_define(text: str, service: str) -> dict[str, Any]:
+    """A watcher's ``--define mode=host,predicate=shop.example.com[,port=8080,cookie=SRV,balance=leastconn]`` as
+    the definition of its service (the fields it names; the others stay as stored). Checked now: a bad field
+    or value is a ValidationError naming it, before anything runs."""
+    from haplane.errors import ValidationError
+
+    fields: dict[str, Any] = {"name": service}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in DEFINE_FIELDS:
+            raise ValidationError("--define", part, "must be FIELD=VALUE with FIELD one of " + ", ".join(DEFINE_FIELDS))
+        fields[key] = int(value) if key == "port" and value.strip().isascii() and value.strip().isdigit() else value
+    merge_service(None, fields)  # validates every field as the registry will
+    return fields
+
+
 def report_waiting(sink: Any, source: str, messages: list[str]) -> None:
     """Log what of a source's set waits for an undefined service, once each time that changes."""
     said: dict[str, list[str]] = sink.__dict__.setdefault("_waiting_said", {})
