@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,7 +34,8 @@ Names = Callable[[], Awaitable[set[str]]]
 class ConsulFollower:
     def __init__(self, make: Callable[[str], ConsulSource], *, names: Names | None = None, tag: str | None = None,
                  address: str = "http://127.0.0.1:8500", token: str | None = None, datacenter: str | None = None,
-                 interval: float = 2.0, wait: float = 60.0, max_backoff: float = 30.0) -> None:
+                 interval: float = 2.0, wait: float = 60.0, max_backoff: float = 30.0,
+                 verify: ssl.SSLContext | bool = True) -> None:
         if (names is None) == (tag is None):
             raise ValueError("follow either the backends' names or a tag")
         self.make = make
@@ -45,6 +47,7 @@ class ConsulFollower:
         self.interval = interval
         self.wait = wait
         self.max_backoff = max_backoff
+        self.verify = verify  # the TLS context of the services' sources (ConsulSource.verify)
         self.name = f"consul-tag-{tag}" if tag else "consul-backends"
         self.following: dict[str, tuple[ConsulSource, asyncio.Task[None]]] = {}
         self._index = 0
@@ -105,7 +108,7 @@ class ConsulFollower:
             params["dc"] = self.datacenter
         headers = {"X-Consul-Token": self.token} if self.token else {}
         try:
-            async with httpx.AsyncClient(timeout=self.wait + 10) as client:
+            async with httpx.AsyncClient(timeout=self.wait + 10, verify=self.verify, trust_env=False) as client:
                 r = await client.get(f"{self.address}/v1/catalog/services", params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise SourceUnavailable(f"consul {self.address}: {exc}") from None
