@@ -3,9 +3,9 @@
 ``ConsulFollower`` decides which Consul services to follow, and follows each with its own ``ConsulSource`` task
 (blocking queries on ``/v1/health/service/NAME``, one source-owned set ``consul-NAME`` each):
 
-- by default, every service a dynamic backend names (``{"type": "dynamic", "name": "api", ...}``), read from
-  the registry every ``interval`` seconds (``names``, supplied by the caller: the local store, or a remote API's
-  ``GET /backends``);
+- by default, every service a dynamic backend names (``{"type": "dynamic", "name": "api", ...}``), read every
+  ``interval`` seconds from where the sink writes (the local store, or a remote API's ``GET /backends``), or from
+  ``names`` when given;
 - with a tag, every service Consul's catalog lists with that tag (``GET /v1/catalog/services``, a blocking query
   too).
 
@@ -36,7 +36,7 @@ class ConsulFollower:
                  address: str = "http://127.0.0.1:8500", token: str | None = None, datacenter: str | None = None,
                  interval: float = 2.0, wait: float = 60.0, max_backoff: float = 30.0,
                  verify: ssl.SSLContext | bool = True) -> None:
-        if (names is None) == (tag is None):
+        if names is not None and tag is not None:
             raise ValueError("follow either the backends' names or a tag")
         self.make = make
         self.names = names
@@ -57,7 +57,7 @@ class ConsulFollower:
         try:
             while True:
                 try:
-                    wanted = await self._wanted()
+                    wanted = await self._wanted(sink)
                     failures = 0
                 except (HaplaneError, OSError) as exc:
                     failures += 1
@@ -94,10 +94,12 @@ class ConsulFollower:
                 log.error("consul: following %s stopped (%s); starting again", service, task.exception())
                 del self.following[service]
 
-    async def _wanted(self) -> set[str]:
+    async def _wanted(self, sink: Sink) -> set[str]:
         if self.names is not None:
             return await self.names()
-        return await self._tagged()
+        if self.tag is not None:
+            return await self._tagged()
+        return await followed_services(sink)
 
     async def _tagged(self) -> set[str]:
         """Every service of Consul's catalog carrying the tag (a blocking query on its index)."""
@@ -125,3 +127,25 @@ class ConsulFollower:
         if self._index <= 0:
             self._index = 1
         return {name for name, tags in data.items() if isinstance(tags, list) and self.tag in tags}
+
+
+async def followed_services(sink: Any) -> set[str]:
+    """The services dynamic backends name, read where ``sink`` writes: its store (``StoreSink``) or its API
+    (``ApiSink``: ``GET /backends``)."""
+    import json
+
+    registry = getattr(sink, "registry", None)
+    if registry is not None:
+        kvs, _rev = await registry.store.range("/haplane/backends/")
+        docs = [json.loads(kv.value) for kv in kvs]
+    else:
+        import httpx
+
+        try:
+            resp = await sink.client.get("/backends")
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(f"registry API: GET /backends: {exc}") from None
+        if resp.status_code != 200:
+            raise SourceUnavailable(f"registry API: GET /backends answered {resp.status_code}")
+        docs = resp.json()
+    return {str(d["name"]) for d in docs if isinstance(d, dict) and d.get("type") == "dynamic" and d.get("name")}

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,13 +36,6 @@ def backends() -> Iterator[list[Backend]]:
     yield made
     for b in made:
         b.stop()
-
-
-def dynamic_backends(reg: RegistryStore) -> Callable[[], Awaitable[set[str]]]:
-    async def names() -> set[str]:
-        kvs, _ = await reg.store.range("/haplane/backends/")
-        return {json.loads(kv.value).get("name") for kv in kvs if json.loads(kv.value).get("type") == "dynamic"}
-    return names
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +69,7 @@ async def test_one_watcher_follows_every_service_dynamic_backends_name(tmp_path:
              "backend": "api-live"},
             {"type": "header", "header": "host", "operation": "hdr_dom", "value": "jobs.test",
              "backend": "jobs"}]}, name="edge"))
-        follower = ConsulFollower(lambda s: ConsulSource(s, address=consul.address, wait=2),
-                                  names=dynamic_backends(reg), interval=0.1)
+        follower = ConsulFollower(lambda s: ConsulSource(s, address=consul.address, wait=2), interval=0.1)
         proxy = f"http://127.0.0.1:{port}"
 
         async def answer(host: str) -> str:
