@@ -58,6 +58,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--ttl", type=float, default=30.0, metavar="SECONDS",
                         help="with --api: the set expires unless renewed within this (default: 30)")
         sp.add_argument("--ca", metavar="FILE", help="with --api over https: trust this CA certificate")
+        if name != "docker":  # containers define their services themselves (SERVICE_NAME, PREDICATE, ...)
+            sp.add_argument("--define", metavar="FIELD=VALUE[,...]",
+                            help="define the source's service if it is not (or update these fields of it): mode, "
+                                 "predicate, port, cookie, balance; e.g. mode=host,predicate=shop.example.com. "
+                                 "Without it, instances of an undefined service wait (and say so)")
         module.configure_watch(sp)
         sp.set_defaults(_module=module)
 
@@ -71,9 +76,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Any) -> int:
-    from haplane.sources.base import ApiSink, Sink, StoreSink
+    from haplane.sources.base import ApiSink, Sink, StoreSink, parse_define
 
     source = args._module.source_from_args(args, settings)
+    from haplane.errors import ConfigurationError
+
+    define = getattr(args, "define", None)
+    definition = None
+    if define:
+        service = getattr(source, "target", None) or getattr(source, "service", None)
+        if not isinstance(service, str):
+            raise ConfigurationError("--define needs one service: give --service NAME")
+        definition = parse_define(define, service)  # checked before anything runs
     sink: Sink
     if args.api:
         sink = ApiSink(args.api, args.token or settings.token, ttl=args.ttl, verify=args.ca or True)
@@ -92,6 +106,8 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if definition is not None:
+        await sink.define([definition])
     task = asyncio.create_task(source.run(sink))
     stopper = asyncio.create_task(stop.wait())
     try:

@@ -289,8 +289,15 @@ WATCH_HELP = "turn the healthy instances of a Consul service into instances (blo
 
 
 def configure_watch(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--service", metavar="NAME", help="the Consul service (default: setting consul_service, "
-                                                     "HSDO's SERVER_CONSUL_SERVICE_NAME)")
+    p.add_argument("--tag", metavar="TAG", help="follow every Consul service carrying TAG (the catalog, through a "
+                                                "blocking query) instead of the dynamic backends' services")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="following the dynamic backends: how often their names are read again (default: 2)")
+    p.add_argument("--service", metavar="NAME", help="follow this one Consul service; without it (and without "
+                                                     "--tag), every service a dynamic backend names is followed, "
+                                                     "as Thalassa subscribed to its backends' names (default: "
+                                                     "setting consul_service, HSDO's "
+                                                     "SERVER_CONSUL_SERVICE_NAME)")
     p.add_argument("--consul", metavar="URL", help="Consul's HTTP address (default: setting consul_address, "
                                                    "else CONSUL_HTTP_ADDR, else http://127.0.0.1:8500); an https:// "
                                                    "address is checked against HAPLANE_CONSUL_CACERT (else "
@@ -312,10 +319,16 @@ def configure_watch(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="NAME", help="the source id (default: consul-<service>)")
 
 
-def source_from_args(args: argparse.Namespace, settings: Any) -> ConsulSource:
+def source_from_args(args: argparse.Namespace, settings: Any) -> Any:
+    """One ``ConsulSource`` for ``--service``; else a ``ConsulFollower`` of the dynamic backends' services (or of
+    every service with ``--tag``)."""
     service = args.service or getattr(settings, "consul_service", None)
-    if not service:
-        raise ConfigurationError("consul source: no service given (--service NAME or setting consul_service)")
+    if service and args.tag:
+        raise ConfigurationError("watch consul: --tag follows many services; drop --service (or setting "
+                                 "consul_service) to use it")
+    if not service and args.as_service:
+        raise ConfigurationError("watch consul: --as names the one service of --service; following many, each "
+                                 "keeps its own name")
     address = args.consul or os.environ.get("CONSUL_HTTP_ADDR") or getattr(settings, "consul_address", None) \
         or "http://127.0.0.1:8500"
     if not args.consul and getattr(settings, "consul_address", "http://127.0.0.1:8500") != "http://127.0.0.1:8500":
@@ -326,6 +339,15 @@ def source_from_args(args: argparse.Namespace, settings: Any) -> ConsulSource:
     cacert = getattr(settings, "consul_cacert", None) or os.environ.get("CONSUL_CACERT") or None
     cert = getattr(settings, "consul_cert", None) or os.environ.get("CONSUL_CLIENT_CERT") or None
     key = getattr(settings, "consul_key", None) or os.environ.get("CONSUL_CLIENT_KEY") or None
-    return ConsulSource(service, address=address, target=args.as_service, version_from=args.version_from,
-                        tag_prefix=args.version_prefix, meta_key=args.version_key, wait=args.wait, token=token,
-                        datacenter=args.dc, name=args.source, cacert=cacert, cert=cert, key=key)
+    def make(name: str, source_id: str | None = None) -> ConsulSource:
+        return ConsulSource(name, address=address, target=args.as_service, version_from=args.version_from,
+                            tag_prefix=args.version_prefix, meta_key=args.version_key, wait=args.wait, token=token,
+                            datacenter=args.dc, name=source_id, cacert=cacert, cert=cert, key=key)
+
+    if service:
+        return make(service, args.source)
+    from haplane.sources.consul_follow import ConsulFollower
+
+    probe = make("consul")  # checks the address and the TLS files now, before anything runs
+    return ConsulFollower(make, tag=args.tag, address=probe.address, token=token, datacenter=args.dc,
+                          interval=args.interval, wait=args.wait, verify=probe.verify)
