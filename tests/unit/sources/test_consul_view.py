@@ -77,7 +77,15 @@ def test_settings_and_options() -> None:
     src = source_from_args(p.parse_args(["--service", "api", "--consul", "127.0.0.1:9", "--as", "apisvc",
                                          "--version-from", "meta"]), load(env={}))
     assert (src.address, src.target, src.version_from) == ("http://127.0.0.1:9", "apisvc", "meta")
-    with pytest.raises(ConfigurationError, match="no service"):
-        source_from_args(p.parse_args([]), load(env={}))
+    from haplane.sources.consul_follow import ConsulFollower
+
+    follower = source_from_args(p.parse_args([]), load(env={}))  # no service: the dynamic backends' services
+    assert isinstance(follower, ConsulFollower) and follower.tag is None and follower.names is None
+    tagged = source_from_args(p.parse_args(["--tag", "haplane"]), load(env={}))
+    assert isinstance(tagged, ConsulFollower) and tagged.tag == "haplane"
+    with pytest.raises(ConfigurationError, match="--tag follows many services"):
+        source_from_args(p.parse_args(["--service", "api", "--tag", "t"]), load(env={}))
+    with pytest.raises(ConfigurationError, match="--as names the one service"):
+        source_from_args(p.parse_args(["--as", "x"]), load(env={}))
     with pytest.raises(ConfigurationError, match="version_from"):
         ConsulSource("api", version_from="label")
