@@ -182,20 +182,15 @@ class Track:
             del self.coarse_v[:-4 * COARSE_KEEP]
 
     def points(self, since: float) -> list[list[float]]:
-        """``[t, req, err, rtime, scur]`` since ``since``: the fine samples when they reach back that far, else
-        the coarse points (and the step in progress)."""
-        fine = self.fine_t
-        if fine and fine[0] <= since + 1.5 * COARSE_STEP:
-            start = next((i for i, t in enumerate(fine) if t >= since), len(fine))
-            v = self.fine_v
-            return [[round(fine[i], 3), round(v[4 * i], 3), round(v[4 * i + 1], 3), int(v[4 * i + 2]),
-                     int(v[4 * i + 3])] for i in range(start, len(fine))]
-        out = [[t, round(self.coarse_v[4 * i], 3), round(self.coarse_v[4 * i + 1], 3), int(self.coarse_v[4 * i + 2]),
-                int(self.coarse_v[4 * i + 3])] for i, t in enumerate(self.coarse_t) if t >= since]
-        acc = self._acc
-        if acc is not None and acc[3]:
-            out.append([round(fine[-1], 3) if fine else (acc[0] + 1) * COARSE_STEP, round(acc[1] / acc[3], 3),
-                        round(acc[2] / acc[3], 3), int(acc[4]), int(acc[5])])
+        """``[t, req, err, rtime, scur]`` since ``since``: the coarse points older than the first fine sample,
+        then the fine samples (the last 5 minutes as sampled)."""
+        fine, v, cv = self.fine_t, self.fine_v, self.coarse_v
+        first = fine[0] if fine else float("inf")
+        out = [[t, round(cv[4 * i], 3), round(cv[4 * i + 1], 3), int(cv[4 * i + 2]), int(cv[4 * i + 3])]
+               for i, t in enumerate(self.coarse_t) if since <= t < first]
+        start = next((i for i, t in enumerate(fine) if t >= since), len(fine))
+        out += [[round(fine[i], 3), round(v[4 * i], 3), round(v[4 * i + 1], 3), int(v[4 * i + 2]), int(v[4 * i + 3])]
+                for i in range(start, len(fine))]
         return out
 
     def last(self) -> Point | None:
@@ -345,10 +340,23 @@ class StatsSampler:
         finally:
             self._waiters.discard(q)
 
-    def history(self, window: float = FINE_KEEP) -> dict[str, list[list[float]]]:
-        """Every track's points of the last ``window`` seconds (fine up to 5 minutes, coarse beyond)."""
+    def history(self, window: float = FINE_KEEP, proxies: set[str] | None = None) -> dict[str, list[list[float]]]:
+        """Every track's points of the last ``window`` seconds (fine up to 5 minutes, coarse beyond); only those of
+        ``proxies`` when given."""
         since = (self.sampled_at or self.clock()) - window
-        return {key_name(k): pts for k, s in self.series.items() if (pts := s.points(since))}
+        return {key_name(k): pts for k, s in self.series.items()
+                if (proxies is None or k[0] in proxies) and (pts := s.points(since))}
+
+    def busiest(self, seconds: float = 60.0) -> list[tuple[str, str, float]]:
+        """(proxy, "backend" | "frontend", requests + errors a second over the last ``seconds``) for every frontend
+        and backend: backends first, busiest first, then by name."""
+        out = []
+        for (proxy, name), track in self.series.items():
+            if name in ("BACKEND", "FRONTEND"):
+                req, err = track.recent(seconds)
+                out.append((proxy, "backend" if name == "BACKEND" else "frontend", req + err))
+        out.sort(key=lambda x: (x[1] != "backend", -x[2], x[0]))
+        return out
 
     def last(self, key: Key) -> Point | None:
         track = self.series.get(key)

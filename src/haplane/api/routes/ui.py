@@ -259,19 +259,31 @@ def router(deps: ApiDeps) -> APIRouter:
         return {"records": [rec.to_dict() for rec in recs], "agent": True}
 
     @r.get("/ui/api/stats")
-    async def stats(window: int = 300, series: bool = True, _: Principal = read) -> dict[str, Any]:
+    async def stats(window: int = 300, series: bool = True, page: int = 0, per_page: int = 12, q: str = "",
+                    idle: bool = False, _: Principal = read) -> dict[str, Any]:
+        """The charts' data, one page at a time (busiest backends first, then frontends): a fleet of thousands
+        of servers sends only what the page draws."""
         if window not in (300, 900, 3600):
             raise ValidationError("window", window, "must be 300, 900 or 3600 (seconds)")
+        if page < 0 or not 1 <= per_page <= 100:
+            raise ValidationError("page" if page < 0 else "per_page", page if page < 0 else per_page,
+                                  "must be 0 or more" if page < 0 else "must be 1 to 100")
         sampler = deps.agent.stats if deps.agent is not None else None
         if sampler is None:
             return {"live": False, "series": {}, "interval": None}
         sampler.touch()
         if not sampler.series:
             await sampler.fresh(0)
-        return {"live": True, "series": sampler.history(window) if series else {}, "interval": sampler.interval,
-                "window": window,
+        ranked = [(p, kind, busy) for p, kind, busy in sampler.busiest()
+                  if (idle or busy > 0) and q.lower() in p.lower()]
+        pages = max(1, -(-len(ranked) // per_page))
+        page = min(page, pages - 1)
+        shown = ranked[page * per_page:(page + 1) * per_page]
+        return {"live": True, "interval": sampler.interval, "window": window,
                 "fields": ["t", "req", "err", "rtime", "scur"], "error": sampler.error,
-                "names": names_doc(deps.agent)}
+                "series": sampler.history(window, {p for p, _, _ in shown}) if series else {},
+                "order": [{"proxy": p, "kind": kind, "busy": round(busy, 3)} for p, kind, busy in shown],
+                "page": page, "pages": pages, "total": len(ranked), "names": names_doc(deps.agent)}
 
     @r.get("/ui/api/instance/{service}/{iid}")
     async def instance(service: str, iid: str, window: int = 900, _: Principal = read) -> dict[str, Any]:

@@ -4,12 +4,14 @@
   "use strict";
   var el = hp.el;
   var PAGE = 12; // backends drawn per page
-  var series = {}; // "proxy/name" -> [[t, req, err, rtime, scur], ...]
+  var series = {}; // "proxy/name" -> [[t, req, err, rtime, scur], ...] of the proxies on this page
+  var order = []; // [{proxy, kind, busy}] of this page, busiest first (the API ranks every proxy)
+  var shown = {}; // proxy -> true for those on this page
+  var pages = 1, total = 0;
   var names = {}; // "backend/slot" -> [service, instance]
   var windowSec = 300;
   var page = 0;
   var dirty = false;
-  var refetch = null;
 
   function add(key, point) {
     var s = series[key] || (series[key] = []);
@@ -19,72 +21,40 @@
     while (s.length && s[0][0] < now - windowSec) s.shift();
   }
 
-  function sum(points, idx, since) {
-    var t = 0;
-    points.forEach(function (p) { if (p[0] >= since) t += p[idx]; });
-    return t;
-  }
+
 
   function col(points, idx) { return points.map(function (p) { return [p[0], p[idx]]; }); }
 
-  function proxies() {
-    var out = {};
-    Object.keys(series).forEach(function (key) {
-      var i = key.lastIndexOf("/");
-      var proxy = key.slice(0, i), name = key.slice(i + 1);
-      (out[proxy] = out[proxy] || []).push(name);
-    });
-    return out;
-  }
+
 
   function draw() {
     dirty = false;
     var box = document.getElementById("charts");
     var perInstance = document.getElementById("servers").checked;
-    var showIdle = document.getElementById("idle").checked;
-    var q = document.getElementById("search").value.trim().toLowerCase();
     var now = Date.now() / 1000;
-    var all = proxies();
-    var cards = [];
-    Object.keys(all).forEach(function (proxy) {
-      var ns = all[proxy];
-      var totalName = ns.indexOf("BACKEND") >= 0 ? "BACKEND" : ns.indexOf("FRONTEND") >= 0 ? "FRONTEND" : null;
-      if (!totalName) return;
-      if (q && proxy.toLowerCase().indexOf(q) < 0) return;
-      var total = series[proxy + "/" + totalName];
-      var busy = sum(total, 1, now - 60) + sum(total, 4, now - 60) * 0.01;
-      if (!showIdle && busy === 0) return;
-      cards.push({ proxy: proxy, kind: totalName === "BACKEND" ? "backend" : "frontend", total: total, names: ns, busy: busy });
-    });
-    // busiest first (requests and sessions of the last minute)
-    cards.sort(function (a, b) {
-      if (a.kind !== b.kind) return a.kind === "backend" ? -1 : 1; // backends, then the frontends' totals
-      return b.busy - a.busy || a.proxy.localeCompare(b.proxy);
-    });
-    var pages = Math.max(1, Math.ceil(cards.length / PAGE));
-    if (page >= pages) page = pages - 1;
-    var shown = cards.slice(page * PAGE, page * PAGE + PAGE);
     var keep = {};
-    shown.forEach(function (c) {
-      var card = box.querySelector('section.chart-card[data-proxy="' + CSS.escape(c.proxy) + '"]');
+    order.forEach(function (o) {
+      var proxy = o.proxy, kind = o.kind;
+      var total = series[proxy + "/" + (kind === "backend" ? "BACKEND" : "FRONTEND")] || [];
+      var card = box.querySelector('section.chart-card[data-proxy="' + CSS.escape(proxy) + '"]');
       if (!card) {
-        card = el("section", { class: "chart-card", "data-proxy": c.proxy },
-          el("h3", null, c.proxy, " ", el("span", { class: "badge" }, c.kind), " ", el("span", { class: "badge muted figures" })),
+        card = el("section", { class: "chart-card", "data-proxy": proxy },
+          el("h3", null, proxy, " ", el("span", { class: "badge" }, kind), " ", el("span", { class: "badge muted figures" })),
           el("div", { class: "chart-row" },
             el("div", null, el("div", { class: "chart-title" }, "Requests and errors"), el("div", { class: "chart", "data-metric": "req" })),
             el("div", null, el("div", { class: "chart-title" }, "Response time (HAProxy's average)"), el("div", { class: "chart", "data-metric": "rtime" })),
             el("div", null, el("div", { class: "chart-title" }, "Sessions"), el("div", { class: "chart", "data-metric": "scur" }))));
       }
-      keep[c.proxy] = card;
-      var label = c.kind === "backend" ? "all servers" : "frontend";
-      var req = [{ label: label + " req/s", color: "#151b28", width: 2, points: col(c.total, 1) },
-                 { label: "errors", color: "#d64545", width: 1.5, points: col(c.total, 2) }];
-      var rtime = [{ label: label, color: "#151b28", width: 2, points: col(c.total, 3) }];
-      var scur = [{ label: label, color: "#151b28", width: 2, points: col(c.total, 4) }];
-      if (perInstance && c.kind === "backend") {
+      keep[proxy] = card;
+      var label = kind === "backend" ? "all servers" : "frontend";
+      var req = [{ label: label + " req/s", color: "#151b28", width: 2, points: col(total, 1) },
+                 { label: "errors", color: "#d64545", width: 1.5, points: col(total, 2) }];
+      var rtime = [{ label: label, color: "#151b28", width: 2, points: col(total, 3) }];
+      var scur = [{ label: label, color: "#151b28", width: 2, points: col(total, 4) }];
+      if (perInstance && kind === "backend") {
         var k = 0;
-        c.names.filter(function (n) { return n !== "BACKEND"; }).sort().forEach(function (n) {
-          var key = c.proxy + "/" + n, named = names[key];
+        Object.keys(series).filter(function (key) { return key.lastIndexOf(proxy + "/", 0) === 0 && key !== proxy + "/BACKEND"; }).sort().forEach(function (key) {
+          var named = names[key];
           if (!named) return; // a slot nobody holds now
           var pts = series[key], color = hp.COLORS[k++ % hp.COLORS.length];
           req.push({ label: named[1], color: color, points: col(pts, 1) });
@@ -92,19 +62,19 @@
           scur.push({ label: named[1], color: color, points: col(pts, 4) });
         });
       }
-      var lastReq = c.total.length ? c.total[c.total.length - 1] : null;
+      var lastReq = total.length ? total[total.length - 1] : null;
       card.querySelector(".figures").textContent = lastReq ? hp.fmt(lastReq[1], "req/s") + " · " + hp.fmt(lastReq[3], "ms") : "no data";
       hp.chart(card.querySelector('.chart[data-metric="req"]'), { title: "requests", unit: "req/s", lines: req, window: windowSec });
       hp.chart(card.querySelector('.chart[data-metric="rtime"]'), { title: "response time", unit: "ms", lines: rtime, window: windowSec });
       hp.chart(card.querySelector('.chart[data-metric="scur"]'), { title: "sessions", unit: "sessions", lines: scur, window: windowSec });
     });
     box.querySelectorAll("section.chart-card").forEach(function (card) { if (!keep[card.dataset.proxy]) card.remove(); });
-    shown.forEach(function (c) { box.appendChild(keep[c.proxy]); }); // in busy order
+    order.forEach(function (o) { box.appendChild(keep[o.proxy]); }); // busiest first
     var pager = document.getElementById("pager");
     pager.replaceChildren(
-      el("button", { type: "button", disabled: page === 0 || null, onclick: function () { page--; draw(); } }, "‹ busier"),
-      el("span", { class: "muted" }, " page " + (page + 1) + " of " + pages + " · " + cards.length + (cards.length === 1 ? " chart " : " charts ")),
-      el("button", { type: "button", disabled: page >= pages - 1 || null, onclick: function () { page++; draw(); } }, "quieter ›"));
+      el("button", { type: "button", disabled: page === 0 || null, onclick: function () { page--; fetchWindow(); } }, "‹ busier"),
+      el("span", { class: "muted" }, " page " + (page + 1) + " of " + pages + " · " + total + (total === 1 ? " chart " : " charts ")),
+      el("button", { type: "button", disabled: page >= pages - 1 || null, onclick: function () { page++; fetchWindow(); } }, "quieter ›"));
     document.getElementById("window").textContent = "last " + windowSec / 60 + " min · updated " + hp.time(now).slice(11, 19);
   }
 
@@ -113,10 +83,16 @@
   }
 
   function fetchWindow() {
-    return hp.get("/ui/api/stats?window=" + windowSec).then(function (d) {
+    var q = encodeURIComponent(document.getElementById("search").value.trim());
+    var idle = document.getElementById("idle").checked ? 1 : 0;
+    return hp.get("/ui/api/stats?window=" + windowSec + "&page=" + page + "&per_page=" + PAGE + "&q=" + q + "&idle=" + idle).then(function (d) {
       if (!d.live) { document.getElementById("nolive").hidden = false; return d; }
       series = {};
       names = d.names || {};
+      order = d.order || [];
+      page = d.page || 0; pages = d.pages || 1; total = d.total || 0;
+      shown = {};
+      order.forEach(function (o) { shown[o.proxy] = true; });
       load(d.series);
       draw();
       return d;
@@ -127,15 +103,12 @@
     windowSec = sec;
     document.querySelectorAll("#windows button").forEach(function (b) { b.classList.toggle("active", Number(b.dataset.window) === sec); });
     fetchWindow();
-    // five minutes follow the live stream; longer windows are coarse (10 s points) and refetched
-    clearInterval(refetch);
-    if (sec > 300) refetch = setInterval(fetchWindow, 10000);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.getElementById("search").addEventListener("input", function () { page = 0; draw(); });
+    document.getElementById("search").addEventListener("input", function () { page = 0; fetchWindow(); });
     document.getElementById("servers").addEventListener("change", function () { document.getElementById("charts").replaceChildren(); draw(); });
-    document.getElementById("idle").addEventListener("change", draw);
+    document.getElementById("idle").addEventListener("change", function () { page = 0; fetchWindow(); });
     document.querySelectorAll("#windows button").forEach(function (b) {
       b.addEventListener("click", function () { setWindow(Number(b.dataset.window)); });
     });
@@ -143,10 +116,16 @@
     hp.whoami().then(fetchWindow).then(function (d) {
       if (!d || !d.live) return;
       setInterval(function () { if (dirty) draw(); }, 1000);
-      setInterval(function () { hp.get("/ui/api/stats?series=0").then(function (x) { names = x.names || names; }).catch(function () {}); }, 15000);
+      // the order (busiest first) and the longer windows' coarse points are fetched again every 10 s; five
+      // minutes also follow the live stream in between
+      setInterval(fetchWindow, 10000);
       hp.stream("/ui/api/stream/stats", {
         history: function () {},
-        tick: function (m) { if (windowSec !== 300) return; Object.keys(m.points).forEach(function (k) { add(k, m.points[k]); }); dirty = true; },
+        tick: function (m) {
+          if (windowSec !== 300) return;
+          Object.keys(m.points).forEach(function (k) { if (shown[k.slice(0, k.lastIndexOf("/"))]) add(k, m.points[k]); });
+          dirty = true;
+        },
       });
     }).catch(function (e) { hp.toast(e.message, true); });
   });
