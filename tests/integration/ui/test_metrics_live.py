@@ -41,10 +41,15 @@ async def test_metrics_follow_registrations_drains_and_reloads(tmp_path: Path, h
         await hp.rig.until_status("web.test", 200)
         await hp.rig.settled()
 
-        r = await api.get("/metrics")
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-        m = parse(r.text)
         slot = f"s{one.slot}"
+        weight_key = ("haplane_server_weight", (("backend", "web"), ("instance", "i1"), ("server", slot)))
+        for _ in range(50):  # a scrape may use a show stat sampled up to 0.5 s before (the sampler runs on its own)
+            r = await api.get("/metrics")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            m = parse(r.text)
+            if weight_key in m:
+                break
+            await asyncio.sleep(0.1)
         assert value(m, "haplane_server_state", backend="web", server=slot, instance="i1", state="up") == 1
         assert value(m, "haplane_server_state", backend="web", server=slot, instance="i1", state="draining") == 0
         assert value(m, "haplane_server_weight", backend="web", server=slot, instance="i1") == 7
