@@ -5,10 +5,12 @@
 # etcdctl, dockerd + docker (with containerd, runc, tini pulled in as dependencies), busybox (static, for the
 # test image), wrk (benchmarks), chromium (Playwright's browser, by executable path), ip, setpriv, pebble
 # (Let's Encrypt's ACME test server, for the certificate-issuing tests), promtool (from prometheus: `promtool
-# check metrics` on /metrics).
+# check metrics` on /metrics, `promtool check/test rules` on deploy/prometheus' example alerts). For deploy/:
+# debootstrap (the container image's Debian root filesystem), systemd (systemd-analyze verify on the units).
 HAPLANE_APT_PACKAGES=(
   haproxy etcd-server etcd-client docker.io busybox-static wrk chromium fonts-liberation prometheus
   iproute2 ca-certificates procps util-linux git python3-venv pebble
+  debootstrap systemd
 )
 
 # uv makes installs several times faster; pinned so every machine resolves the same way.

@@ -291,11 +291,22 @@ class Metrics:
 
 
 def metrics_app(metrics: Metrics) -> Any:
-    """A bare ASGI app serving ``/metrics`` only (``haplane agent`` with ``metrics_port``)."""
+    """A bare ASGI app serving ``/metrics`` and ``/health`` (``haplane agent`` with ``metrics_port``): health
+    answers 200 with the version and the agent's status while the process serves (the container image's
+    HEALTHCHECK asks it)."""
     from fastapi import FastAPI
-    from fastapi.responses import Response
+    from fastapi.responses import JSONResponse, Response
+
+    from haplane import __version__
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health")
+    async def get_health() -> JSONResponse:
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        if metrics.agent is not None:
+            body["agent"] = metrics.agent.status()
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def get_metrics() -> Response:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from haplane import __version__
 from haplane.api.auth import COOKIE, Principal, create_session, require
 from haplane.api.deps import ApiDeps
 from haplane.api.rendering import render_registry
@@ -36,7 +37,7 @@ def router(deps: ApiDeps) -> APIRouter:
 
     @r.get("/health", tags=["system"], summary="Is the registry up (store reachable; the agent's status)")
     async def health() -> JSONResponse:
-        body: dict[str, Any] = {"status": "ok"}
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
         status = 200
         try:
             body["store"] = {"url": _redact(deps.registry.store.url),

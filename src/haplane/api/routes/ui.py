@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
+from haplane import __version__
 from haplane.api.auth import COOKIE, Principal, authenticate, create_session, require
 from haplane.api.deps import ApiDeps
 from haplane.api.routes._util import changed, json_body, object_body
@@ -153,7 +154,7 @@ def router(deps: ApiDeps) -> APIRouter:
     async def page(request: Request, name: str) -> Response:
         if signed_in(request) is None:
             return RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
-        return HTMLResponse(_file(PAGES[name]), headers=PAGE_HEADERS)
+        return HTMLResponse(_file(PAGES[name]).replace("{{version}}", html.escape(__version__)), headers=PAGE_HEADERS)
 
     @r.get("/ui/")
     async def overview_page(request: Request) -> Response:
