@@ -21,10 +21,11 @@ from tests.support.require import require_binary
 from haplane.cli import build_parser
 
 UNITS = DEPLOY / "systemd"
-HAPLANE_UNITS = ["haplane-agent.service", "haplane-serve.service", "haplane-watch@.service"]
-ALL_UNITS = [*HAPLANE_UNITS, "haplane-docker-proxy.service"]
-INSTANCES = ["haplane-agent.service", "haplane-serve.service", "haplane-watch@docker.service",
-             "haplane-watch@aws.service", "haplane-watch@consul.service", "haplane-docker-proxy.service"]
+HAPLANE_RUNS = ["haplane-agent.service", "haplane-serve.service", "haplane-watch@docker.service",
+                "haplane-watch@aws.service", "haplane-watch@consul.service"]
+ALL_UNITS = ["haplane-agent.service", "haplane-serve.service", "haplane-watch@.service", "haplane-haproxy.service",
+             "haplane-docker-proxy.service"]
+INSTANCES = [*HAPLANE_RUNS, "haplane-haproxy.service", "haplane-docker-proxy.service"]
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -83,6 +84,11 @@ def unit_root(dists: Dists, tmp_path_factory: pytest.TempPathFactory, haproxy_bi
     assert os.access(venv / "bin/haplane", os.X_OK)
     (root / "usr/sbin").mkdir(parents=True)
     shutil.copy(haproxy_bin, root / "usr/sbin/haproxy")
+    (root / "bin").mkdir()
+    for tool in ("sh", "kill"):  # haplane-haproxy.service's ExecStartPre and ExecReload
+        found = shutil.which(tool)
+        assert found, f"no {tool} here"
+        shutil.copy(found, root / "bin" / tool)
     yield root
 
 
@@ -124,20 +130,22 @@ def test_units_are_hardened(name: str) -> None:
     assert one("Restart") in ("always", "on-failure")
     assert one("ProtectHome") == "yes" and one("PrivateTmp") == "yes"
     assert one("SystemCallFilter") == "@system-service"
-    if name.startswith("haplane-") and name != "haplane-docker-proxy.service":
+    if name != "haplane-docker-proxy.service":
         state = one("StateDirectory")
-        assert state.startswith("haplane-")
+        assert state.startswith("haplane")
         assert one("WorkingDirectory") == f"%S/{state}"
         assert f"HAPLANE_STATE_DIR=%S/{state}" in svc["Environment"]
-    if name == "haplane-agent.service":  # HAProxy binds :80/:443, and needs nothing else
+    if name in ("haplane-agent.service", "haplane-haproxy.service"):  # one dynamic user, one state directory
+        assert one("User") == "haplane" and one("StateDirectory") == "haplane"
+    if name == "haplane-haproxy.service":  # HAProxy binds :80/:443, and needs nothing else
         assert one("AmbientCapabilities") == "CAP_NET_BIND_SERVICE"
         assert one("CapabilityBoundingSet") == "CAP_NET_BIND_SERVICE"
-        assert one("KillMode") == "mixed"
+        assert one("KillMode") == "mixed" and one("KillSignal") == "SIGUSR1"
     else:
         assert one("AmbientCapabilities") == "" and one("CapabilityBoundingSet") == ""
 
 
-@pytest.mark.parametrize("unit", INSTANCES[:-1])
+@pytest.mark.parametrize("unit", HAPLANE_RUNS)
 def test_execstart_with_the_example_settings_is_a_command_haplane_accepts(unit: str) -> None:
     template, _, instance = unit.partition("@")
     name = f"{template}@.service" if instance else unit
