@@ -1,6 +1,7 @@
 """deploy/prometheus: `promtool check rules` accepts the example alerts, `promtool test rules` shows each one firing
-on its series (and not before its `for:`), and every haplane_* series they name is one a real `haplane up` (a real
-HAProxy routing a registered service) exposes on /metrics — so a renamed metric breaks this test, not the alerts."""
+on its series (and not before its `for:`), and every haplane_* series they (and docs/deploy.md) name is one a real
+`haplane up` (a real HAProxy routing a registered service) exposes on /metrics: a renamed metric breaks this test,
+not the alerts."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def test_the_rules_name_only_series_haplane_exposes(haproxy_bin: str, http_backe
             exposed.add(fam.name + "_total")
         if fam.type == "histogram":
             exposed.update(fam.name + suffix for suffix in ("_bucket", "_sum", "_count"))
-    named = set(re.findall(r"\bhaplane_[a-z_]+\b", RULES.read_text())) | \
-        set(re.findall(r"\bhaplane_[a-z_]+\b", RULE_TESTS.read_text()))
+    named = {name for path in (RULES, RULE_TESTS, DEPLOY.parent / "docs" / "deploy.md")
+             for name in re.findall(r"\bhaplane_[a-z_]+\b", path.read_text())}
     assert named, "the rules name no haplane series"
     assert named <= exposed, f"named in the alerts, not exposed by haplane: {sorted(named - exposed)}"
