@@ -22,6 +22,7 @@ from tests.deploy.conftest import REPO, Dists
 
 from haplane import __version__
 from haplane.api import ApiDeps, create_app
+from haplane.api.routes.ui import PAGES
 from haplane.metrics import Metrics, metrics_app
 from haplane.registry import RegistryStore
 from haplane.settings import Settings
@@ -53,10 +54,13 @@ def test_cli_health_and_ui_print_the_same_version(tmp_path: Path) -> None:
                                      base_url="http://api") as c:
             health = (await c.get("/health")).json()
             assert (await c.post("/auth/login", json={"token": TOKEN})).status_code == 200
-            page = await c.get("/ui/")
-            assert page.status_code == 200
+            pages = []
+            for name in PAGES:
+                page = await c.get(f"/ui/{name}")
+                assert page.status_code == 200, name
+                pages.append(page.text)
         await store.close()
-        return health, page.text
+        return health, pages
 
     async def agent_health() -> dict[str, object]:
         app = metrics_app(Metrics(CollectorRegistry()))
@@ -67,10 +71,11 @@ def test_cli_health_and_ui_print_the_same_version(tmp_path: Path) -> None:
 
     import asyncio
 
-    health, page = asyncio.run(api())
+    health, pages = asyncio.run(api())
     assert health["version"] == __version__ and health["status"] == "ok"
-    assert f'<span class="version" title="haplane version">{__version__}</span>' in page
-    assert "{{version}}" not in page
+    for page in pages:  # every page's header
+        assert f'<span class="version" title="haplane version">{__version__}</span>' in page
+        assert "{{version}}" not in page
     assert asyncio.run(agent_health()) == {"status": "ok", "version": __version__}
 
 
