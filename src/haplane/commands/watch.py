@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
+import socket
 from types import ModuleType
 from typing import Any
 
 from haplane.commands._common import add_settings_options, load_settings
+from haplane.errors import ConfigurationError
 
 HELP = "run a discovery source (docker, aws, consul) and push what it sees to the store or a remote API"
 DESCRIPTION = """\
@@ -20,9 +23,16 @@ on every change: into the local store (--store, default the SQLite store in STAT
 registry's API (--api URL --token T), where the set is bound to a lease of --ttl seconds that the watcher keeps
 renewing, so a dead watcher's instances expire by themselves.
 
+With --elect NAME, several watchers of the same thing (an AWS poller on two hosts) share one store and only
+the one that holds the election NAME runs its source; when it dies, another takes over within --elect-ttl
+seconds and pushes its own view. The election is a lease-bound key in the store, so --elect needs the store
+(--store), not --api.
+
   haplane watch docker
   haplane watch docker --api https://registry:9443 --token $TOKEN --ttl 30
   haplane watch aws --asg web-a,web-b --service web --port 8080
+  haplane watch aws --store etcd://10.0.0.11:2379,10.0.0.12:2379/haplane --elect aws-web --asg web-a \
+      --service web --port 8080
 """
 
 # name -> module; each exposes WATCH_HELP, configure_watch(parser), source_from_args(args, settings)
@@ -63,6 +73,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                             help="define the source's service if it is not (or update these fields of it): mode, "
                                  "predicate, port, cookie, balance; e.g. mode=host,predicate=shop.example.com. "
                                  "Without it, instances of an undefined service wait (and say so)")
+        sp.add_argument("--elect", metavar="NAME",
+                        help="run the source only while this process leads the election NAME in the store (one "
+                             "of several watchers on other hosts; needs the store, not --api)")
+        sp.add_argument("--elect-ttl", type=float, default=10.0, metavar="SECONDS",
+                        help="with --elect: a dead leader is replaced within this (default: 10)")
         module.configure_watch(sp)
         sp.set_defaults(_module=module)
 
@@ -79,8 +94,6 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
     from haplane.sources.base import ApiSink, Sink, StoreSink, parse_define
 
     source = args._module.source_from_args(args, settings)
-    from haplane.errors import ConfigurationError
-
     define = getattr(args, "define", None)
     definition = None
     if define:
@@ -88,6 +101,16 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
         if not isinstance(service, str):
             raise ConfigurationError("--define needs one service: give --service NAME")
         definition = parse_define(define, service)  # checked before anything runs
+    if args.elect and args.api:
+        raise ConfigurationError("--elect needs the store (--store URL): the election is a key in it; with --api, "
+                                 "run exactly one watcher")
+    if args.elect is not None:
+        from haplane.model import values
+
+        values.name(args.elect, "--elect")  # it becomes a store key
+    if args.elect and not args.elect_ttl > 0:
+        raise ConfigurationError(f"--elect-ttl: {args.elect_ttl!r} must be a positive number of seconds")
+    election = None
     sink: Sink
     if args.api:
         sink = ApiSink(args.api, args.token or settings.token, ttl=args.ttl, verify=args.ca or True)
@@ -101,6 +124,11 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
         store = open_store(settings.store_url(), settings.store_settings())
         sink = StoreSink(RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots))
         where = store.url
+        if args.elect:
+            from haplane.election import Election
+
+            node = settings.node or f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+            election = Election(store, args.elect, node, ttl=args.elect_ttl)
     log.info("watching %s as source %s, pushing to %s", args.source_kind, source.name, where)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -108,7 +136,16 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     if definition is not None:
         await sink.define([definition])
-    task = asyncio.create_task(source.run(sink))
+    if election is not None:
+        module = args._module
+
+        async def lead() -> None:  # a fresh source each term: it pushes its whole view when it takes over
+            await module.source_from_args(args, settings).run(sink)
+
+        log.info("campaigning in election %s as %s (ttl %gs)", args.elect, election.node, election.ttl)
+        task = asyncio.create_task(election.run(lead))
+    else:
+        task = asyncio.create_task(source.run(sink))
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -120,4 +157,6 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
         stopper.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+        if election is not None:
+            await election.resign()  # a clean stop hands the lead over at once
         await sink.close()
