@@ -1,6 +1,7 @@
 """deploy/etcd-tls-client/haproxy.cfg: a real etcd that requires TLS with client certificates (CA, server and client
-certificates made here), reached by haplane's etcd store through the local HAProxy TLS client: writes, reads, a watch
-and a lease go through; without the client certificate etcd refuses the connection."""
+certificates made here), reached by haplane's etcd store through the local HAProxy TLS client, and directly with the
+store's own TLS settings (the two ways docs/deploy.md gives): writes, reads, a watch and a lease go through; without
+the client certificate etcd refuses the connection."""
 
 from __future__ import annotations
 
@@ -107,14 +108,17 @@ def test_haplane_reaches_a_tls_only_etcd_through_the_local_haproxy(etcd_bin: str
         wait_until(lambda: httpx.get(f"http://{local}/health", timeout=1).status_code == 200, 30,
                    what="etcd through the local TLS client")
         asyncio.run(_store_round_trip(f"etcd://{local}/tls-test"))
+        # the guide's other way: haplane's own TLS settings, straight to the same etcd
+        asyncio.run(_store_round_trip(f"etcd://127.0.0.1:{cport}/tls-native", {
+            "etcd_cacert": str(pki["ca"]), "etcd_cert": str(pki["client"]), "etcd_key": str(pki["client_key"])}))
     finally:
         if proxy is not None:
             proxy.stop()
         etcd.stop()
 
 
-async def _store_round_trip(url: str) -> None:
-    store = open_store(url)
+async def _store_round_trip(url: str, settings: dict[str, str | None] | None = None) -> None:
+    store = open_store(url, settings)
     try:
         start = await store.revision()
         events = store.watch("/", start + 1)

@@ -1,4 +1,5 @@
-"""deploy/systemd: every unit passes `systemd-analyze verify` with no complaint at all, run on a temporary root
+"""deploy/systemd: every unit (with the etcd client-key drop-in the guide installs) passes `systemd-analyze verify`
+with no complaint at all, run on a temporary root
 where haplane is really installed at the path the units use (/opt/haplane: a virtual environment with the wheel
 built from this checkout) beside this host's own systemd units; every unit is hardened the same way; every
 ExecStart, with the example environment files, is a command line haplane's own parser accepts."""
@@ -76,6 +77,9 @@ def unit_root(dists: Dists, tmp_path_factory: pytest.TempPathFactory, haproxy_bi
     (root / "etc/systemd/system").mkdir(parents=True)
     for name in ALL_UNITS:
         shutil.copy(UNITS / name, root / "etc/systemd/system" / name)
+    for unit in ("haplane-agent.service", "haplane-serve.service", "haplane-watch@.service"):  # as the guide says
+        (root / f"etc/systemd/system/{unit}.d").mkdir()
+        shutil.copy(UNITS / "etcd-client-key.conf", root / f"etc/systemd/system/{unit}.d/etcd-client-key.conf")
     venv = root / "opt/haplane"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
