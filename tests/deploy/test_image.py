@@ -25,7 +25,8 @@ from tests.support.procs import Dockerd, MakeHttpBackend, Proc, free_port, wait_
 
 from haplane import __version__
 
-pytestmark = [pytest.mark.integration, slow]
+# a cold build (debootstrap) alone can take minutes on a loaded 2-core machine: past pytest's default 300 s
+pytestmark = [pytest.mark.integration, slow, pytest.mark.timeout(1800)]
 
 TAG = "haplane-test/haplane:ci"
 TOKEN = "image-admin-token-123"
