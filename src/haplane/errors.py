@@ -3,7 +3,9 @@
     HaplaneError
     ├── ValidationError        bad input: names the field, shows the value, states the rule      → 422
     │   ├── PayloadError       a whole document (JSON body, payload file) could not be read      → 400
-    │   └── BadRequest         fields that do not go together (Thalassa answers these with 400)  → 400
+    │   ├── BadRequest         fields that do not go together (Thalassa answers these with 400)  → 400
+    │   ├── Invalid            several items of a batch broke rules: every one named, nothing done → 422
+    │   └── TooLarge           a batch past a configured limit (names the setting)               → 413
     ├── NotFound               a named object does not exist                                     → 404
     ├── Conflict               another writer won a compare-and-swap                             → 409
     │   └── PreconditionFailed the caller's If-Match revision is not the current one              → 412
@@ -81,6 +83,47 @@ class PayloadError(ValidationError):
 
 class BadRequest(ValidationError):
     """Fields that contradict each other, e.g. an HTTP/1.1 health check without a host."""
+
+
+class Invalid(ValidationError):
+    """Several items of one batch are bad. A batch is refused whole: ``errors`` names every bad item (each a
+    ``ValidationError`` whose field says where), so the caller can fix them all at once."""
+
+    def __init__(self, errors: Sequence[ValidationError], what: str = "items") -> None:
+        self.errors = list(errors)
+        first = self.errors[0] if self.errors else ValidationError("body", _MISSING, "is invalid")
+        super().__init__(first.field, first.value, first.rule)
+        self.what = what
+        self.args = (f"{len(self.errors)} {what} are invalid; nothing was applied: "
+                     + "; ".join(str(e) for e in self.errors[:20]) + (" ..." if len(self.errors) > 20 else ""),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def at(self, prefix: str) -> ValidationError:
+        return Invalid([e.at(prefix) for e in self.errors], self.what)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "ValidationError", "field": self.field, "detail": str(self),
+                "errors": [{"field": e.field, "detail": str(e)} for e in self.errors]}
+
+
+class TooLarge(ValidationError):
+    """A batch larger than a limit the operator set: names the limit and the setting that raises it."""
+
+    def __init__(self, field: str, count: int, limit: int, setting: str) -> None:
+        self.count = count
+        self.limit = limit
+        self.setting = setting
+        super().__init__(field, _MISSING, f"has {count} items, more than the limit of {limit} (setting {setting}, "
+                                          f"HAPLANE_{setting.upper()}); split the batch")
+
+    def at(self, prefix: str) -> ValidationError:
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "TooLarge", "field": self.field, "detail": str(self), "limit": self.limit,
+                "setting": self.setting}
 
 
 class NotFound(HaplaneError):

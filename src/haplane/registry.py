@@ -24,9 +24,10 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from haplane.batching import Batcher
 from haplane.compose import TableService, slot_count
 from haplane.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from haplane.generate import merge, parse_payload, table_service_from_dict, table_service_to_dict
@@ -134,6 +135,20 @@ class _Alloc:
         return dumps(doc)
 
 
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """The outcome of one heartbeat: ``renewed`` (then ``ttl`` is the instance's), ``not-found``, ``no-ttl``
+    (registered without a TTL: nothing to renew) or ``expired`` (its lease ran out: register it again)."""
+
+    service: str
+    id: str
+    status: str
+    ttl: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "id": self.id, "status": self.status, "ttl": self.ttl}
+
+
 def _moved(old: Instance, new: Instance) -> bool:
     return (old.address, old.port) != (new.address, new.port)
 
@@ -160,6 +175,7 @@ class RegistryStore:
         # Writers of one service in this process take turns: they would all compare-and-swap the same
         # allocation record, and retrying each other's conflicts costs far more than waiting.
         self._locks: dict[str, asyncio.Lock] = {}
+        self._heartbeats: Batcher[None, tuple[str, str], Renewal] = Batcher(self._heartbeat_batch, max_items=1000)
 
     async def _alloc_once(self, service: str, allocs: dict[str, _Alloc], compares: list[Compare]) -> _Alloc:
         """The service's allocation record, read once per transaction (and compared at commit)."""
@@ -327,12 +343,46 @@ class RegistryStore:
                     raise
         raise Conflict(key)
 
-    async def heartbeat(self, service: str, iid: str) -> Instance:
-        inst, _ = await self.get_instance(service, iid)
-        if inst.lease == 0:
+    # --- heartbeats: a lease renewed, nothing else ----------------------------------------------------------
+
+    async def heartbeat(self, service: str, iid: str) -> Renewal:
+        """Renew the lease of an instance registered with a ``ttl``. Nothing is written but the lease's expiry:
+        no revision, no watch event, no agent wakes. Concurrent heartbeats in this process share one read of
+        their records and one renewal of their leases (``heartbeat_many``, through a ``Batcher``).
+        ``NotFound`` for an unknown instance or an expired lease; ``ValidationError`` for one without a TTL."""
+        renewal = await self._heartbeats.submit(None, (service, iid))
+        if renewal.status == "not-found":
+            raise NotFound("instance", f"{service}/{iid}")
+        if renewal.status == "no-ttl":
             raise ValidationError("ttl", None, f"instance {service}/{iid} has no TTL to renew")
-        await self.store.keepalive(inst.lease)
-        return inst
+        if renewal.status == "expired":
+            raise NotFound("lease", f"of instance {service}/{iid} (it expired; register it again)")
+        return renewal
+
+    async def heartbeat_many(self, targets: Sequence[tuple[str, str]]) -> list[Renewal]:
+        """Renew the leases of many instances at once (a watcher or sidecar renewing what it runs): one read of
+        their records (``get_many``) and one renewal of their distinct leases (``keepalive_many``). Each target
+        gets its own outcome: ``renewed``, ``not-found``, ``no-ttl`` or ``expired``; one bad target never stops
+        the others."""
+        keys = [instance_key(service, iid) for service, iid in targets]
+        kvs = await self.store.get_many(keys) if keys else []
+        leases = sorted({kv.lease for kv in kvs if kv is not None and kv.lease})
+        gone = await self.store.keepalive_many(leases) if leases else set()
+        out = []
+        for (service, iid), kv in zip(targets, kvs, strict=True):
+            if kv is None:
+                out.append(Renewal(service, iid, "not-found"))
+            elif not kv.lease:
+                out.append(Renewal(service, iid, "no-ttl"))
+            elif kv.lease in gone:
+                out.append(Renewal(service, iid, "expired"))
+            else:
+                ttl = json.loads(kv.value).get("ttl")
+                out.append(Renewal(service, iid, "renewed", float(ttl) if isinstance(ttl, int | float) else None))
+        return out
+
+    async def _heartbeat_batch(self, _group: None, targets: Sequence[tuple[str, str]]) -> list[Renewal]:
+        return await self.heartbeat_many(targets)
 
     async def _source_lease(self, source: str, ttl: float) -> tuple[int, Put | None]:
         """The lease binding ``source``'s instances: the current one, kept alive, or a new one (then the

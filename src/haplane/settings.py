@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     etcd_user: str | None = None  # etcd's RBAC user
     etcd_password: str | None = None  # its password (HAPLANE_ETCD_PASSWORD; never shown)
     listen: str = "127.0.0.1:9090"  # API and UI
+    max_heartbeat_batch: int = Field(10000, ge=1, le=1_000_000)  # instances in one POST /heartbeats (else 413)
+    max_source_instances: int = Field(50000, ge=1, le=1_000_000)  # instances in one source set PUT (else 413)
     http_port: int = Field(8080, ge=0, le=65535)  # the proxy's main frontend
     http_address: str = "*"
     token: str | None = None  # HAPLANE_TOKEN: one admin token

@@ -1,6 +1,7 @@
 """The one place where haplane's exceptions become HTTP answers.
 
-Every error body is ``{"error": <kind>, "field": <dotted path or null>, "detail": <sentence>}``.
+Every error body is ``{"error": <kind>, "field": <dotted path or null>, "detail": <sentence>}``; a refused batch
+adds ``"errors": [{"field", "detail"}, ...]`` (every bad item), a 413 adds ``"limit"`` and ``"setting"``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from haplane.errors import (
     Forbidden,
     HaplaneError,
     HAProxyUnavailable,
+    Invalid,
     NotFound,
     PayloadError,
     PreconditionFailed,
     StoreUnavailable,
+    TooLarge,
     Unauthorized,
     ValidationError,
 )
@@ -33,6 +36,8 @@ log = logging.getLogger("haplane.api")
 
 # most specific first: the first class an exception is an instance of decides its status
 STATUS: tuple[tuple[type[HaplaneError], int], ...] = (
+    (TooLarge, 413),
+    (Invalid, 422),
     (PayloadError, 400),
     (BadRequest, 400),
     (ValidationError, 422),

@@ -19,7 +19,8 @@ from haplane.api.routes._util import (
     same_name,
     set_etag,
 )
-from haplane.errors import ValidationError
+from haplane.errors import Invalid, TooLarge, ValidationError
+from haplane.model import values
 from haplane.model.records import Instance, Service
 
 HEALTH_SCHEMA: dict[str, Any] = {
@@ -70,6 +71,19 @@ SOURCE_SCHEMA: dict[str, Any] = {
     },
 }
 SERVER_OWNED = ("slot", "lease", "source", "registered", "updated")
+HEARTBEATS_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["instances"],
+    "properties": {"instances": {"type": "array", "items": {
+        "type": "object", "required": ["service", "id"],
+        "properties": {"service": {"type": "string"}, "id": {"type": "string"}}}}},
+}
+HEARTBEATS_DOC = """\
+Renews the lease of every instance listed (registered with a `ttl`), in one read and one renewal: nothing is
+rewritten and no agent wakes. **Applied item by item**: each instance gets its own outcome in `results`
+(`renewed`, `not-found`, `no-ttl`, `expired`), and one that cannot be renewed never stops the others; the answer
+is 200 with `renewed` counting the renewed ones. A request with a malformed item (not an object, a bad name, an
+unknown field) is refused whole with 422, naming every bad item in `errors`; more than `max_heartbeat_batch`
+items (setting, default 10,000) is refused with 413 naming the limit and the setting."""
 
 
 def _instance(inst: Instance, rev: int) -> dict[str, Any]:
@@ -153,8 +167,41 @@ def router(deps: ApiDeps) -> APIRouter:
 
     @r.post("/services/{name}/instances/{iid}/heartbeat", summary="Renew an instance's TTL")
     async def heartbeat(name: str, iid: str, _: Principal = write) -> dict[str, Any]:
-        inst = await reg.heartbeat(name, iid)
-        return {"id": inst.id, "service": inst.service, "ttl": inst.ttl}
+        renewal = await reg.heartbeat(name, iid)
+        return {"id": renewal.id, "service": renewal.service, "ttl": renewal.ttl}
+
+    @r.post("/heartbeats", summary="Renew the TTLs of many instances at once (a watcher or sidecar)",
+            openapi_extra={**body_doc(HEARTBEATS_SCHEMA, {"instances": [{"service": "web", "id": "i1"},
+                                                                      {"service": "web", "id": "i2"}]}),
+                           "description": HEARTBEATS_DOC})
+    async def heartbeats(request: Request, _: Principal = write) -> dict[str, Any]:
+        d = object_body(await json_body(request))
+        reject_fields(d, tuple(k for k in d if k != "instances"), "is not a field of a heartbeat batch")
+        raw = d.get("instances")
+        if not isinstance(raw, list):
+            raise ValidationError("instances", raw, "must be a list of {service, id}")
+        limit = deps.settings.max_heartbeat_batch
+        if len(raw) > limit:
+            raise TooLarge("instances", len(raw), limit, "max_heartbeat_batch")
+        targets: list[tuple[str, str]] = []
+        bad: list[ValidationError] = []
+        for i, item in enumerate(raw):
+            try:
+                if not isinstance(item, dict):
+                    raise ValidationError(f"instances[{i}]", item, "must be an object {service, id}")
+                extra = sorted(set(item) - {"service", "id"})
+                if extra:
+                    raise ValidationError(f"instances[{i}].{extra[0]}", item[extra[0]],
+                                          "is not a field of a heartbeat (service, id)")
+                targets.append((values.name(item.get("service"), f"instances[{i}].service"),
+                                values.name(item.get("id"), f"instances[{i}].id")))
+            except ValidationError as exc:
+                bad.append(exc)
+        if bad:
+            raise Invalid(bad, "heartbeats")
+        renewals = await reg.heartbeat_many(targets)
+        return {"renewed": sum(1 for x in renewals if x.status == "renewed"),
+                "results": [x.to_dict() for x in renewals]}
 
     @r.put("/sources/{source}/instances", tags=["sources"],
            summary="Replace every instance one source owns, in one transaction",
