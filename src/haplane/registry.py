@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -94,8 +94,13 @@ class _Alloc:
         self.now = now
 
     def _lowest(self, used: set[int]) -> int:
+        blocked = used | self.freed.keys()
+        blocked.discard(0)
+        top = max(blocked, default=0)
+        if len(blocked) == top:  # 1..top all blocked (the usual case): no walk through thousands of slots
+            return top + 1
         slot = 1
-        while slot in used or slot in self.freed:
+        while slot in blocked:
             slot += 1
         return slot
 
@@ -135,6 +140,37 @@ class _Alloc:
         return dumps(doc)
 
 
+class _Taker:
+    """Slots for one batch of one service: the allocation record's held slots, read from the instances
+    themselves (once) when the record may be stale and it matters, as ``RegistryStore._used`` does for one."""
+
+    def __init__(self, reg: RegistryStore, service: str, alloc: _Alloc) -> None:
+        self.reg, self.service, self.alloc = reg, service, alloc
+        self.used: set[int] | None = None
+        self.taken: set[int] = set()
+        self.reread = False
+
+    async def take(self) -> int:
+        if self.used is None:
+            self.used = set(self.alloc.held)
+        if not self.reread and (not self.alloc.known or self.alloc.would_grow(self.used)):
+            siblings, _ = await self.reg.store.range(f"{INSTANCES}{self.service}/")
+            self.used = {json.loads(kv.value).get("slot", 0) for kv in siblings} | self.taken
+            self.reread = True
+        slot = self.alloc.take(self.used)
+        self.taken.add(slot)
+        return slot
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One caller's instance write waiting for its batch: a put (``inst``) or a delete (``inst`` None)."""
+
+    iid: str
+    inst: Instance | None
+    if_match: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class Renewal:
     """The outcome of one heartbeat: ``renewed`` (then ``ttl`` is the instance's), ``not-found``, ``no-ttl``
@@ -172,10 +208,12 @@ class RegistryStore:
         self.slot_cooldown = slot_cooldown
         self.min_slots = min_slots
         self.clock = clock
-        # Writers of one service in this process take turns: they would all compare-and-swap the same
-        # allocation record, and retrying each other's conflicts costs far more than waiting.
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Writers of one service in this process share a store transaction (a group commit): they would all
+        # compare-and-swap the same allocation record, and retrying each other's conflicts costs far more.
+        self._doc_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key -> (lock, [holders and waiters])
         self._heartbeats: Batcher[None, tuple[str, str], Renewal] = Batcher(self._heartbeat_batch, max_items=1000)
+        self._writes: Batcher[str, _Write, tuple[Instance, int, bool] | int] = Batcher(
+            self._write_instances, max_items=500, distinct=lambda w: w.iid)
 
     async def _alloc_once(self, service: str, allocs: dict[str, _Alloc], compares: list[Compare]) -> _Alloc:
         """The service's allocation record, read once per transaction (and compared at commit)."""
@@ -229,119 +267,149 @@ class RegistryStore:
 
     async def put_service(self, svc: Service, if_match: int | None = None) -> tuple[int, bool]:
         """Create or replace a service; returns (revision, created)."""
-        key = service_key(svc.name)
-        current = await self.store.get(key)
-        if if_match is not None and (current is None or current.mod_revision != if_match):
-            raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
-        rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
-                                   [Put(key, dumps(svc.to_dict()))])
-        return rev, current is None
+        return await self._put_doc(service_key(svc.name), svc.to_dict(), if_match)
 
     async def delete_service(self, name: str, if_match: int | None = None) -> int:
         """Delete a service and all its instances in one transaction."""
-        key = service_key(name)
-        current = await self.store.get(key)
-        if current is None:
-            raise NotFound("service", name)
-        if if_match is not None and current.mod_revision != if_match:
-            raise PreconditionFailed(key, if_match, current.mod_revision)
-        return await self.store.txn([Compare(key, current.mod_revision)],
-                                    [Delete(key), Delete(f"{INSTANCES}{name}/", prefix=True),
-                                     Delete(ALLOC + name)])
+        return await self._delete_doc("service", service_key(name), name, if_match,
+                                      [Delete(f"{INSTANCES}{name}/", prefix=True), Delete(ALLOC + name)])
+
+    async def _delete_doc(self, kind: str, key: str, name: str, if_match: int | None, also: Sequence[Op] = ()
+                          ) -> int:
+        """Delete one document (and ``also``), conditionally with ``if_match`` (412 when stale), else retried
+        when another writer changed it meanwhile; ``NotFound`` once it is gone."""
+        async with self._doc_lock(key):
+            for _ in range(MAX_RETRIES):
+                current = await self.store.get(key)
+                if current is None:
+                    raise NotFound(kind, name)
+                if if_match is not None and current.mod_revision != if_match:
+                    raise PreconditionFailed(key, if_match, current.mod_revision)
+                try:
+                    return await self.store.txn([Compare(key, current.mod_revision)], [Delete(key), *also])
+                except Conflict as exc:
+                    if if_match is not None:
+                        raise PreconditionFailed(key, if_match, exc.actual) from None
+        raise Conflict(key)
 
     # --- instances ---------------------------------------------------------------------------------------
 
-    def _service_lock(self, service: str) -> asyncio.Lock:
-        lock = self._locks.get(service)
-        if lock is None:
-            lock = self._locks[service] = asyncio.Lock()
-        return lock
-
     async def put_instance(self, inst: Instance, if_match: int | None = None) -> tuple[Instance, int, bool]:
-        """Create or replace an instance. A new instance gets the lowest free slot of its service; an
-        existing one keeps its slot, unless it moved (another address or port): then it gets a new slot and
-        the old one drains and rests. HAProxy keeps a keep-alive client on its connection to a server slot's
-        old address after ``set server addr``; a new slot is the only way every client follows the move.
-        ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
-        async with self._service_lock(inst.service):
-            return await self._put_instance(inst, if_match)
+        """Create or replace an instance; returns (the stored instance, revision, created). A new instance gets
+        the lowest free slot of its service; an existing one keeps its slot, unless it moved (another address
+        or port): then it gets a new slot and the old one drains and rests. HAProxy keeps a keep-alive client on
+        its connection to a server slot's old address after ``set server addr``; a new slot is the only way
+        every client follows the move. ``ttl`` binds it to a store lease (renewed by ``heartbeat``).
+
+        Registrations batch: concurrent writes of one service's instances in this process are written in one
+        store transaction (``_write_instances``), so 50 clients registering into one service cost a few
+        transactions, not 50 serialised ones. Each write keeps its own guarantees: it is acknowledged only once
+        that transaction is durable; with ``if_match`` a stale revision is ``PreconditionFailed`` (412) for that
+        write alone; without it, losing a race to another process is retried here, never the caller's 409."""
+        result = await self._writes.submit(inst.service, _Write(inst.id, inst, if_match))
+        assert not isinstance(result, int)
+        return result
 
     async def delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
-        """Remove an instance; its slot rests for ``slot_cooldown`` while the agents drain it."""
-        async with self._service_lock(service):
-            return await self._delete_instance(service, iid, if_match)
+        """Remove an instance; its slot rests for ``slot_cooldown`` while the agents drain it. Batched with the
+        service's other writes, like ``put_instance``."""
+        result = await self._writes.submit(service, _Write(iid, None, if_match))
+        assert isinstance(result, int)
+        return result
 
-    async def _put_instance(self, inst: Instance, if_match: int | None = None) -> tuple[Instance, int, bool]:
-        """Create or replace an instance. A new instance gets the lowest free slot of its service; an
-        existing one keeps its slot. ``ttl`` binds it to a store lease (renewed by ``heartbeat``)."""
+    async def _write_instances(self, service: str, writes: Sequence[_Write]
+                               ) -> list[tuple[Instance, int, bool] | int | BaseException]:
+        """One batch of one service's instance writes (distinct ids) in one store transaction: read every
+        record and the allocation record in one round trip, apply the writes in order against one allocation,
+        commit once. A write whose ``if_match`` is stale fails alone (``PreconditionFailed``) and the others go
+        on; when another process wins the compare-and-swap, the batch is read again and retried."""
+        results: dict[int, tuple[Instance, int, bool] | int | BaseException] = {}
+        granted: dict[tuple[str, float], int] = {}  # (id, ttl) -> a lease granted in an earlier round
+        akey = ALLOC + service
         for _ in range(MAX_RETRIES):
-            key = instance_key(inst.service, inst.id)
-            current = await self.store.get(key)
-            if if_match is not None and (current is None or current.mod_revision != if_match):
-                raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
-            compares = [Compare(key, current.mod_revision if current else 0)]
+            todo = [i for i in range(len(writes)) if i not in results]
+            if not todo:
+                break
+            kvs = await self.store.get_many([akey, *(instance_key(service, writes[i].iid) for i in todo)])
+            alloc = _Alloc(kvs[0], self.slot_cooldown, self.clock(), self.min_slots)
+            before = alloc.dump()
+            taker = _Taker(self, service, alloc)
+            compares: list[Compare] = []
             ops: list[Op] = []
-            alloc: _Alloc | None = None  # read (and written back) only when a slot is taken
-            if current is not None:
-                old = _decode(current, Instance.from_dict)
-                new = replace(inst, slot=old.slot)
-                if _moved(old, inst):
-                    alloc = await self._alloc(inst.service)
-                    new = replace(new, slot=alloc.take(await self._used(inst.service, alloc)))
-                    alloc.free(old.slot)
-                lease = old.lease
-                if inst.ttl is not None and (lease == 0 or old.ttl != inst.ttl):
-                    lease = await self.store.grant_lease(inst.ttl)
-                elif inst.ttl is None:
-                    lease = 0
-                now = int(self.clock() * 1000)  # Thalassa's meta.registered and lastKnown
-                new = replace(new, lease=lease, registered=old.registered or now, updated=now)
-            else:
-                alloc = await self._alloc(inst.service)
-                slot = alloc.take(await self._used(inst.service, alloc))
-                lease = await self.store.grant_lease(inst.ttl) if inst.ttl is not None else 0
-                now = int(self.clock() * 1000)
-                new = replace(inst, slot=slot, lease=lease, registered=now, updated=now)
-            if alloc is not None:
-                compares.append(Compare(ALLOC + inst.service, alloc.key_rev))
-                ops.append(Put(ALLOC + inst.service, alloc.dump()))
-            ops.append(Put(key, dumps(new.to_dict()), lease=new.lease))
+            done: dict[int, tuple[Instance, bool] | None] = {}  # index -> (new, created), or None for a delete
+
+            for i, current in zip(todo, kvs[1:], strict=True):
+                w = writes[i]
+                key = instance_key(service, w.iid)
+                if w.if_match is not None and (current is None or current.mod_revision != w.if_match):
+                    results[i] = PreconditionFailed(key, w.if_match, current.mod_revision if current else 0)
+                    continue
+                if w.inst is None:  # a delete
+                    if current is None:
+                        results[i] = NotFound("instance", f"{service}/{w.iid}")
+                        continue
+                    alloc.free(int(json.loads(current.value).get("slot", 0)))
+                    compares.append(Compare(key, current.mod_revision))
+                    ops.append(Delete(key))
+                    done[i] = None
+                    continue
+                inst = w.inst
+                if current is not None:
+                    old = _decode(current, Instance.from_dict)
+                    new = replace(inst, slot=old.slot)
+                    if _moved(old, inst):
+                        new = replace(new, slot=await taker.take())
+                        alloc.free(old.slot)
+                    lease = old.lease
+                    if inst.ttl is not None and (lease == 0 or old.ttl != inst.ttl):
+                        lease = -1  # granted below
+                    elif inst.ttl is None:
+                        lease = 0
+                    now = int(self.clock() * 1000)  # Thalassa's meta.registered and lastKnown
+                    new = replace(new, lease=lease, registered=old.registered or now, updated=now)
+                else:
+                    now = int(self.clock() * 1000)
+                    new = replace(inst, slot=await taker.take(), lease=-1 if inst.ttl is not None else 0,
+                                  registered=now, updated=now)
+                compares.append(Compare(key, current.mod_revision if current else 0))
+                done[i] = (new, current is None)
+            # leases for the TTL'd ones that need a new one, granted together (one group commit in SQLite)
+            need = [(i, (writes[i].iid, float(item[0].ttl))) for i, item in done.items()
+                    if item is not None and item[0].lease == -1 and item[0].ttl is not None]
+            missing = [k for _, k in need if k not in granted]
+            for k, lease in zip(missing, await asyncio.gather(*(self.store.grant_lease(t) for _, t in missing)),
+                                strict=True):
+                granted[k] = lease
+            for i, k in need:
+                item = done[i]
+                assert item is not None
+                done[i] = (replace(item[0], lease=granted[k]), item[1])
+            for i, item in done.items():
+                if item is not None:
+                    ops.append(Put(instance_key(service, writes[i].iid), dumps(item[0].to_dict()),
+                                   lease=item[0].lease))
+            if alloc.dump() != before:
+                compares.append(Compare(akey, alloc.key_rev))
+                ops.append(Put(akey, alloc.dump()))
+            if not ops:
+                continue
             try:
                 rev = await self.store.txn(compares, ops)
-            except Conflict:
-                if if_match is not None:
-                    raise
-                continue
-            return new, rev, current is None
-        raise Conflict(instance_key(inst.service, inst.id))
-
-    async def _used(self, service: str, alloc: _Alloc) -> set[int]:
-        """The slots in use: the allocation record's, or read from the instances when the record may be stale
-        and it matters (an old record; the pick would grow the backend, so expiries are worth finding)."""
-        used = set(alloc.held)
-        if not alloc.known or alloc.would_grow(used):
-            siblings, _ = await self.store.range(f"{INSTANCES}{service}/")
-            used = {json.loads(kv.value).get("slot", 0) for kv in siblings}
-        return used
-
-    async def _delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
-        key = instance_key(service, iid)
-        for _ in range(MAX_RETRIES):
-            current = await self.store.get(key)
-            if current is None:
-                raise NotFound("instance", f"{service}/{iid}")
-            if if_match is not None and current.mod_revision != if_match:
-                raise PreconditionFailed(key, if_match, current.mod_revision)
-            alloc = await self._alloc(service)
-            alloc.free(int(json.loads(current.value).get("slot", 0)))
-            try:
-                return await self.store.txn([Compare(key, current.mod_revision), Compare(ALLOC + service,
-                                                                                          alloc.key_rev)],
-                                            [Delete(key), Put(ALLOC + service, alloc.dump())])
             except Conflict as exc:
-                if exc.key == key:
+                # another writer won: a write that named its revision learns it is stale; the rest are retried
+                for i in done:
+                    w = writes[i]
+                    if w.if_match is not None and exc.key == instance_key(service, w.iid):
+                        results[i] = PreconditionFailed(exc.key, w.if_match, exc.actual)
+                continue
+            except NotFound as exc:
+                if exc.kind != "lease":
                     raise
-        raise Conflict(key)
+                granted.clear()  # a lease granted in an earlier round expired meanwhile: grant again
+                continue
+            for i, item in done.items():
+                results[i] = rev if item is None else (item[0], rev, item[1])
+        return [results.get(i, Conflict(instance_key(service, writes[i].iid))) for i in range(len(writes))]
 
     # --- heartbeats: a lease renewed, nothing else ----------------------------------------------------------
 
@@ -479,13 +547,38 @@ class RegistryStore:
 
     # --- Thalassa frontends and backends -------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _doc_lock(self, key: str) -> AsyncIterator[None]:
+        """This process's writers of ``key`` take turns; the lock is dropped when nobody holds or waits for it."""
+        entry = self._doc_locks.setdefault(key, (asyncio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                self._doc_locks.pop(key, None)
+
     async def _put_doc(self, key: str, doc: dict[str, Any], if_match: int | None) -> tuple[int, bool]:
-        current = await self.store.get(key)
-        if if_match is not None and (current is None or current.mod_revision != if_match):
-            raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
-        rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
-                                   [Put(key, dumps(doc))])
-        return rev, current is None
+        """Create or replace one document. With ``if_match`` the write is conditional: a stale revision, read
+        now or lost in a race at commit, is ``PreconditionFailed`` (412). Without it the last writer wins: a race
+        lost to another writer is read again and retried here, never a 409 for a caller who asked for no
+        condition. Writers of one key in this process take turns (they would only race each other)."""
+        async with self._doc_lock(key):
+            for _ in range(MAX_RETRIES):
+                current = await self.store.get(key)
+                if if_match is not None and (current is None or current.mod_revision != if_match):
+                    raise PreconditionFailed(key, if_match, current.mod_revision if current else 0)
+                try:
+                    rev = await self.store.txn([Compare(key, current.mod_revision if current else 0)],
+                                               [Put(key, dumps(doc))])
+                except Conflict as exc:
+                    if if_match is not None:
+                        raise PreconditionFailed(key, if_match, exc.actual) from None
+                    continue
+                return rev, current is None
+        raise Conflict(key)
 
     async def put_frontend(self, spec: FrontendSpec, if_match: int | None = None) -> tuple[int, bool]:
         return await self._put_doc(FRONTENDS + spec.name, spec.to_dict(), if_match)
@@ -494,12 +587,7 @@ class RegistryStore:
         return await self._put_doc(BACKENDS + spec.name, spec.to_dict(), if_match)
 
     async def delete_key(self, kind: str, key: str, name: str, if_match: int | None = None) -> int:
-        current = await self.store.get(key)
-        if current is None:
-            raise NotFound(kind, name)
-        if if_match is not None and current.mod_revision != if_match:
-            raise PreconditionFailed(key, if_match, current.mod_revision)
-        return await self.store.txn([Compare(key, current.mod_revision)], [Delete(key)])
+        return await self._delete_doc(kind, key, name, if_match)
 
     # --- Lambda-Registry tables ------------------------------------------------------------------------------
 
