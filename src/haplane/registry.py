@@ -46,6 +46,7 @@ ALLOC = PREFIX + "alloc/"
 SOURCES = PREFIX + "sources/"
 AGENTS = PREFIX + "agents/"
 MAX_RETRIES = 50
+SERVICE_PORT_TTL = 1.0  # seconds a service's default port is taken from this process's copy
 
 T = TypeVar("T")
 
@@ -211,6 +212,7 @@ class RegistryStore:
         # Writers of one service in this process share a store transaction (a group commit): they would all
         # compare-and-swap the same allocation record, and retrying each other's conflicts costs far more.
         self._doc_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key -> (lock, [holders and waiters])
+        self._ports: dict[str, tuple[int | None, float]] = {}  # service -> (default port, when read)
         self._heartbeats: Batcher[None, tuple[str, str], Renewal] = Batcher(self._heartbeat_batch, max_items=1000)
         self._writes: Batcher[str, _Write, tuple[Instance, int, bool] | int] = Batcher(
             self._write_instances, max_items=500, distinct=lambda w: w.iid)
@@ -248,6 +250,21 @@ class RegistryStore:
             raise NotFound("service", name)
         return _decode(kv, Service.from_dict), kv.mod_revision
 
+    async def service_port(self, name: str) -> int | None:
+        """The service's default port for its instances, from a copy at most ``SERVICE_PORT_TTL`` old (one
+        registration after another need not read the service each time; this process's own service writes
+        refresh it at once; another process's change of the port is seen within that time). ``NotFound`` for an
+        unknown service."""
+        now = self.clock()
+        cached = self._ports.get(name)
+        if cached is not None and now - cached[1] < SERVICE_PORT_TTL:
+            return cached[0]
+        svc, _ = await self.get_service(name)
+        self._ports[name] = (svc.port, now)
+        if len(self._ports) > 10_000:
+            self._ports.clear()
+        return svc.port
+
     async def list_services(self) -> list[tuple[Service, int]]:
         kvs, _ = await self.store.range(SERVICES)
         return [(_decode(kv, Service.from_dict), kv.mod_revision) for kv in kvs]
@@ -267,10 +284,15 @@ class RegistryStore:
 
     async def put_service(self, svc: Service, if_match: int | None = None) -> tuple[int, bool]:
         """Create or replace a service; returns (revision, created)."""
-        return await self._put_doc(service_key(svc.name), svc.to_dict(), if_match)
+        self._ports.pop(svc.name, None)
+        try:
+            return await self._put_doc(service_key(svc.name), svc.to_dict(), if_match)
+        finally:
+            self._ports.pop(svc.name, None)
 
     async def delete_service(self, name: str, if_match: int | None = None) -> int:
         """Delete a service and all its instances in one transaction."""
+        self._ports.pop(name, None)
         return await self._delete_doc("service", service_key(name), name, if_match,
                                       [Delete(f"{INSTANCES}{name}/", prefix=True), Delete(ALLOC + name)])
 

@@ -150,8 +150,7 @@ def router(deps: ApiDeps) -> APIRouter:
         reject_fields(d, SERVER_OWNED, "is set by the registry, not by the caller")
         same_name(d, "service", name)
         same_name(d, "id", iid)
-        svc, _rev = await reg.get_service(name)
-        inst = Instance.from_dict(d, "", service=name, id=iid, default_port=svc.port)
+        inst = Instance.from_dict(d, "", service=name, id=iid, default_port=await reg.service_port(name))
         new, rev, created = await reg.put_instance(inst, if_match(request))
         changed(request, f"instance {name}/{iid} ({new.endpoint}, slot {new.slot}) "
                          f"{'registered' if created else 'updated'} at revision {rev}")
