@@ -332,6 +332,53 @@ class RegistryStore:
         assert not isinstance(result, int)
         return result
 
+    async def patch_instance(self, service: str, iid: str, changes: dict[str, Any], if_match: int | None = None
+                             ) -> tuple[Instance, int]:
+        """Change some fields of an instance and keep the others (HTTP PATCH; ``put_instance`` replaces).
+        ``changes`` are fields as in ``Instance.to_dict``, validated like a whole instance once merged; ``null``
+        clears an optional field. Server-owned fields (slot, lease, source) cannot be changed. With ``if_match``
+        the change applies only to that revision (else 412); without it, a change that raced another writer is
+        merged into the newer record and tried again."""
+        for name in ("slot", "lease", "source", "registered", "updated"):
+            if name in changes:
+                raise ValidationError(name, changes[name], "is set by the registry, not by the caller")
+        for name, same in (("service", service), ("id", iid)):
+            if name in changes and changes[name] != same:
+                raise ValidationError(name, changes[name], f"differs from the name in the URL ({same!r})")
+        for _ in range(MAX_RETRIES):
+            inst, rev = await self.get_instance(service, iid)
+            if if_match is not None and rev != if_match:
+                raise PreconditionFailed(instance_key(service, iid), if_match, rev)
+            new = Instance.from_dict({**inst.to_dict(), **changes}, "", service=service, id=iid)
+            new = replace(new, source=inst.source)
+            try:
+                stored, new_rev, _ = await self.put_instance(new, if_match=rev)
+            except PreconditionFailed:
+                if if_match is not None:
+                    raise
+                continue
+            return stored, new_rev
+        raise Conflict(instance_key(service, iid))
+
+    async def patch_service(self, name: str, changes: dict[str, Any], if_match: int | None = None
+                            ) -> tuple[Service, int]:
+        """Change some fields of a service and keep the others (HTTP PATCH; ``put_service`` replaces)."""
+        if "name" in changes and changes["name"] != name:
+            raise ValidationError("name", changes["name"], "cannot be changed by a PATCH")
+        for _ in range(MAX_RETRIES):
+            svc, rev = await self.get_service(name)
+            if if_match is not None and rev != if_match:
+                raise PreconditionFailed(service_key(name), if_match, rev)
+            new = Service.from_dict({**svc.to_dict(), **changes}, "", name=name)
+            try:
+                new_rev, _ = await self.put_service(new, if_match=rev)
+            except PreconditionFailed:
+                if if_match is not None:
+                    raise
+                continue
+            return new, new_rev
+        raise Conflict(service_key(name))
+
     async def delete_instance(self, service: str, iid: str, if_match: int | None = None) -> int:
         """Remove an instance; its slot rests for ``slot_cooldown`` while the agents drain it. Batched with the
         service's other writes, like ``put_instance``."""
@@ -378,7 +425,8 @@ class RegistryStore:
                 inst = w.inst
                 if current is not None:
                     old = _decode(current, Instance.from_dict)
-                    new = replace(inst, slot=old.slot)
+                    # slot, lease and source are the registry's: a caller's PUT replaces the rest, not them
+                    new = replace(inst, slot=old.slot, source=inst.source if inst.source is not None else old.source)
                     if _moved(old, inst):
                         new = replace(new, slot=await taker.take())
                         alloc.free(old.slot)

@@ -71,6 +71,19 @@ SOURCE_SCHEMA: dict[str, Any] = {
     },
 }
 SERVER_OWNED = ("slot", "lease", "source", "registered", "updated")
+PUT_DOC = """\
+**PUT replaces.** The body is the whole record: a field left out takes its default (an instance PUT without
+`version`, `zone` or `state` has none and is `ready`). What the registry owns is kept: an instance's `slot`
+(unless its address or port changed: then it takes a new slot and the old one drains), its `lease` (while the
+`ttl` stays), its `source` and its `registered` time. To change some fields and keep the others (to drain an instance: `{"state":
+"drain"}`), use PATCH. With `If-Match` the write applies only to that revision (412 otherwise); without it the
+last writer wins, and a race with another writer is retried by the server (never a 409)."""
+PATCH_DOC = """\
+**PATCH merges.** The body holds only the fields to change; every other field keeps its stored value (`null`
+clears an optional one, e.g. `{"weight_override": null}` hands the weight back to the source). The merged record
+is validated as a whole, and the answer is the record as stored. `slot`, `lease`, `source`, `registered` and `updated` cannot be set.
+With `If-Match` the change applies only to that revision (412 otherwise); without it a change that raced another
+writer is merged into the newer record."""
 HEARTBEATS_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["instances"],
     "properties": {"instances": {"type": "array", "items": {
@@ -110,8 +123,8 @@ def router(deps: ApiDeps) -> APIRouter:
         set_etag(response, rev)
         return _service(svc, rev)
 
-    @r.put("/services/{name}", summary="Create or replace a service", openapi_extra=body_doc(
-        SERVICE_SCHEMA, {"mode": "host", "predicate": "web.example.com", "port": 8080}))
+    @r.put("/services/{name}", summary="Create or replace a service", openapi_extra={**body_doc(
+        SERVICE_SCHEMA, {"mode": "host", "predicate": "web.example.com", "port": 8080}), "description": PUT_DOC})
     async def put_service(name: str, request: Request, response: Response, _: Principal = write
                           ) -> dict[str, Any]:
         d = object_body(await json_body(request))
@@ -120,6 +133,16 @@ def router(deps: ApiDeps) -> APIRouter:
         rev, created = await reg.put_service(svc, if_match(request))
         changed(request, f"service {name} {'created' if created else 'replaced'} at revision {rev}")
         response.status_code = 201 if created else 200
+        set_etag(response, rev)
+        return _service(svc, rev)
+
+    @r.patch("/services/{name}", summary="Change some fields of a service, keeping the others",
+             openapi_extra={**body_doc(SERVICE_SCHEMA, {"port": 9090}), "description": PATCH_DOC})
+    async def patch_service(name: str, request: Request, response: Response, _: Principal = write
+                            ) -> dict[str, Any]:
+        changes = object_body(await json_body(request))
+        svc, rev = await reg.patch_service(name, changes, if_match(request))
+        changed(request, f"service {name} changed ({', '.join(sorted(changes))}) at revision {rev}")
         set_etag(response, rev)
         return _service(svc, rev)
 
@@ -142,8 +165,9 @@ def router(deps: ApiDeps) -> APIRouter:
         set_etag(response, rev)
         return _instance(inst, rev)
 
-    @r.put("/services/{name}/instances/{iid}", summary="Register or update an instance",
-           openapi_extra=body_doc(INSTANCE_SCHEMA, {"address": "127.0.0.2", "port": 8080, "ttl": 30}))
+    @r.put("/services/{name}/instances/{iid}", summary="Register or replace an instance",
+           openapi_extra={**body_doc(INSTANCE_SCHEMA, {"address": "127.0.0.2", "port": 8080, "ttl": 30}),
+                          "description": PUT_DOC})
     async def put_instance(name: str, iid: str, request: Request, response: Response, _: Principal = write
                            ) -> dict[str, Any]:
         d = object_body(await json_body(request))
@@ -155,6 +179,18 @@ def router(deps: ApiDeps) -> APIRouter:
         changed(request, f"instance {name}/{iid} ({new.endpoint}, slot {new.slot}) "
                          f"{'registered' if created else 'updated'} at revision {rev}")
         response.status_code = 201 if created else 200
+        set_etag(response, rev)
+        return _instance(new, rev)
+
+    @r.patch("/services/{name}/instances/{iid}", summary="Change some fields of an instance (drain it, ...)",
+             openapi_extra={**body_doc({**INSTANCE_SCHEMA, "required": []}, {"state": "drain"}),
+                            "description": PATCH_DOC})
+    async def patch_instance(name: str, iid: str, request: Request, response: Response, _: Principal = write
+                             ) -> dict[str, Any]:
+        changes = object_body(await json_body(request))
+        new, rev = await reg.patch_instance(name, iid, changes, if_match(request))
+        changed(request, f"instance {name}/{iid} changed ({', '.join(f'{k}={v}' for k, v in changes.items())}) "
+                         f"at revision {rev}")
         set_etag(response, rev)
         return _instance(new, rev)
 

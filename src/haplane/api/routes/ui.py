@@ -19,7 +19,6 @@ import html
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -378,8 +377,8 @@ def router(deps: ApiDeps) -> APIRouter:
     # --- actions (the registry's desired state) ----------------------------------------------------------
 
     async def change_instance(request: Request, service: str, iid: str, **fields: Any) -> dict[str, Any]:
-        inst, rev = await reg.get_instance(service, iid)
-        new, new_rev, _created = await reg.put_instance(replace(inst, **fields), if_match=rev)
+        # a PATCH: only these fields change; an operator's click never undoes a change made meanwhile
+        new, new_rev = await reg.patch_instance(service, iid, fields)
         what = ", ".join(f"{k}={v}" for k, v in fields.items())
         changed(request, f"instance {service}/{iid}: {what} (from the UI) at revision {new_rev}")
         return {**new.to_dict(), "revision": new_rev}
