@@ -8,6 +8,8 @@ two cores the server runs on. For each store (SQLite, and etcd: a real single-me
 - ``register``: ``PUT /services/bench/instances/{new id}`` (a new instance: a slot is taken each time);
 - ``heartbeat``: ``POST /services/bench/instances/{id}/heartbeat`` spread over 1,000 instances with a TTL;
 - ``heartbeat batch``: ``POST /heartbeats`` renewing 100 instances per request (counted per instance);
+- ``bulk``: ``PUT /sources/{source}/instances`` with 10,000 instances (1,000 with --quick): all new, the same
+  set again, 100 of them moved, next to the store writing as many keys;
 
 next to the floors:
 
@@ -237,13 +239,47 @@ def prepare(api: str) -> None:
                                                               "ttl": 600}).raise_for_status()
 
 
+def bulk(api: str, store_url: str, n: int) -> None:
+    """``PUT /sources/{source}/instances`` with ``n`` instances: all new, the same again, 100 moved; next to the
+    store's own transaction of ``n`` puts (the floor)."""
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    insts = [{"service": "bulk", "id": f"b{i}", "address": f"127.2.{i // 250 % 250}.{i % 250 + 1}"}
+             for i in range(n)]
+    moved = [dict(x, address="127.3.0.1", port=9000 + k) if k < 100 else x for k, x in enumerate(insts)]
+    with httpx.Client(base_url=api, headers=h, trust_env=False, timeout=300) as c:
+        c.put("/services/bulk", json={"port": 8080}).raise_for_status()
+        for label, items in (("all new", insts), ("the same again", insts), ("100 moved", moved)):
+            t0 = time.perf_counter()
+            r = c.put("/sources/bench-bulk/instances", json={"instances": items, "ttl": 600})
+            el = (time.perf_counter() - t0) * 1000
+            r.raise_for_status()
+            print(f"    bulk {n:,} instances, {label:15s} {el:7.0f} ms  ({len(r.json()['changes'])} changes)")
+        c.delete("/services/bulk")
+
+    async def floor() -> float:
+        store = open_store(store_url)
+        try:
+            run = uuid.uuid4().hex[:6]
+            ops = [Put(f"/bench-bulk/{run}/{i}", '{"address":"127.0.0.2","port":8080,"slot":1}') for i in range(n)]
+            t0 = time.perf_counter()
+            for i in range(0, n, 100 if store_url.startswith("etcd") else n):  # etcd caps a txn's operations
+                await store.txn([], ops[i:i + (100 if store_url.startswith("etcd") else n)])
+            return (time.perf_counter() - t0) * 1000
+        finally:
+            await store.close()
+
+    print(f"    floor: the store writing {n:,} keys        {asyncio.run(floor()):7.0f} ms"
+          + ("  (etcd: 100 keys a txn)" if store_url.startswith("etcd") else "  (one txn)"))
+
+
 def has_batch_heartbeats(api: str) -> bool:
     with httpx.Client(base_url=api, trust_env=False) as c:
         return "/heartbeats" in c.get("/openapi.json").json().get("paths", {})
 
 
 def run_store(label: str, store_url: str, levels: tuple[int, ...], seconds: float, lua: Path, tmp: Path,
-              trivial: dict[int, Result], profile: Path | None, etcd_gateway: str | None) -> None:
+              trivial: dict[int, Result], profile: Path | None, etcd_gateway: str | None, quick: bool = False
+              ) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HAPLANE_TOKEN": TOKEN}
@@ -270,6 +306,7 @@ def run_store(label: str, store_url: str, levels: tuple[int, ...], seconds: floa
             print(f"    floor: store keepalive  {floor_ka}")
             if etcd_gateway:
                 print(f"    floor: bare etcd put    {wrk(etcd_gateway, 'etcd_put', clients, seconds, lua)}")
+        bulk(api, store_url, 1000 if quick else 10_000)
 
 
 def main() -> int:
@@ -298,7 +335,7 @@ def main() -> int:
                 trivial[clients] = wrk(f"http://127.0.0.1:{tport}", "trivial", clients, seconds, lua)
         if "sqlite" in stores:
             run_store("sqlite", f"sqlite:///{tmp / 'api.db'}", levels, seconds, lua, tmp, trivial, args.profile,
-                      None)
+                      None, args.quick)
         if "etcd" in stores:
             cluster = EtcdCluster(1).start()
             try:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from haplane.batching import Batcher
 from haplane.compose import TableService, slot_count
-from haplane.errors import Conflict, NotFound, PreconditionFailed, ValidationError
+from haplane.errors import Conflict, Invalid, NotFound, PreconditionFailed, ValidationError
 from haplane.generate import merge, parse_payload, table_service_from_dict, table_service_to_dict
 from haplane.model import values as v
 from haplane.model.change import Change
@@ -549,32 +549,40 @@ class RegistryStore:
         source = v.name(source, "source")
         if ttl is not None:
             ttl = v.seconds(ttl, "ttl", 1, 86400)
+        keys = [instance_key(inst.service, inst.id) for inst in instances]
+        seen: set[str] = set()
+        twice = []
+        for n, key in enumerate(keys):
+            if key in seen:
+                twice.append(ValidationError(f"instances[{n}]", f"{instances[n].service}/{instances[n].id}",
+                                             "appears twice in the set"))
+            seen.add(key)
+        if twice:
+            raise Invalid(twice, "instances")
         for _ in range(MAX_RETRIES):
             lease, lease_put = (0, None) if ttl is None else await self._source_lease(source, ttl)
             kvs, _rev = await self.store.range(INSTANCES)
             current: dict[str, tuple[Instance, KV]] = {}
             used: dict[str, set[int]] = {}
-            for kv in kvs:
-                inst = _decode(kv, Instance.from_dict)
-                used.setdefault(inst.service, set()).add(inst.slot)
-                if inst.source == source:
-                    current[kv.key] = (inst, kv)
+            for kv in kvs:  # every instance's slot; only this source's own are read back into models
+                doc = json.loads(kv.value)
+                used.setdefault(str(doc.get("service")), set()).add(int(doc.get("slot", 0) or 0))
+                if doc.get("source") == source:
+                    current[kv.key] = (Instance.from_dict(doc), kv)
             compares: list[Compare] = []
             ops: list[Op] = []
             changes: list[Change] = []
-            wanted: set[str] = set()
+            wanted: set[str] = set(keys)
             allocs: dict[str, _Alloc] = {}
+            # the new ones: registered by hand or by another source, or not at all; read in one round trip
+            fresh = [key for key in keys if key not in current]
+            others = dict(zip(fresh, await self.store.get_many(fresh), strict=True)) if fresh else {}
 
-            for inst in instances:
-                inst = replace(inst, source=source, lease=lease, ttl=ttl)
-                key = instance_key(inst.service, inst.id)
-                if key in wanted:
-                    raise ValidationError("instances", f"{inst.service}/{inst.id}", "appears twice in the set")
-                wanted.add(key)
+            for inst, key in zip(instances, keys, strict=True):
                 old = current.get(key)
                 if old is not None:
-                    new = _keep_operator(replace(inst, slot=old[0].slot, registered=old[0].registered,
-                                                 updated=old[0].updated), old[0])
+                    new = _keep_operator(replace(inst, source=source, lease=lease, ttl=ttl, slot=old[0].slot,
+                                                 registered=old[0].registered, updated=old[0].updated), old[0])
                     if new == old[0]:
                         continue
                     if _moved(old[0], new):  # a new slot, the old one drains (see put_instance)
@@ -585,14 +593,16 @@ class RegistryStore:
                     compares.append(Compare(key, old[1].mod_revision))
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} updated it"))
                 else:
-                    other = await self.store.get(key)
+                    other = others.get(key)
                     if other is not None:
                         taken = _decode(other, Instance.from_dict)  # registered by hand or by another source
-                        new = _keep_operator(replace(inst, slot=taken.slot, registered=taken.registered), taken)
+                        new = _keep_operator(replace(inst, source=source, lease=lease, ttl=ttl, slot=taken.slot,
+                                                     registered=taken.registered), taken)
                         compares.append(Compare(key, other.mod_revision))
                     else:
                         alloc = await self._alloc_once(inst.service, allocs, compares)
-                        new = replace(inst, slot=alloc.take(used.setdefault(inst.service, set())))
+                        new = replace(inst, source=source, lease=lease, ttl=ttl,
+                                      slot=alloc.take(used.setdefault(inst.service, set())))
                         compares.append(Compare(key, 0))
                     changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} reports it"))
                 now = int(self.clock() * 1000)  # Thalassa's meta.registered and lastKnown

@@ -75,15 +75,16 @@ PUT_DOC = """\
 **PUT replaces.** The body is the whole record: a field left out takes its default (an instance PUT without
 `version`, `zone` or `state` has none and is `ready`). What the registry owns is kept: an instance's `slot`
 (unless its address or port changed: then it takes a new slot and the old one drains), its `lease` (while the
-`ttl` stays), its `source` and its `registered` time. To change some fields and keep the others (to drain an instance: `{"state":
-"drain"}`), use PATCH. With `If-Match` the write applies only to that revision (412 otherwise); without it the
-last writer wins, and a race with another writer is retried by the server (never a 409)."""
+`ttl` stays), its `source` and its `registered` time. To change some fields and keep the others (to drain an
+instance: `{"state": "drain"}`), use PATCH. With `If-Match` the write applies only to that revision (412
+otherwise); without it the last writer wins, and a race with another writer is retried by the server (never a
+409)."""
 PATCH_DOC = """\
 **PATCH merges.** The body holds only the fields to change; every other field keeps its stored value (`null`
 clears an optional one, e.g. `{"weight_override": null}` hands the weight back to the source). The merged record
-is validated as a whole, and the answer is the record as stored. `slot`, `lease`, `source`, `registered` and `updated` cannot be set.
-With `If-Match` the change applies only to that revision (412 otherwise); without it a change that raced another
-writer is merged into the newer record."""
+is validated as a whole, and the answer is the record as stored. `slot`, `lease`, `source`, `registered` and
+`updated` cannot be set. With `If-Match` the change applies only to that revision (412 otherwise); without it a
+change that raced another writer is merged into the newer record."""
 HEARTBEATS_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["instances"],
     "properties": {"instances": {"type": "array", "items": {
@@ -240,6 +241,10 @@ def router(deps: ApiDeps) -> APIRouter:
 
     @r.put("/sources/{source}/instances", tags=["sources"],
            summary="Replace every instance one source owns, in one transaction",
+           description="The set is applied whole or not at all: one transaction. A set with bad items is refused "
+                       "whole (422) naming every bad item in `errors` (and an instance listed twice); more than "
+                       "`max_source_instances` items (setting, default 50,000) is refused with 413 naming the "
+                       "limit and the setting.",
            openapi_extra=body_doc(SOURCE_SCHEMA, {"ttl": 30, "instances": [
                {"service": "web", "id": "c1", "address": "127.0.0.2", "port": 8080}]}))
     async def put_source(source: str, request: Request, _: Principal = write) -> dict[str, Any]:
@@ -248,20 +253,29 @@ def router(deps: ApiDeps) -> APIRouter:
         raw = d.get("instances")
         if not isinstance(raw, list):
             raise ValidationError("instances", raw, "must be a list of instances")
+        limit = deps.settings.max_source_instances
+        if len(raw) > limit:
+            raise TooLarge("instances", len(raw), limit, "max_source_instances")
         ports = {s.name: s.port for s, _ in await reg.list_services()}
         instances = []
+        bad: list[ValidationError] = []
         for i, item in enumerate(raw):
             where = f"instances[{i}]"
-            if isinstance(item, dict):
-                for f in SERVER_OWNED:
-                    if f in item:
-                        raise ValidationError(f"{where}.{f}", item[f], "is set by the registry, not by the caller")
-                if isinstance(item.get("ttl"), int | float):
-                    raise ValidationError(f"{where}.ttl", item["ttl"], "is set for the whole set (the top-level ttl)")
-            svc_name = item.get("service") if isinstance(item, dict) else None
-            instances.append(Instance.from_dict(item, where,
-                                                default_port=ports.get(svc_name) if isinstance(svc_name, str)
-                                                else None))
+            try:
+                if isinstance(item, dict):
+                    for f in SERVER_OWNED:
+                        if f in item:
+                            raise ValidationError(f"{where}.{f}", item[f], "is set by the registry, not by the caller")
+                    if isinstance(item.get("ttl"), int | float):
+                        raise ValidationError(f"{where}.ttl", item["ttl"],
+                                              "is set for the whole set (the top-level ttl)")
+                svc_name = item.get("service") if isinstance(item, dict) else None
+                instances.append(Instance.from_dict(item, where, default_port=ports.get(svc_name)
+                                                    if isinstance(svc_name, str) else None))
+            except ValidationError as exc:
+                bad.append(exc)
+        if bad:
+            raise Invalid(bad, "instances")
         ttl = d.get("ttl")
         rev, changes = await reg.replace_source(source, instances, ttl=ttl)
         if changes:
