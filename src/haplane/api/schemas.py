@@ -22,13 +22,25 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class ErrorItem(BaseModel):
+    """One bad item of a refused batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str | None = Field(examples=["instances[3].address"])
+    detail: str
+
+
 class ErrorBody(BaseModel):
-    """Every error: what kind, which field (a dotted path, or null), and a sentence saying the rule broken."""
+    """Every error: what kind, which field (a dotted path, or null), and a sentence saying the rule broken. A
+    refused batch adds ``errors`` (every bad item); a batch past its limit (413) adds ``limit`` and ``setting``."""
 
     model_config = ConfigDict(extra="forbid")
     error: str = Field(examples=["ValidationError"])
     field: str | None = Field(examples=["instances[0].port"])
     detail: str = Field(examples=["instances[0].port: 70000 must be a port (1-65535)"])
+    errors: list[ErrorItem] | None = None
+    limit: int | None = None
+    setting: str | None = None
 
 
 class HealthCheckOut(_Out):
@@ -80,6 +92,18 @@ class Heartbeat(_Out):
     id: str
     service: str
     ttl: float | None
+
+
+class RenewalOut(_Out):
+    service: str
+    id: str
+    status: Literal["renewed", "not-found", "no-ttl", "expired"]
+    ttl: float | None
+
+
+class HeartbeatsOut(_Out):
+    renewed: int
+    results: list[RenewalOut]
 
 
 class ChangeOut(_Out):
@@ -196,6 +220,9 @@ SUCCESS: dict[str, tuple[tuple[int, ...], Any]] = {
     "putInstance": ((200, 201), InstanceOut),
     "deleteInstance": ((200,), Deleted),
     "heartbeat": ((200,), Heartbeat),
+    "heartbeats": ((200,), HeartbeatsOut),
+    "patchService": ((200,), ServiceOut),
+    "patchInstance": ((200,), InstanceOut),
     "putSource": ((200,), SourceSetOut),
     "listFrontends": ((200,), list[FrontendOut]),
     "getFrontend": ((200,), FrontendOut),
@@ -221,6 +248,8 @@ ERRORS = {400: "the body is not JSON, or not an object", 401: "no token, or an u
           422: "a field breaks a rule (the field and the rule are named)",
           503: "the store (or HAProxy) does not answer"}
 WRITE_ONLY_ERRORS = (409, 412)
+BATCHES = frozenset({"heartbeats", "putSource"})  # may answer 413: more items than a setting allows
+TOO_LARGE = "more items than the limit (the limit and the setting that raises it are named)"
 SESSION_COOKIE = "haplane_session"
 
 
@@ -284,7 +313,9 @@ def contract(app: FastAPI) -> dict[str, Any]:
                 if method == "get" and code in WRITE_ONLY_ERRORS:
                     continue
                 responses[str(code)] = {"description": why, "content": error_ref}
-            if method in ("put", "post", "delete") and oid not in OPEN:
+            if oid in BATCHES:
+                responses["413"] = {"description": TOO_LARGE, "content": error_ref}
+            if method in ("put", "post", "patch", "delete") and oid not in OPEN:
                 responses.setdefault("405", {"description": "method not allowed", "content": error_ref})
             op["responses"] = responses
             if oid in OPEN:
