@@ -304,13 +304,14 @@ class EtcdStore:
         n = len(self.endpoints)
         headers = await self._auth_headers()
         renewed = False
-        for attempt in range(n * 2):
+        for attempt in range(max(3, n * 2)):  # a lone member gets three tries: a pooled connection may be stale
             endpoint = self.endpoints[(self._current + attempt) % n]
             try:
                 resp = await self._client.post(endpoint + path, content=content,
                                                headers={**headers, "Content-Type": "application/json"})
             except _TRANSPORT_ERRORS as exc:
                 errors.append(await self._why(endpoint, exc))
+                await asyncio.sleep(0.01 * attempt)
                 continue
             if resp.status_code != 200:
                 data: dict[str, Any] = _json(resp)
