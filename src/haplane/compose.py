@@ -22,12 +22,11 @@ from haplane.model.haproxy import (
     EdgeTls,
     Frontend,
     Globals,
-    HttpCheck,
     Route,
     ServedCert,
     Server,
 )
-from haplane.model.records import BackendSpec, FrontendSpec, HealthCheck, Instance, Registry, RegistryCert, Service
+from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
 
 MAIN_FRONTEND = "http"
 FALLBACK_SUFFIX = "_fallback"
@@ -73,12 +72,6 @@ def slot_name(slot: int, prefix: str = "s") -> str:
 def fallback_name(service: str, options: ComposeOptions) -> str:
     """The fallback backend of a focused service: ``<service>_fallback``, or the name HSDO's settings gave it."""
     return dict(options.fallback_names).get(service, service + FALLBACK_SUFFIX)
-
-
-def _check(h: HealthCheck | None) -> HttpCheck | None:
-    if h is None:
-        return None
-    return HttpCheck(h.method, h.path, h.http_version, h.host, h.interval_ms, h.rise, h.fall)
 
 
 def assign_slots(instances: Iterable[Instance]) -> dict[str, int]:
@@ -130,7 +123,7 @@ def service_backends(svc: Service, instances: Sequence[Instance], options: Compo
     size = slot_count(max(slots.values(), default=0), options.min_slots)
     owner = f"service:{svc.name}"
     common = {"balance": svc.balance, "cookie": svc.cookie, "cookie_key": options.cookie_key if svc.cookie else None,
-              "health": _check(svc.health),
+              "health": svc.health,
               "check_inter_ms": svc.health.interval_ms if svc.health else 2000, "slotted": True, "owner": owner}
     prefixes = dict(options.server_prefixes)
     if not options.focused:
@@ -178,7 +171,7 @@ def _thalassa_frontend(spec: FrontendSpec, backends: set[str]) -> Frontend:
 def thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
                       options: ComposeOptions) -> Backend:
     owner = f"backend:{spec.name}"
-    common = {"mode": spec.mode, "balance": spec.balance, "health": _check(spec.health),
+    common = {"mode": spec.mode, "balance": spec.balance, "health": spec.health,
               "check_inter_ms": spec.health.interval_ms if spec.health else 2000,
               "host_header": spec.host, "natives": spec.natives, "owner": owner}
     if spec.type == "dynamic":
@@ -303,7 +296,7 @@ def compose_table(services: Sequence[TableService], binds: tuple[Bind, ...] = (B
         servers = tuple(Server(c.id, c.address, c.port, 1, cookie=c.id if svc.cookie else None)
                         for c in ts.containers)
         backends.append(Backend(svc.name, servers, balance=svc.balance, cookie=svc.cookie,
-                                health=_check(svc.health),
+                                health=svc.health,
                                 check_inter_ms=svc.health.interval_ms if svc.health else 2000,
                                 owner=f"service:{svc.name}"))
     frontend = Frontend(MAIN_FRONTEND, binds, routes=tuple(order_routes(routes)), owner="frontend:http")

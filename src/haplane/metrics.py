@@ -30,33 +30,18 @@ from haplane.errors import HaplaneError
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("up", "down", "draining", "maint")
 ROUTABLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_REASON = re.compile(r"^(backend|frontend) \S+ (added|removed|changed|slots)")
 
 
-def reload_reason(kind: str, reason: str) -> str:
-    """A reload's reason as a label of bounded cardinality: start, restart, backend-added, frontend-changed,
-    backend-slots, globals, ..."""
+def reload_label(kind: str, detail: dict[str, Any]) -> str:
+    """The label a reload (or restart, or failed reload) is counted by: the kind of its first cause
+    (``ReloadCause.kind``: start, restart, backend-added, frontend-changed, backend-slots, globals, ...), read
+    from the record's ``causes``; never from its words."""
     if kind == "restart":
         return "restart"
-    if reason.startswith("started"):
-        return "start"
-    first = reason.split(";", 1)[0].strip()
-    if ": " in first:  # "backend x added: reload failed ..." (reload-failed records prefix the reason)
-        first = first.split(": ", 1)[0]
-    m = _REASON.match(first)
-    if m:
-        return f"{m.group(1)}-{m.group(2)}"
-    if "global" in first:
-        return "globals"
+    causes = detail.get("causes")
+    if isinstance(causes, list) and causes and isinstance(causes[0], dict):
+        return str(causes[0].get("kind") or "structure")
     return "structure"
-
-
-def command_label(command: str) -> str:
-    """A runtime command without its arguments: ``set server b/s1 weight 5`` → ``set server weight``."""
-    words = command.split()
-    if words[:2] == ["set", "server"] and len(words) >= 4:
-        return f"set server {words[3]}"
-    return " ".join(words[:2])
 
 
 @dataclass
@@ -207,12 +192,12 @@ class Metrics:
     def on_activity(self, rec: Any) -> None:
         self.changes.labels(rec.kind, rec.result).inc()
         if rec.kind in ("reload", "reload-failed", "restart"):
-            self.reloads.labels(reload_reason(rec.kind, rec.reason), "ok" if rec.result == "ok" else "failed").inc()
+            self.reloads.labels(reload_label(rec.kind, rec.detail), "ok" if rec.result == "ok" else "failed").inc()
         elif rec.kind in ("check-failed", "quarantine"):
             self.checks_failed.labels(rec.kind).inc()
-        command = rec.detail.get("command") if isinstance(rec.detail, dict) else None
-        if isinstance(command, str):
-            self.commands.labels(command_label(command), rec.result).inc()
+        verb = rec.detail.get("op")  # the runtime operation's verb (RuntimeOp.verb): a bounded label
+        if isinstance(verb, str):
+            self.commands.labels(verb, rec.result).inc()
 
     def on_events(self, events: list[Any]) -> None:
         from haplane.registry import INSTANCES

@@ -182,18 +182,3 @@ def waiting_message(service: str, count: int) -> str:
 def servers_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every server of an overview document, each with its backend's name."""
     return [{**s, "backend": b["name"]} for b in doc.get("backends", []) for s in b.get("servers", [])]
-
-
-def plan_document(p: Any, revision: int, applied_revision: int | None = None,
-                  reload_reason: str | None = None) -> dict[str, Any]:
-    """A dry-run ``haplane.plan.Plan`` as plain data: the runtime commands it would send (each with its
-    Change) and whether, and why, it would reload."""
-    reason = reload_reason if reload_reason is not None else (p.reload.reason if p.reload is not None else None)
-    return {
-        "revision": revision,
-        "applied_revision": applied_revision,
-        "commands": [{"command": op.command, **op.change.to_dict()} for op in p.ops],
-        "reload": reason is not None,
-        "reload_reason": reason,
-        "waiting": list(p.waiting),
-    }

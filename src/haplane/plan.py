@@ -1,16 +1,20 @@
-"""Plan: desired HAProxy model + what HAProxy reports → Runtime API commands, or a reload. PURE.
+"""Plan: desired HAProxy model + what HAProxy reports → runtime operations, or a reload. PURE.
 
 The agent calls ``plan()`` after every batch of store events and on every ramp/drain tick. The plan:
-- fills, updates and frees server slots with ``set server`` commands (no reload), in an order that never
-  routes to a half-configured slot (address and weight before ``state ready``);
+- fills, updates and frees server slots (``SetAddress``, ``SetWeight``, ``SetState``: no reload), in an order
+  that never routes to a half-configured slot (address and weight before state ready);
 - ramps a new server's weight from ``ramp_min`` to its target in ``ramp_step`` steps every ``ramp_interval``;
-- drains a leaving instance (``state drain``: no new sessions) until it has no sessions or ``drain_timeout``
-  passes, and only then frees its slot (``state maint``);
-- updates host-map entries with ``add map`` / ``del map`` / ``set map``;
-- asks for a ``Reload`` only when the structure changed (a new backend, frontend, rule, slot count, ...).
+- drains a leaving instance (state drain: no new sessions) until it has no sessions or ``drain_timeout``
+  passes, and only then frees its slot (state maint);
+- updates host-map entries (``MapAdd`` / ``MapDel`` / ``MapSet``);
+- asks for a ``Reload`` only when the structure changed (a new backend, frontend, rule, slot count, ...), with
+  its causes as data (``ReloadCause``).
+
+The operations are typed values (``haplane.model.ops``), each carrying its ``Change``; the runtime adapter
+alone turns them into Runtime API text.
 
 ``SlotMemory`` is the agent's own bookkeeping (which instance is in a slot since when, whether it drains);
-plan returns the memory as it will be once its commands succeed.
+plan returns the memory as it will be once its operations succeed.
 """
 
 from __future__ import annotations
@@ -19,23 +23,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from haplane.model.change import Change, ChangeKind
+from haplane.model.change import CauseKind, Change, ChangeKind, ReloadCause, reason_of
 from haplane.model.haproxy import Backend, Config, Server
-
-
-@dataclass(frozen=True, slots=True)
-class SlotObs:
-    """One server slot as HAProxy reports it."""
-
-    address: str
-    port: int
-    weight: int
-    maint: bool
-    drain: bool
-    sessions: int = 0
-
-
-Observed = Mapping[str, Mapping[str, SlotObs]]  # backend → server → slot
+from haplane.model.observed import Observed, SlotObs
+from haplane.model.ops import MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +49,15 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
-class RuntimeOp:
-    command: str
-    change: Change
-
-
-@dataclass(frozen=True, slots=True)
 class Reload:
-    reason: str
-    changes: tuple[Change, ...] = ()
+    """The structure changed: only a reload brings HAProxy there. ``causes`` say why, as data."""
+
+    causes: tuple[ReloadCause, ...]
+
+    @property
+    def reason(self) -> str:
+        """The causes in words (``backend web added; frontend http changed``)."""
+        return reason_of(self.causes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +89,6 @@ def next_ramp_at(target: int, placed_at: float, now: float, policy: Policy) -> f
     return placed_at + steps * policy.ramp_interval
 
 
-def _addr(address: str) -> str:
-    return address
-
-
 class _Planner:
     def __init__(self, observed: Observed, memory: Memory, now: float, policy: Policy) -> None:
         self.observed = observed
@@ -112,9 +99,6 @@ class _Planner:
         self.wake: list[float] = []
         self.wake_backends: set[str] = set()
         self.waiting: list[str] = []
-
-    def op(self, command: str, change: Change) -> None:
-        self.ops.append(RuntimeOp(command, change))
 
     def backend(self, be: Backend) -> None:
         obs = self.observed.get(be.name)
@@ -144,28 +128,29 @@ class _Planner:
         current = mem.instance
         if current is not None and current != want.instance:
             # the slot's occupant leaves (or is replaced): drain it first
-            if not self._drained(key, ref, mem, o, want):
+            if not self._drained(key, be.name, mem, o, want):
                 return
             current = None
             mem = SlotMemory(None)
         if want.instance is None:
             if not o.maint:
-                self.op(f"set server {ref} state maint",
-                        Change("server-remove", ref, "slot freed: its instance is gone"))
+                self.ops.append(SetState(be.name, want.name, "maint",
+                                         Change("server-remove", ref, "slot freed: its instance is gone")))
             self.memory[key] = SlotMemory(None)
             return
         if current is None:
-            self.fill(key, ref, want, o)
+            self.fill(key, be.name, want, o)
             return
-        self.update(key, ref, want, o, mem)
+        self.update(key, be.name, want, o, mem)
 
-    def _drained(self, key: tuple[str, str], ref: str, mem: SlotMemory, o: SlotObs, want: Server) -> bool:
+    def _drained(self, key: tuple[str, str], backend: str, mem: SlotMemory, o: SlotObs, want: Server) -> bool:
         if o.maint or self.policy.drain_timeout <= 0 or mem.instance == "?":
             return True
+        ref = f"{backend}/{want.name}"
         if mem.drain_since is None:
-            self.op(f"set server {ref} state drain",
-                    Change("server-drain", ref, f"instance {mem.instance} left: draining before the slot is "
-                                                "freed", {"instance": mem.instance}))
+            self.ops.append(SetState(backend, want.name, "drain", Change(
+                "server-drain", ref, f"instance {mem.instance} left: draining before the slot is freed",
+                {"instance": mem.instance})))
             self.memory[key] = replace(mem, drain_since=self.now)
             # look again soon: a slot with no session left is freed at once, not at the deadline
             self.wake.append(self.now + min(0.05, self.policy.drain_timeout))
@@ -180,33 +165,35 @@ class _Planner:
             return False
         return True
 
-    def fill(self, key: tuple[str, str], ref: str, want: Server, o: SlotObs) -> None:
+    def fill(self, key: tuple[str, str], backend: str, want: Server, o: SlotObs) -> None:
+        ref = f"{backend}/{want.name}"
         weight = ramp_weight(want.weight, self.now, self.now, self.policy)
         detail = {"instance": want.instance, "address": want.endpoint, "weight": weight}
-        self.op(f"set server {ref} addr {want.address} port {want.port}",
-                Change("server-add", ref, f"instance {want.instance} is up: slot points at it", detail))
-        self.op(f"set server {ref} weight {weight}",
-                Change("server-add", ref, f"instance {want.instance} starts at weight {weight}", detail))
+        self.ops.append(SetAddress(backend, want.name, want.address, want.port, Change(
+            "server-add", ref, f"instance {want.instance} is up: slot points at it", detail)))
+        self.ops.append(SetWeight(backend, want.name, weight, Change(
+            "server-add", ref, f"instance {want.instance} starts at weight {weight}", detail)))
         if want.state != "maint":
-            self.op(f"set server {ref} state {want.state}",
-                    Change("server-add", ref, f"instance {want.instance} is now routable", detail))
+            self.ops.append(SetState(backend, want.name, want.state, Change(
+                "server-add", ref, f"instance {want.instance} is now routable", detail)))
         elif not o.maint:
-            self.op(f"set server {ref} state maint", Change("server-state", ref, "instance is unhealthy"))
+            self.ops.append(SetState(backend, want.name, "maint", Change("server-state", ref, "instance is unhealthy")))
         self.memory[key] = SlotMemory(want.instance, self.now, None, weight >= want.weight)
         nxt = next_ramp_at(want.weight, self.now, self.now, self.policy)
         if nxt is not None:
             self.wake.append(nxt)
 
-    def update(self, key: tuple[str, str], ref: str, want: Server, o: SlotObs, mem: SlotMemory) -> None:
+    def update(self, key: tuple[str, str], backend: str, want: Server, o: SlotObs, mem: SlotMemory) -> None:
+        ref = f"{backend}/{want.name}"
         if (o.address, o.port) != (want.address, want.port):
-            self.op(f"set server {ref} addr {want.address} port {want.port}",
-                    Change("server-update", ref, f"instance {want.instance} moved to {want.endpoint}"))
+            self.ops.append(SetAddress(backend, want.name, want.address, want.port, Change(
+                "server-update", ref, f"instance {want.instance} moved to {want.endpoint}")))
         weight = want.weight if mem.ramped else ramp_weight(want.weight, mem.placed_at, self.now, self.policy)
         if weight != o.weight:
             kind: ChangeKind = "weight-ramp" if weight < want.weight or not mem.ramped else "server-update"
             reason = (f"ramping to {want.weight}: step to {weight}" if kind == "weight-ramp"
                       else f"weight set to {weight}")
-            self.op(f"set server {ref} weight {weight}", Change(kind, ref, reason, {"weight": weight}))
+            self.ops.append(SetWeight(backend, want.name, weight, Change(kind, ref, reason, {"weight": weight})))
         ramped = mem.ramped or weight >= want.weight
         if not ramped:
             nxt = next_ramp_at(want.weight, mem.placed_at, self.now, self.policy)
@@ -216,7 +203,7 @@ class _Planner:
         if (o.maint, o.drain) != state:
             reason = {"ready": "back in service", "drain": "drained by request: no new sessions",
                       "maint": "in maintenance or unhealthy"}[want.state]
-            self.op(f"set server {ref} state {want.state}", Change("server-state", ref, reason))
+            self.ops.append(SetState(backend, want.name, want.state, Change("server-state", ref, reason)))
         self.memory[key] = SlotMemory(want.instance, mem.placed_at, None, ramped)
 
 
@@ -230,43 +217,50 @@ def plan_maps(desired: Config, current: Mapping[str, Mapping[str, str]], map_pat
         want = dict(line.split(" ", 1) for line in content.splitlines() if line)
         have = current.get(name, {})
         for k in sorted(have.keys() - want.keys()):
-            ops.append(RuntimeOp(f"del map {path} {k}", Change("map-update", f"map:{name}", f"{k} removed")))
+            ops.append(MapDel(path, k, Change("map-update", f"map:{name}", f"{k} removed")))
         for k in sorted(want):
             if k not in have:
-                ops.append(RuntimeOp(f"add map {path} {k} {want[k]}",
-                                     Change("map-update", f"map:{name}", f"{k} → {want[k]}")))
+                ops.append(MapAdd(path, k, want[k], Change("map-update", f"map:{name}", f"{k} → {want[k]}")))
             elif have[k] != want[k]:
-                ops.append(RuntimeOp(f"set map {path} {k} {want[k]}",
-                                     Change("map-update", f"map:{name}", f"{k} → {want[k]} (was {have[k]})")))
+                ops.append(MapSet(path, k, want[k], Change("map-update", f"map:{name}",
+                                                           f"{k} → {want[k]} (was {have[k]})")))
     return ops
 
 
-def structure_diff(applied: Config | None, desired: Config) -> list[str]:
-    """Words for what changed in the structure (for logs and the activity view)."""
+def structure_diff(applied: Config | None, desired: Config) -> tuple[ReloadCause, ...]:
+    """What changed in the structure, one ``ReloadCause`` per backend, frontend or the globals."""
     if applied is None:
-        return ["first configuration"]
-    out: list[str] = []
+        return (ReloadCause("structure", "haproxy", "first configuration"),)
+    out: list[ReloadCause] = []
+
+    def cause(kind: CauseKind, what: str, name: str, words: str) -> None:
+        out.append(ReloadCause(kind, f"{what} {name}", f"{what} {name} {words}"))
+
     old_b = {b.name: b for b in applied.backends}
     new_b = {b.name: b for b in desired.backends}
-    out += [f"backend {n} added" for n in sorted(new_b.keys() - old_b.keys())]
-    out += [f"backend {n} removed" for n in sorted(old_b.keys() - new_b.keys())]
+    for n in sorted(new_b.keys() - old_b.keys()):
+        cause("backend-added", "backend", n, "added")
+    for n in sorted(old_b.keys() - new_b.keys()):
+        cause("backend-removed", "backend", n, "removed")
     for n in sorted(new_b.keys() & old_b.keys()):
         a, b = old_b[n].structure(), new_b[n].structure()
         if a != b:
             if old_b[n].slotted and new_b[n].slotted and len(old_b[n].servers) != len(new_b[n].servers):
-                out.append(f"backend {n} slots {len(old_b[n].servers)} → {len(new_b[n].servers)}")
+                cause("backend-slots", "backend", n, f"slots {len(old_b[n].servers)} → {len(new_b[n].servers)}")
             else:
-                out.append(f"backend {n} changed")
+                cause("backend-changed", "backend", n, "changed")
     old_f = {f.name: f for f in applied.frontends}
     new_f = {f.name: f for f in desired.frontends}
-    out += [f"frontend {n} added" for n in sorted(new_f.keys() - old_f.keys())]
-    out += [f"frontend {n} removed" for n in sorted(old_f.keys() - new_f.keys())]
+    for n in sorted(new_f.keys() - old_f.keys()):
+        cause("frontend-added", "frontend", n, "added")
+    for n in sorted(old_f.keys() - new_f.keys()):
+        cause("frontend-removed", "frontend", n, "removed")
     for n in sorted(new_f.keys() & old_f.keys()):
         if old_f[n] != new_f[n]:
-            out.append(f"frontend {n} changed")
+            cause("frontend-changed", "frontend", n, "changed")
     if applied.globals != desired.globals:
-        out.append("global settings changed")
-    return out or ["structure changed"]
+        out.append(ReloadCause("globals", "haproxy", "global settings changed"))
+    return tuple(out) or (ReloadCause("structure", "haproxy", "structure changed"),)
 
 
 def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | None, now: float,
@@ -283,6 +277,6 @@ def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | 
         ops = ops + plan_maps(desired, maps_now, map_paths or {})
     reload = None
     if applied is None or desired.structure_key() != applied.structure_key():
-        reload = Reload("; ".join(structure_diff(applied, desired)))
+        reload = Reload(structure_diff(applied, desired))
     return Plan(tuple(ops), reload, p.memory, min(p.wake) if p.wake else None, frozenset(p.wake_backends),
                 tuple(p.waiting))

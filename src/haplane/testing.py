@@ -1,52 +1,50 @@
 """Public fakes shipped beside the real thing, for fast tests of code that drives HAProxy.
 
-``FakeHAProxy`` implements the agent's ``HAProxyControl`` in memory: it reads the server slots out of the
-configs it is given, applies ``set server`` / map commands like HAProxy does, carries runtime state across a
-reload the way ``load-server-state-from-file`` does, and can be told to reject lines (``poison``) so
-quarantine paths can be tested. Tests of real behaviour still use a real HAProxy (tests/integration).
+``FakeHAProxy`` implements the agent's ``HAProxyControl`` in memory. It takes its server slots from the model
+of the configs it is given (``Rendered.config``, never their text), applies the plan's typed operations
+(``haplane.model.ops``) as HAProxy does, refuses what HAProxy or the runtime adapter refuses (an unknown
+server or map, a map key to change or delete that is not there, a value the adapter's builders reject), carries
+runtime state across a reload the way ``load-server-state-from-file`` does with haplane's filtered state file
+(a server the new config leaves where it is keeps its weight and admin state; one it moves takes the config's),
+and can be told to reject lines (``poison``) so quarantine paths can be tested.
+
+tests/contract/test_haproxy_control_contract.py holds it and the real control (``ManagedHAProxy`` over a real
+HAProxy 2.6) to the same behaviour for the same operations. Tests of real behaviour still use a real HAProxy.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from haplane.agent.control import CheckVerdict, CommandResult
 from haplane.errors import HAProxyUnavailable, ReloadFailed
-from haplane.plan import SlotObs
+from haplane.haproxy.runtime import command_of
+from haplane.model.observed import CheckResult, OpResult, SlotObs
+from haplane.model.ops import MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
+from haplane.render import Rendered
 
-_SERVER = re.compile(r"^\s+server (\S+) (\S+?):(\d+)(.*)$")
-_SET = re.compile(r"^set server (\S+)/(\S+) (addr (\S+) port (\d+)|weight (\d+)|state (ready|drain|maint))$")
-
-
-@dataclass
-class _Slot:
-    address: str
-    port: int
-    weight: int
-    maint: bool
-    drain: bool
-    sessions: int = 0
+__all__ = ["FakeHAProxy"]
 
 
 class FakeHAProxy:
     def __init__(self, poison: Iterable[str] = ()) -> None:
         self.config_path = "fake://haproxy.cfg"
         self.poison = list(poison)  # any config line containing one of these fails the check
-        self.config: str | None = None
-        self.last_good: str | None = None
-        self.backends: dict[str, dict[str, _Slot]] = {}
+        self.config: str | None = None  # the text of the config in force
+        self.rendered: Rendered | None = None  # and the config itself
+        self.last_good: Rendered | None = None
+        self.backends: dict[str, dict[str, SlotObs]] = {}
         self.map_entries: dict[str, dict[str, str]] = {}
-        self.commands: list[str] = []
+        self.ops: list[RuntimeOp] = []  # every operation received, in order
+        self.commands: list[str] = []  # the Runtime API text of each one the adapter's builders accepted
         self.reload_count = 0
         self.running = False
         self.fail_next_reload = False
 
     # --- HAProxyControl ------------------------------------------------------------------------------------
 
-    async def start(self, config: str, maps: Mapping[str, str]) -> None:
-        self._load(config, maps, keep_state=False)
+    async def start(self, config: Rendered) -> None:
+        self._load(config, keep_state=False)
         self.running = True
 
     async def alive(self) -> bool:
@@ -55,38 +53,33 @@ class FakeHAProxy:
     async def restart_from_last_good(self) -> None:
         if self.last_good is None:
             raise HAProxyUnavailable("no last good config")
-        self._load(self.last_good, {}, keep_state=False)
+        self._load(self.last_good, keep_state=False)
         self.running = True
 
-    async def check(self, config: str, maps: Mapping[str, str]) -> CheckVerdict:
-        bad = [n for n, line in enumerate(config.splitlines(), 1) if any(p in line for p in self.poison)]
+    async def check(self, config: Rendered) -> CheckResult:
+        bad = [n for n, line in enumerate(config.text.splitlines(), 1) if any(p in line for p in self.poison)]
         if bad:
-            return CheckVerdict(False, tuple(f"[ALERT] config : parsing [haproxy.cfg:{n}] : poisoned line"
-                                             for n in bad), tuple(bad))
-        return CheckVerdict(True, (), ())
+            return CheckResult(False, tuple(f"[ALERT] config : parsing [haproxy.cfg:{n}] : poisoned line"
+                                            for n in bad), tuple(bad))
+        return CheckResult(True)
 
-    async def reload(self, config: str, maps: Mapping[str, str]) -> int:
+    async def reload(self, config: Rendered) -> int:
         self._require()
         if self.fail_next_reload:
             self.fail_next_reload = False
             raise ReloadFailed("the new worker did not start (fake)")
-        self._load(config, maps, keep_state=True)
+        self._load(config, keep_state=True)
         self.reload_count += 1
         return self.reload_count
 
     async def servers(self, backends: Iterable[str] | None = None) -> dict[str, dict[str, SlotObs]]:
         self._require()
         names = self.backends.keys() if backends is None else [b for b in backends if b in self.backends]
-        return {b: {s: SlotObs(x.address, x.port, x.weight, x.maint, x.drain, x.sessions)
-                    for s, x in self.backends[b].items()} for b in names}
+        return {b: dict(self.backends[b]) for b in names if self.backends[b]}  # no servers: not in the state
 
-    async def execute(self, commands: list[str]) -> list[CommandResult]:
+    async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
         self._require()
-        out = []
-        for cmd in commands:
-            self.commands.append(cmd)
-            out.append(self._execute(cmd))
-        return out
+        return [self._execute(op) for op in ops]
 
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         return {p: dict(self.map_entries.get(p, {})) for p in paths}
@@ -102,58 +95,71 @@ class FakeHAProxy:
     def kill(self) -> None:
         self.running = False
 
-    def slot(self, backend: str, server: str) -> _Slot:
+    def slot(self, backend: str, server: str) -> SlotObs:
         return self.backends[backend][server]
+
+    def set_sessions(self, backend: str, server: str, sessions: int) -> None:
+        """Pretend ``sessions`` clients are connected to a server (what a drain waits for)."""
+        self.backends[backend][server] = replace(self.backends[backend][server], sessions=sessions)
 
     def _require(self) -> None:
         if not self.running:
             raise HAProxyUnavailable("fake HAProxy is not running")
 
-    def _load(self, config: str, maps: Mapping[str, str], keep_state: bool) -> None:
+    def _load(self, config: Rendered, keep_state: bool) -> None:
         old = self.backends
-        backends: dict[str, dict[str, _Slot]] = {}
-        current: dict[str, _Slot] | None = None
-        name = ""
-        for line in config.splitlines():
-            if line.startswith("backend "):
-                name = line.split()[1]
-                current = backends[name] = {}
-            elif line and not line[0].isspace():
-                current = None
-            elif current is not None and (m := _SERVER.match(line)):
-                rest = m.group(4)
-                w = re.search(r" weight (\d+)", rest)
-                slot = _Slot(m.group(2).strip("[]"), int(m.group(3)), int(w.group(1)) if w else 1,
-                             " disabled" in rest, False)
-                if keep_state and m.group(1) in old.get(name, {}):
-                    prev = old[name][m.group(1)]
-                    slot = replace(prev, sessions=0)
-                current[m.group(1)] = slot
+        backends: dict[str, dict[str, SlotObs]] = {}
+        for be in config.config.backends:
+            slots = backends[be.name] = {}
+            for s in be.servers:
+                # as rendered: a draining server is written with weight 0, a server in maintenance disabled
+                slot = SlotObs(s.address, s.port, 0 if s.state == "drain" else s.weight, s.state == "maint", False)
+                prev = old.get(be.name, {}).get(s.name) if keep_state else None
+                if prev is not None and (prev.address, prev.port) == (slot.address, slot.port):
+                    slot = replace(prev, sessions=0)  # the state file carries weight and admin state
+                slots[s.name] = slot
         self.backends = backends
-        for path, content in maps.items():
+        for path, content in config.maps.items():
             self.map_entries[path] = dict(line.split(" ", 1) for line in content.splitlines() if line)
-        self.config = config
-        self.last_good = config
+        self.config = config.text
+        self.rendered = self.last_good = config
 
-    def _execute(self, cmd: str) -> CommandResult:
-        if m := _SET.match(cmd):
-            be, srv = m.group(1), m.group(2)
-            slot = self.backends.get(be, {}).get(srv)
-            if slot is None:
-                return CommandResult(cmd, False, "No such server.")
-            if m.group(4):
-                slot.address, slot.port = m.group(4), int(m.group(5))
-            elif m.group(6):
-                slot.weight = int(m.group(6))
-            else:
-                state = m.group(7)
-                slot.maint, slot.drain = state == "maint", state == "drain"
-            return CommandResult(cmd, True, "")
-        parts = cmd.split()
-        if parts[:2] in (["add", "map"], ["set", "map"]) and len(parts) == 5:
-            self.map_entries.setdefault(parts[2], {})[parts[3]] = parts[4]
-            return CommandResult(cmd, True, "")
-        if parts[:2] == ["del", "map"] and len(parts) == 4:
-            self.map_entries.setdefault(parts[2], {}).pop(parts[3], None)
-            return CommandResult(cmd, True, "")
-        return CommandResult(cmd, False, "Unknown command.")
+    def _execute(self, op: RuntimeOp) -> OpResult:
+        self.ops.append(op)
+        try:
+            command = command_of(op)
+        except ValueError as exc:
+            return OpResult(op, "", False, f"not sent: {exc}")
+        self.commands.append(command)
+        match op:
+            case SetAddress() | SetWeight() | SetState():
+                be = self.backends.get(op.backend)
+                if be is None:
+                    return OpResult(op, command, False, "No such backend.")
+                slot = be.get(op.server)
+                if slot is None:
+                    return OpResult(op, command, False, "No such server.")
+                match op:
+                    case SetAddress():
+                        slot = replace(slot, address=op.address, port=op.port)
+                    case SetWeight():
+                        slot = replace(slot, weight=op.weight)
+                    case SetState():
+                        slot = replace(slot, maint=op.state == "maint", drain=op.state == "drain")
+                be[op.server] = slot
+            case MapAdd() | MapSet() | MapDel():
+                entries = self.map_entries.get(op.path)
+                if entries is None:
+                    return OpResult(op, command, False, "Unknown map identifier. Please use #<id> or <file>.")
+                match op:
+                    case MapAdd():
+                        entries.setdefault(op.key, op.value)  # HAProxy appends; lookups find the first
+                    case MapSet() if op.key not in entries:
+                        return OpResult(op, command, False, "entry not found.")
+                    case MapDel() if op.key not in entries:
+                        return OpResult(op, command, False, "Key not found.")
+                    case MapSet():
+                        entries[op.key] = op.value
+                    case MapDel():
+                        del entries[op.key]
+        return OpResult(op, command, True, "")

@@ -14,7 +14,7 @@ from haplane.agent.activity import Activity
 from haplane.agent.reconcile import Agent, AgentOptions
 from haplane.agent.view import AgentView
 from haplane.compose import ComposeOptions
-from haplane.metrics import Metrics, command_label, reload_reason
+from haplane.metrics import Metrics, reload_label
 from haplane.model.records import Instance, Service
 from haplane.plan import Policy
 from haplane.registry import RegistryStore
@@ -31,21 +31,15 @@ def get(m: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **lab
     return m.get((name, frozenset(labels.items())))
 
 
-def test_reload_reasons_have_bounded_labels() -> None:
-    assert reload_reason("reload", "started with the registry's configuration") == "start"
-    assert reload_reason("reload", "backend web added; frontend http changed") == "backend-added"
-    assert reload_reason("reload", "backend web slots 8 → 16") == "backend-slots"
-    assert reload_reason("reload-failed", "frontend x changed: reload failed, the last good config stays") \
-        == "frontend-changed"
-    assert reload_reason("reload", "global settings changed") == "globals"
-    assert reload_reason("restart", "HAProxy was not running") == "restart"
-    assert reload_reason("reload", "first configuration") == "structure"
+def test_reload_labels_are_the_first_cause_kind() -> None:
+    def causes(*kinds: str) -> dict[str, object]:
+        return {"causes": [{"kind": k, "subject": "x", "words": "x"} for k in kinds]}
 
-
-def test_command_labels_drop_arguments() -> None:
-    assert command_label("set server web/s1 weight 5") == "set server weight"
-    assert command_label("set server web/s1 addr 127.0.0.2 port 80") == "set server addr"
-    assert command_label("add map /x/hosts.map a.test web") == "add map"
+    assert reload_label("reload", causes("start")) == "start"
+    assert reload_label("reload", causes("backend-added", "frontend-changed")) == "backend-added"
+    assert reload_label("reload-failed", causes("frontend-changed")) == "frontend-changed"
+    assert reload_label("restart", {}) == "restart"
+    assert reload_label("reload", {}) == "structure"  # a record without causes (written before they existed)
 
 
 async def until(cond: object, timeout: float = 3.0) -> None:

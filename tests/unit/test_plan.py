@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
+
 import pytest
 
 from haplane.compose import ComposeOptions, compose
+from haplane.model.change import Change
 from haplane.model.haproxy import Config
+from haplane.model.observed import SlotObs
+from haplane.model.ops import MapAdd, MapDel, RuntimeOp, SetAddress, SetState, SetWeight
 from haplane.model.records import Instance, Registry, Service
-from haplane.plan import Policy, SlotMemory, SlotObs, plan, ramp_weight
+from haplane.plan import Policy, SlotMemory, plan, ramp_weight
 
 NO_RAMP = Policy(ramp_interval=0, drain_timeout=0)
+_ = Change("server-add", "", "")  # stands for any Change in the expected operations
+
+
+def bare(ops: Iterable[RuntimeOp]) -> list[RuntimeOp]:
+    """The operations without their Change (asserted apart where it matters)."""
+    return [replace(o, change=_) for o in ops]
 
 
 def registry(*instances: Instance, services: tuple[Service, ...] = (Service("app", "host", "app.test"),)
@@ -32,6 +44,7 @@ def test_first_plan_reloads() -> None:
     cfg = compose(registry(inst("a")))
     p = plan(cfg, {}, {}, None, 0.0, NO_RAMP)
     assert p.reload is not None and "first configuration" in p.reload.reason
+    assert p.reload.causes[0].kind == "structure"
     assert p.ops == ()
 
 
@@ -41,11 +54,12 @@ def test_new_instance_is_runtime_only() -> None:
     assert before.structure_key() == after.structure_key()
     p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP)
     assert p.reload is None
-    assert [o.command for o in p.ops] == [
-        "set server app/s1 addr 127.0.0.2 port 8080",
-        "set server app/s1 weight 10",
-        "set server app/s1 state ready",
+    assert bare(p.ops) == [
+        SetAddress("app", "s1", "127.0.0.2", 8080, _),
+        SetWeight("app", "s1", 10, _),
+        SetState("app", "s1", "ready", _),
     ]
+    assert [o.change.kind for o in p.ops] == ["server-add"] * 3
     assert p.memory[("app", "s1")].instance == "a"
 
 
@@ -60,7 +74,8 @@ def test_removal_frees_the_slot_without_drain_policy() -> None:
     after = compose(registry())
     mem = {("app", "s1"): SlotMemory("a", 0.0, None, True)}
     p = plan(after, observed_of(before), mem, before, 5.0, NO_RAMP)
-    assert [o.command for o in p.ops] == ["set server app/s1 state maint"]
+    assert bare(p.ops) == [SetState("app", "s1", "maint", _)]
+    assert p.ops[0].change.kind == "server-remove"
     assert p.reload is None
 
 
@@ -72,7 +87,8 @@ def test_removal_drains_first_then_frees() -> None:
     obs = observed_of(before)
     obs["app"]["s1"] = SlotObs("127.0.0.2", 8080, 10, False, False, sessions=3)
     p1 = plan(after, obs, mem, before, 100.0, policy)
-    assert [o.command for o in p1.ops] == ["set server app/s1 state drain"]
+    assert bare(p1.ops) == [SetState("app", "s1", "drain", _)]
+    assert p1.ops[0].change.kind == "server-drain"
     assert p1.wake_at == pytest.approx(100.05)  # look again soon: no sessions left means free at once
     assert p1.wake_backends == {"app"}
     obs["app"]["s1"] = SlotObs("127.0.0.2", 8080, 10, False, True, sessions=2)
@@ -80,7 +96,7 @@ def test_removal_drains_first_then_frees() -> None:
     assert p2.ops == ()  # still busy, before the deadline
     obs["app"]["s1"] = SlotObs("127.0.0.2", 8080, 10, False, True, sessions=0)
     p3 = plan(after, obs, p2.memory, before, 106.0, policy)
-    assert [o.command for o in p3.ops] == ["set server app/s1 state maint"]
+    assert bare(p3.ops) == [SetState("app", "s1", "maint", _)]
 
 
 def test_replacement_waits_for_drain_of_previous_occupant() -> None:
@@ -91,11 +107,11 @@ def test_replacement_waits_for_drain_of_previous_occupant() -> None:
     obs = observed_of(before)
     obs["app"]["s1"] = SlotObs("127.0.0.2", 8080, 10, False, False, sessions=1)
     p1 = plan(after, obs, mem, before, 0.0, policy)
-    assert [o.command for o in p1.ops] == ["set server app/s1 state drain"]
+    assert bare(p1.ops) == [SetState("app", "s1", "drain", _)]
     assert p1.waiting == ("app/s1",)
     obs["app"]["s1"] = SlotObs("127.0.0.2", 8080, 10, False, True, sessions=1)
     p2 = plan(after, obs, p1.memory, before, 11.0, policy)  # deadline passed
-    assert p2.ops[0].command == "set server app/s1 addr 127.0.0.3 port 8080"
+    assert bare(p2.ops[:1]) == [SetAddress("app", "s1", "127.0.0.3", 8080, _)]
 
 
 def test_ramp() -> None:
@@ -104,12 +120,12 @@ def test_ramp() -> None:
     before = compose(registry())
     after = compose(registry(inst("a")))
     p = plan(after, observed_of(before), {}, before, 0.0, policy)
-    assert "set server app/s1 weight 1" in [o.command for o in p.ops]
+    assert SetWeight("app", "s1", 1, _) in bare(p.ops)
     assert p.wake_at == 10.0
     obs = observed_of(before)
     obs["app"]["s1"] = SlotObs("127.0.0.2", 8080, 1, False, False)
     p2 = plan(after, obs, p.memory, before, 10.0, policy)
-    assert [o.command for o in p2.ops] == ["set server app/s1 weight 4"]
+    assert bare(p2.ops) == [SetWeight("app", "s1", 4, _)]
     assert p2.ops[0].change.kind == "weight-ramp"
 
 
@@ -118,11 +134,12 @@ def test_weight_and_address_changes_and_admin_drain() -> None:
     mem = {("app", "s1"): SlotMemory("a", 0.0, None, True)}
     after = compose(registry(inst("a", addr="127.0.0.5", weight=20, state="drain")))
     p = plan(after, observed_of(cfg), mem, cfg, 1.0, NO_RAMP)
-    assert [o.command for o in p.ops] == [
-        "set server app/s1 addr 127.0.0.5 port 8080",
-        "set server app/s1 weight 20",
-        "set server app/s1 state drain",
+    assert bare(p.ops) == [
+        SetAddress("app", "s1", "127.0.0.5", 8080, _),
+        SetWeight("app", "s1", 20, _),
+        SetState("app", "s1", "drain", _),
     ]
+    assert [o.change.kind for o in p.ops] == ["server-update", "server-update", "server-state"]
 
 
 def test_new_service_reloads_and_names_it() -> None:
@@ -131,6 +148,8 @@ def test_new_service_reloads_and_names_it() -> None:
                              (inst("a"),)))
     p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP)
     assert p.reload is not None and "backend web added" in p.reload.reason
+    assert [(c.kind, c.subject) for c in p.reload.causes] == [("backend-added", "backend web"),
+                                                              ("frontend-changed", "frontend http")]
 
 
 def test_slots_running_out_reloads() -> None:
@@ -141,6 +160,7 @@ def test_slots_running_out_reloads() -> None:
     after = compose(registry(*three, inst("d", slot=4)), opts)
     p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP)
     assert p.reload is not None and "slots 4 → 8" in p.reload.reason
+    assert p.reload.causes[0].kind == "backend-slots"
 
 
 def test_host_map_changes_are_runtime() -> None:
@@ -151,7 +171,7 @@ def test_host_map_changes_are_runtime() -> None:
     assert before.structure_key() == after.structure_key()
     p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP, maps_now={"/s/hosts.map": {"app.test": "app"}},
              map_paths={"/s/hosts.map": "/s/hosts.map"})
-    assert [o.command for o in p.ops] == ["del map /s/hosts.map app.test", "add map /s/hosts.map new.test app"]
+    assert bare(p.ops) == [MapDel("/s/hosts.map", "app.test", _), MapAdd("/s/hosts.map", "new.test", "app", _)]
     assert p.reload is None
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from haplane.agent.control import CheckVerdict, CommandResult
 from haplane.errors import HAProxyUnavailable, ReloadFailed, RuntimeCommandError
-from haplane.haproxy.check import check_config
+from haplane.haproxy.check import check_rendered
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.master import MasterClient
 from haplane.haproxy.parse import (
@@ -23,7 +22,9 @@ from haplane.haproxy.parse import (
 )
 from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
-from haplane.plan import SlotObs
+from haplane.model.observed import CheckResult, OpResult, SlotObs
+from haplane.model.ops import RuntimeOp
+from haplane.render import Rendered
 
 
 async def _reload_count(master: MasterClient, timeout: float = 3.0) -> int:
@@ -46,9 +47,8 @@ class _RuntimeOps:
     haproxy_bin: str
     check_dir: Path
 
-    async def check(self, config: str, maps: Mapping[str, str]) -> CheckVerdict:
-        result = await check_config(config, self.haproxy_bin, directory=self.check_dir, maps=maps)
-        return CheckVerdict(result.ok, tuple(result.messages), tuple(result.lines))
+    async def check(self, config: Rendered) -> CheckResult:
+        return await check_rendered(config, self.haproxy_bin, directory=self.check_dir)
 
     async def servers(self, backends: Iterable[str] | None = None) -> dict[str, dict[str, SlotObs]]:
         cmds = ["show servers state"] if backends is None else [f"show servers state {b}" for b in backends]
@@ -77,9 +77,8 @@ class _RuntimeOps:
                                                               slot.drain, row.scur)
         return out
 
-    async def execute(self, commands: list[str]) -> list[CommandResult]:
-        answers = await self.runtime.run(commands)
-        return [CommandResult(a.command, a.ok, a.text) for a in answers]
+    async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
+        return await self.runtime.apply(ops)
 
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         paths = list(paths)
@@ -101,8 +100,8 @@ class ManagedHAProxy(_RuntimeOps):
         self.runtime = self.process.runtime
         self.config_path = str(self.process.config_path)
 
-    async def start(self, config: str, maps: Mapping[str, str]) -> None:
-        await self.process.start(config, maps)
+    async def start(self, config: Rendered) -> None:
+        await self.process.start(config.text, config.maps)
 
     async def alive(self) -> bool:
         return await self.process.alive()
@@ -110,8 +109,8 @@ class ManagedHAProxy(_RuntimeOps):
     async def restart_from_last_good(self) -> None:
         await self.process.restart_from_last_good()
 
-    async def reload(self, config: str, maps: Mapping[str, str]) -> int:
-        info = await self.process.reload(config, maps)
+    async def reload(self, config: Rendered) -> int:
+        info = await self.process.reload(config.text, config.maps, servers=config.servers)
         return info.reloads
 
     async def reloads(self) -> int:
@@ -134,8 +133,8 @@ class AttachedHAProxy(_RuntimeOps):
         self.check_dir = Path(config_path).parent
         self.files = ConfigFiles(self.check_dir)
 
-    async def start(self, config: str, maps: Mapping[str, str]) -> None:
-        await self.reload(config, maps)
+    async def start(self, config: Rendered) -> None:
+        await self.reload(config)
 
     async def alive(self) -> bool:
         try:
@@ -149,13 +148,14 @@ class AttachedHAProxy(_RuntimeOps):
                                  "restart it: restart it yourself (its last good config is "
                                  f"{self.files.last_good_path})")
 
-    async def reload(self, config: str, maps: Mapping[str, str]) -> int:
+    async def reload(self, config: Rendered) -> int:
         """Save server state (minus servers the new config moves: the config wins whole for them), write the
         files, reload through the master CLI, and wait until the new worker holds the admin socket."""
+        maps = config.maps
         state = (await self.runtime.execute(["show servers state"]))[0]
-        state, _dropped = filter_server_state(state, config)
+        state, _dropped = filter_server_state(state, config.servers)
         await self.files.write_server_state(state)
-        await self.files.write_current(config, maps)
+        await self.files.write_current(config.text, maps)
         try:
             info = await self.master.reload()
             if info.worker_pid is not None:

@@ -25,16 +25,16 @@ from typing import Any
 import jinja2
 
 from haplane.agent.activity import Activity
-from haplane.agent.control import HAProxyControl
 from haplane.agent.mirror import Mirror, Touched
 from haplane.compose import ComposeOptions, compose, service_backends, thalassa_backend
 from haplane.errors import Compacted, HaplaneError, HAProxyError, StoreError
-from haplane.model.change import Change
+from haplane.model.change import Change, ReloadCause, reason_of
 from haplane.model.haproxy import Config
-from haplane.plan import Plan, Policy, SlotMemory, plan
+from haplane.plan import Plan, Policy, Reload, SlotMemory, plan
 from haplane.registry import PREFIX
-from haplane.render import render
+from haplane.render import Rendered, render_config
 from haplane.store.base import Event, Store
+from haplane.typing import HAProxyControl
 
 log = logging.getLogger("haplane.agent")
 NEVER = float("inf")
@@ -69,26 +69,6 @@ class AgentStatus:
                 "bad_records": dict(self.bad_records)}
 
 
-def owners_of_lines(text: str, lines: tuple[int, ...], config: Config) -> set[str]:
-    """The owners ("service:x", "frontend:y", "backend:z") of these config lines: a route's ACL and
-    use_backend lines belong to the route's owner, any other line to its section's owner."""
-    owner_of = {f"frontend {f.name}": f.owner for f in config.frontends}
-    owner_of.update({f"backend {b.name}": b.owner for b in config.backends})
-    acl_owner = {r.acl_name: r.owner for f in config.frontends for r in f.routes}
-    section = ""
-    owners: set[str] = set()
-    wanted = set(lines)
-    for n, line in enumerate(text.splitlines(), 1):
-        if line and not line[0].isspace():
-            section = line.strip()
-        if n in wanted:
-            words = line.split()
-            acl = words[1] if words[:1] == ["acl"] and len(words) > 1 else (
-                words[-1] if words[:1] == ["use_backend"] else "")
-            owners.add(acl_owner.get(acl) or owner_of.get(section, ""))
-    return owners
-
-
 class Agent:
     def __init__(self, store: Store, control: HAProxyControl, options: AgentOptions, activity: Activity,
                  template: jinja2.Template | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -107,7 +87,7 @@ class Agent:
         self.quarantine: dict[str, tuple[str, str]] = {}  # owner → (message, fingerprint of its record)
         self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
         self._resync_requested = False
-        self._reload_wanted: str | None = None
+        self._reload_wanted: Reload | None = None
         self._reloading = False
         self._last_reload_at = -NEVER
         self._wake_at = NEVER
@@ -154,15 +134,17 @@ class Agent:
 
     async def _first_apply(self) -> None:
         self.desired = self._compose_full()
-        text, maps = self._render(self.desired)
-        verdict = await self.control.check(text, maps)
+        rendered = self._render(self.desired)
+        verdict = await self.control.check(rendered)
         if not verdict.ok:
-            self.desired, text, maps = await self._quarantine_until_valid(self.desired, text, maps,
-                                                                          verdict.messages, verdict.lines)
-        await self.control.start(text, maps)
-        self._applied(self.desired, text)
-        self.activity.record(Change("reload", "haproxy", "started with the registry's configuration",
-                                    {"revision": self.mirror.revision}))
+            rendered = await self._quarantine_until_valid(rendered, verdict.messages, verdict.lines,
+                                                          verdict.proxies)
+            self.desired = rendered.config
+        await self.control.start(rendered)
+        self._applied(rendered)
+        cause = ReloadCause("start", "haproxy", "started with the registry's configuration")
+        self.activity.record(Change("reload", "haproxy", cause.words, {"revision": self.mirror.revision,
+                                                                       "causes": [cause.to_dict()]}))
         await self._converge(None)
         self._next_resync = self.clock() + self.options.resync_interval
 
@@ -320,8 +302,8 @@ class Agent:
         """Map files are named by the path HAProxy loads them from (ComposeOptions.host_map)."""
         return {path: path for path, _ in (self.desired.maps if self.desired else ())}
 
-    def _render(self, config: Config) -> tuple[str, dict[str, str]]:
-        return render(config, self.template), dict(config.maps)
+    def _render(self, config: Config) -> Rendered:
+        return render_config(config, self.template)
 
     async def _converge(self, touched: Touched | None, timers: set[str] | None = None) -> None:
         """Bring HAProxy to the desired state: runtime commands now, a reload if the structure changed.
@@ -364,7 +346,7 @@ class Agent:
                      maps_now=maps_now, map_paths=self._map_paths(), backends=None)
         await self._apply(p)
         if p.reload is not None:
-            self._reload_wanted = p.reload.reason
+            self._reload_wanted = p.reload
         self._set_revision()
 
     async def _maps_now(self) -> dict[str, dict[str, str]]:
@@ -377,14 +359,15 @@ class Agent:
 
     async def _apply(self, p: Plan) -> None:
         if p.ops:
-            results = await self.control.execute([op.command for op in p.ops])
+            results = await self.control.execute(p.ops)
             failed = False
-            for op, res in zip(p.ops, results, strict=False):
+            for res in results:
                 if res.ok:
-                    self.activity.record(op.change, "ok", command=op.command)
+                    self.activity.record(res.op.change, "ok", command=res.command, op=res.op.verb)
                 else:
                     failed = True
-                    self.activity.record(op.change, "failed", command=op.command, answer=res.answer)
+                    self.activity.record(res.op.change, "failed", command=res.command, op=res.op.verb,
+                                         answer=res.answer)
             if failed:
                 self._resync_requested = True  # re-read HAProxy before trusting our memory again
             else:
@@ -398,15 +381,15 @@ class Agent:
 
     # --- reloads -----------------------------------------------------------------------------------------------
 
-    async def _quarantine_until_valid(self, config: Config, text: str, maps: dict[str, str],
-                                      messages: tuple[str, ...], lines: tuple[int, ...]
-                                      ) -> tuple[Config, str, dict[str, str]]:
-        """Hold back the owners of the lines HAProxy rejects, until the rest passes. Raises ConfigCheckFailed
-        when the fault is in nothing that can be held back (globals, the main frontend, a template)."""
+    async def _quarantine_until_valid(self, rendered: Rendered, messages: tuple[str, ...], lines: tuple[int, ...],
+                                      proxies: tuple[str, ...]) -> Rendered:
+        """Hold back the owners of the lines (and proxies) HAProxy rejects, until the rest passes. Raises
+        ConfigCheckFailed when the fault is in nothing that can be held back (globals, the main frontend, a
+        template)."""
         from haplane.errors import ConfigCheckFailed
 
         for _ in range(5):
-            owners = owners_of_lines(text, lines, config) - {"", "frontend:http"}
+            owners = rendered.owners(lines, proxies) - {"", "frontend:http"}
             if not owners:
                 self.activity.record(Change("check-failed", "haproxy", "haproxy -c rejected the config; the "
                                             "last good config stays in force", {"messages": list(messages)}),
@@ -418,12 +401,11 @@ class Agent:
                 self.activity.record(Change("quarantine", owner, "haproxy -c rejected its lines: held back, the "
                                             "rest is applied", {"messages": list(messages)}), "quarantined")
             self.status.quarantined = {o: m for o, (m, _) in self.quarantine.items()}
-            config = compose(self.mirror.registry(), self._options())
-            text, maps = self._render(config)
-            verdict = await self.control.check(text, maps)
+            rendered = self._render(compose(self.mirror.registry(), self._options()))
+            verdict = await self.control.check(rendered)
             if verdict.ok:
-                return config, text, maps
-            messages, lines = verdict.messages, verdict.lines
+                return rendered
+            messages, lines, proxies = verdict.messages, verdict.lines, verdict.proxies
         raise ConfigCheckFailed(messages, lines)
 
     @property
@@ -439,50 +421,56 @@ class Agent:
             self._reloading = False
 
     async def _do_reload(self) -> None:
-        reason = self._reload_wanted or "structure changed"
+        causes = self._reload_wanted.causes if self._reload_wanted else ()
+        reason = reason_of(causes)
         self._reload_wanted = None
         t0 = self.clock()
         self.desired = self._compose_full()
         config = self.desired
         if self.applied is not None and config.structure_key() == self.applied.structure_key():
             return  # the change that asked for it was undone in the meantime
-        text, maps = self._render(config)
+        rendered = self._render(config)
         t_render = self.clock()
-        verdict = await self.control.check(text, maps)
+        verdict = await self.control.check(rendered)
         t_check = self.clock()
         if not verdict.ok:
             try:
-                config, text, maps = await self._quarantine_until_valid(config, text, maps, verdict.messages,
-                                                                        verdict.lines)
+                rendered = await self._quarantine_until_valid(rendered, verdict.messages, verdict.lines,
+                                                              verdict.proxies)
             except HaplaneError as exc:
                 self.status.last_error = str(exc)
                 return
-            self.desired = config
+            self.desired = config = rendered.config
             if self.applied is not None and config.structure_key() == self.applied.structure_key():
                 return
+        text = rendered.text
         diff = "".join(difflib.unified_diff((self.applied_text or "").splitlines(True), text.splitlines(True),
                                             "running", "new", n=1))
         self._last_reload_at = t_reload = self.clock()
+        structured = [c.to_dict() for c in causes]
         try:
-            count = await self.control.reload(text, maps)
+            count = await self.control.reload(rendered)
         except HAProxyError as exc:
             self.status.last_error = f"reload: {exc}"
             self.activity.record(Change("reload-failed", "haproxy", f"{reason}: reload failed, the last good "
-                                        "config stays in force", {"error": str(exc), "diff": diff[:20000]}),
+                                        "config stays in force", {"error": str(exc), "diff": diff[:20000],
+                                                                  "causes": structured}),
                                  "failed")
             return
-        self._applied(config, text)
+        self._applied(rendered)
         self.status.reloads = count
         self.status.last_reload = time.time()
         timings = {"compose_render": round((t_render - t0) * 1000, 1),
                    "check": round((t_check - t_render) * 1000, 1),
                    "reload": round((self.clock() - t_reload) * 1000, 1)}
         self.activity.record(Change("reload", "haproxy", reason, {"diff": diff[:20000], "check": "valid",
-                                                                  "reloads": count, "timings_ms": timings}))
+                                                                  "reloads": count, "timings_ms": timings,
+                                                                  "causes": structured}))
         # slots of new backends were rendered filled; everything else converges through the runtime
         await self._converge(None)
 
-    def _applied(self, config: Config, text: str) -> None:
+    def _applied(self, rendered: Rendered) -> None:
+        config, text = rendered.config, rendered.text
         self.applied = config
         self.applied_text = text
         self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -12,7 +12,6 @@ from typing import Any
 
 from haplane.accesslog import AccessLogCollector, LatencyWindow
 from haplane.agent.activity import Activity
-from haplane.agent.control import HAProxyControl
 from haplane.agent.reconcile import Agent, AgentOptions
 from haplane.compose import ComposeOptions
 from haplane.errors import ConfigurationError
@@ -21,6 +20,7 @@ from haplane.model.values import ip_or_wildcard_bind
 from haplane.plan import Policy
 from haplane.settings import Settings
 from haplane.store import Store, open_store
+from haplane.typing import HAProxyControl
 
 log = logging.getLogger("haplane.agent")
 _SAFE_DIR = re.compile(r"[A-Za-z0-9_./@+-]+")
@@ -147,23 +147,25 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
     """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set). ``record``: write
     the settings that shape it into the state directory (``haplane plan`` builds one only to read its wiring)."""
     from haplane.agent.managed import AttachedHAProxy, ManagedHAProxy
-    from haplane.haproxy.process import ADMIN_SOCKET, control_globals
+    from haplane.haproxy.process import control_globals
     from haplane.render import compile_template
 
     state_dir = state_dir_of(settings)
     if record:
         save_agent_settings(settings, state_dir)
     control: HAProxyControl
-    cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s")
+    if settings.admin_socket and not settings.master_socket:
+        raise ConfigurationError("attaching to a running HAProxy needs both admin_socket and master_socket")
+    # attached: the configs haplane writes keep the operator's admin socket where the operator put it
+    try:
+        cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s",
+                             admin_socket=settings.admin_socket or None)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     lines = (cl.global_lines, cl.defaults_lines)
-    if settings.admin_socket:
-        if not settings.master_socket:
-            raise ConfigurationError("attaching to a running HAProxy needs both admin_socket and master_socket")
+    if settings.admin_socket and settings.master_socket:
         control = AttachedHAProxy(settings.admin_socket, settings.master_socket, str(state_dir / "haproxy.cfg"),
                                   settings.haproxy_bin)
-        # the configs haplane writes must keep the operator's admin socket where the operator put it
-        own = str(state_dir / ADMIN_SOCKET)
-        lines = (tuple(line.replace(own, settings.admin_socket) for line in cl.global_lines), cl.defaults_lines)
     else:
         control = ManagedHAProxy(state_dir, settings.haproxy_bin)
     template = None

@@ -89,8 +89,8 @@ class AgentView:
     async def plan_preview(self) -> dict[str, Any]:
         """What the agent would do now if it woke up: runtime commands and whether it would reload. Reads
         HAProxy's state; changes nothing (the plan is computed, never applied)."""
+        from haplane.agent.planning import plan_document
         from haplane.compose import compose
-        from haplane.overview import plan_document
         from haplane.plan import plan
 
         a = self.agent

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from haplane.model.observed import CheckResult
 from haplane.registry import RegistryStore
+from haplane.render import Rendered
 from haplane.settings import Settings
 
-Checker = Callable[[str, Mapping[str, str]], Awaitable[CheckResult]]
+Checker = Callable[[Rendered], Awaitable[CheckResult]]
 
 
 @dataclass
 class ApiDeps:
     """``registry`` is the store the API reads and writes; ``agent`` is an in-process agent's read-only view
-    (``haplane up``), None for a stand-alone ``haplane serve``; ``checker`` runs ``haproxy -c`` on a config
-    text with its map files (natives are accepted only when the whole config still passes it)."""
+    (``haplane up``), None for a stand-alone ``haplane serve``; ``checker`` runs ``haproxy -c`` on a rendered
+    config with its map files (natives are accepted only when the whole config still passes it)."""
 
     registry: RegistryStore
     settings: Settings
@@ -25,9 +26,9 @@ class ApiDeps:
     checker: Checker | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    async def check(self, text: str, maps: Mapping[str, str]) -> CheckResult:
+    async def check(self, rendered: Rendered) -> CheckResult:
         if self.checker is not None:
-            return await self.checker(text, maps)
-        from haplane.haproxy.check import check_config
+            return await self.checker(rendered)
+        from haplane.haproxy.check import check_rendered
 
-        return await check_config(text, haproxy_bin=self.settings.haproxy_bin, maps=maps)
+        return await check_rendered(rendered, haproxy_bin=self.settings.haproxy_bin)

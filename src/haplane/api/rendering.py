@@ -8,14 +8,15 @@ from pathlib import PurePosixPath
 
 from haplane.compose import compose
 from haplane.model.records import BackendSpec, FrontendSpec, Registry
-from haplane.render import render, render_maps
+from haplane.render import Rendered, render_config
 from haplane.settings import Settings
 
 
 def render_registry(registry: Registry, settings: Settings, *, map_dir: str | None = None,
-                    inline_maps: bool = False) -> tuple[str, dict[str, str]]:
-    """The config and its map files ({path: content}). Map paths are the agent's (under ``state_dir``), or
-    under ``map_dir``; ``inline_maps`` routes hosts by ACLs instead of a map file, so the text stands alone."""
+                    inline_maps: bool = False) -> Rendered:
+    """The config with its map files (``Rendered.maps``: {path: content}). Map paths are the agent's (under
+    ``state_dir``), or under ``map_dir``; ``inline_maps`` routes hosts by ACLs instead of a map file, so the text
+    stands alone."""
     from haplane.agent.runner import agent_options
 
     options = agent_options(settings, settings.state_dir.expanduser().resolve()).compose
@@ -23,8 +24,7 @@ def render_registry(registry: Registry, settings: Settings, *, map_dir: str | No
         options = replace(options, host_map=None)
     elif map_dir is not None and options.host_map is not None:
         options = replace(options, host_map=str(PurePosixPath(map_dir) / PurePosixPath(options.host_map).name))
-    config = compose(registry, options)
-    return render(config), render_maps(config)
+    return render_config(compose(registry, options))
 
 
 def with_record(registry: Registry, kind: str, record: FrontendSpec | BackendSpec) -> Registry:

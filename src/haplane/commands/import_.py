@@ -45,7 +45,7 @@ async def _run(args: argparse.Namespace) -> int:
     from haplane.api.rendering import render_registry
     from haplane.commands._common import refuse_a_foreign_store
     from haplane.errors import ConfigCheckFailed, PayloadError
-    from haplane.haproxy.check import check_config
+    from haplane.haproxy.check import check_rendered
     from haplane.model.records import Registry
     from haplane.registry_transfer import import_document
     from haplane.store import open_store
@@ -67,8 +67,8 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
 
     async def check(registry: Registry) -> None:
-        config, maps = render_registry(registry, settings, inline_maps=True)
-        result = await check_config(config, haproxy_bin=settings.haproxy_bin, maps=maps)
+        result = await check_rendered(render_registry(registry, settings, inline_maps=True),
+                                      haproxy_bin=settings.haproxy_bin)
         if not result.ok:
             raise ConfigCheckFailed(result.messages, result.lines)
 

@@ -115,13 +115,13 @@ def infer_memory(desired: Config, observed: Any, policy: Any, now: float) -> dic
 
 async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
     from haplane.agent.managed import _RuntimeOps
+    from haplane.agent.planning import plan_document
     from haplane.agent.runner import build_agent
     from haplane.commands.status import admin_socket
     from haplane.haproxy.runtime import RuntimeClient
-    from haplane.overview import plan_document
     from haplane.plan import plan
     from haplane.registry import RegistryStore
-    from haplane.render import render as render_config
+    from haplane.render import render_config
     from haplane.store import open_store
 
     sock = admin_socket(settings, directory)
@@ -151,7 +151,7 @@ async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
             if desired.maps:
                 current = await reader.maps(map_paths.values())
                 maps_now = {name: current.get(path, {}) for name, path in map_paths.items()}
-        desired_text = render_config(desired, agent.template)
+        desired_text = render_config(desired, agent.template).text
         try:
             with open(bundle.control.config_path, encoding="utf-8") as fh:
                 applied_text: str | None = fh.read()

@@ -25,7 +25,7 @@ from typing import Literal
 from haplane.model.observed import CheckResult, Info, Proc, ProcInfo, ServerState, StatRow
 
 __all__ = [
-    "answer_error", "config_lines", "config_servers", "filter_server_state", "parse_check_output", "parse_info",
+    "answer_error", "config_lines", "filter_server_state", "named_proxies", "parse_check_output", "parse_info",
     "parse_kv", "parse_map_list", "parse_servers_state", "parse_show_map", "parse_show_proc", "parse_stat",
     "parse_uptime", "proxy_lines",
 ]
@@ -281,6 +281,16 @@ def config_lines(messages: Iterable[str], file: str | None = None) -> tuple[int,
     return tuple(sorted(found))
 
 
+def named_proxies(messages: Iterable[str]) -> tuple[str, ...]:
+    """The proxies (frontends, backends) that ALERTs without a ``[file:N]`` location name, in order, once each
+    (``Proxy 'f': unable to find required use_backend: 'nope'.`` → ``f``)."""
+    found: dict[str, None] = {}
+    for msg in messages:
+        if msg.startswith("[ALERT]") and not _LOCATION.search(msg):
+            found.update((m.group(1), None) for m in _PROXY.finditer(msg))
+    return tuple(found)
+
+
 def proxy_lines(messages: Sequence[str], config_text: str) -> tuple[int, ...]:
     """Lines declaring the proxies that location-less messages name (``Proxy 'f': unable to find required
     use_backend: 'nope'.``): so every ALERT points at some line an owner can be found for."""
@@ -301,21 +311,6 @@ def proxy_lines(messages: Sequence[str], config_text: str) -> tuple[int, ...]:
 
 # --- server-state file vs. a new config -----------------------------------------------------------------
 
-_PROXY_SECTION = re.compile(r"^(backend|listen)\s+(\S+)")
-_TEMPLATE_LINE = re.compile(r"^\s+server-template\s+(\S+)\s+(\d+)(?:-(\d+))?\s+(\S+)")
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, int | None]:
-    if endpoint.startswith("["):
-        host, _, rest = endpoint[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif endpoint.count(":") == 1:
-        host, _, port = endpoint.partition(":")
-    else:
-        host, port = endpoint, ""
-    return host, (int(port) if port.isdigit() else None)
-
-
 def _norm_addr(addr: str) -> str:
     try:
         return ipaddress.ip_address(addr).compressed
@@ -323,50 +318,24 @@ def _norm_addr(addr: str) -> str:
         return addr
 
 
-def config_servers(config_text: str) -> dict[tuple[str, str], tuple[str, int | None]]:
-    """(backend, server) → (address, port) of every ``server`` (and ``server-template`` slot) in a config."""
-    out: dict[tuple[str, str], tuple[str, int | None]] = {}
-    backend: str | None = None
-    norm: dict[str, str] = {}  # addresses repeat (free slots): normalise each once
-    for line in config_text.split("\n"):
-        if not line:
-            continue
-        if not line[0].isspace():
-            m = _PROXY_SECTION.match(line)
-            backend = m.group(2) if m else None
-            continue
-        if backend is None:
-            continue
-        words = line.split(None, 3)
-        if len(words) >= 3 and words[0] == "server":
-            host, port = _split_endpoint(words[2])
-            addr = norm.get(host) or norm.setdefault(host, _norm_addr(host))
-            out[(backend, words[1])] = (addr, port)
-            continue
-        if words and words[0] == "server-template":
-            m = _TEMPLATE_LINE.match(line)
-            if m:
-                host, port = _split_endpoint(m.group(4))
-                first, last = (int(m.group(2)), int(m.group(3))) if m.group(3) else (1, int(m.group(2)))
-                for i in range(first, last + 1):
-                    out[(backend, f"{m.group(1)}{i}")] = (_norm_addr(host), port)
-    return out
-
-
-def filter_server_state(state_text: str, config_text: str) -> tuple[str, list[tuple[str, str]]]:
-    """Keep from a ``show servers state`` dump only the servers the new config names at the same address
-    and port; return the filtered dump and the (backend, server) pairs dropped.
+def filter_server_state(state_text: str, servers: Mapping[tuple[str, str], tuple[str, int | None]]
+                        ) -> tuple[str, list[tuple[str, str]]]:
+    """Keep from a ``show servers state`` dump only the servers the new config declares at the same address
+    and port (``servers``: (backend, server) → (address, port), as ``render.Rendered.servers`` gives them);
+    return the filtered dump and the (backend, server) pairs dropped.
 
     Why: HAProxy 2.6 applies a state file's port, weight and admin/op state to a server whose config
     address is an IP literal, but never its address (``srv_addr`` only feeds ``init-addr last`` of FQDN
     servers). A slot the new config points elsewhere would come back as *config address + old port*, and
     keep the old op/admin state. Dropping its line lets the config win whole for that server, while
     servers the config leaves in place keep their runtime weight, drain and maintenance."""
-    wanted = config_servers(config_text)
+    wanted: dict[tuple[str, str], tuple[str, int | None]] = {}
+    norm: dict[str, str] = {}  # addresses repeat (free slots): normalise each once
+    for key, (address, port) in servers.items():
+        wanted[key] = (norm.get(address) or norm.setdefault(address, _norm_addr(address)), port)
     kept: list[str] = []
     dropped: list[tuple[str, str]] = []
     cols: tuple[int, int, int, int] | None = None
-    norm: dict[str, str] = {}
     for line in state_text.split("\n"):
         if not line:
             continue

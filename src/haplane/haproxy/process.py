@@ -63,12 +63,15 @@ class ControlLines:
 
 
 def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str = "30s",
-                    mworker_max_reloads: int = 50, stats_timeout: str = "30s") -> ControlLines:
+                    mworker_max_reloads: int = 50, stats_timeout: str = "30s",
+                    admin_socket: str | os.PathLike[str] | None = None) -> ControlLines:
     """The control lines for a HAProxy whose state lives in ``state_dir`` (an absolute path is best: HAProxy
     resolves relative ones against its working directory).
 
-    - ``stats socket <dir>/admin.sock mode 600 level admin expose-fd listeners``: the Runtime API, and the
-      listening sockets handed to the new worker on reload (no refused connection during a reload);
+    - ``stats socket <admin_socket> mode 600 level admin expose-fd listeners``: the Runtime API, and the
+      listening sockets handed to the new worker on reload (no refused connection during a reload); the
+      socket is ``<dir>/admin.sock`` unless ``admin_socket`` names another (an HAProxy the operator runs keeps
+      its admin socket where the operator put it);
     - ``stats timeout``: an idle CLI connection is closed after this;
     - ``server-state-file <dir>/server-state`` + ``load-server-state-from-file global`` (defaults): runtime
       addresses, weights and admin states survive a reload (haplane dumps ``show servers state`` into the
@@ -80,13 +83,17 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
     if not _SAFE_PATH.fullmatch(d):
         raise ValueError(f"state directory {d!r} must be a plain path (letters, digits, '_./@+-') to be "
                          "written unquoted in haproxy.cfg")
+    admin = f"{d}/{ADMIN_SOCKET}" if admin_socket is None else os.fspath(admin_socket)
+    if not _SAFE_PATH.fullmatch(admin):
+        raise ValueError(f"admin socket {admin!r} must be a plain path (letters, digits, '_./@+-') to be "
+                         "written unquoted in haproxy.cfg")
     if not re.fullmatch(r"\d+(us|ms|s|m|h|d)?", hard_stop_after):
         raise ValueError(f"hard_stop_after {hard_stop_after!r} is not a HAProxy time")
     if not re.fullmatch(r"\d+(us|ms|s|m|h|d)?", stats_timeout):
         raise ValueError(f"stats_timeout {stats_timeout!r} is not a HAProxy time")
     return ControlLines(
         global_lines=(
-            f"stats socket {d}/{ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
+            f"stats socket {admin} mode 600 level admin expose-fd listeners",
             f"stats timeout {stats_timeout}",
             f"server-state-file {d}/server-state",
             f"hard-stop-after {hard_stop_after}",
@@ -239,15 +246,17 @@ class HAProxyProcess:
         log.info("HAProxy started: master %s, worker %s", info.master_pid, info.worker_pid)
         return info
 
-    async def reload(self, config: str | None = None, maps: Mapping[str, str] | None = None) -> ProcInfo:
+    async def reload(self, config: str | None = None, maps: Mapping[str, str] | None = None, *,
+                     servers: Mapping[tuple[str, str], tuple[str, int | None]] | None = None) -> ProcInfo:
         """Make ``config`` (already checked) the running one: save server state, write the files atomically,
-        reload through the master CLI, and confirm that a new worker serves the Runtime API. Returns
-        ``show proc`` after the reload. On failure the last good files are put back on disk (HAProxy goes on
-        with its previous worker) and ``ReloadFailed`` says what HAProxy said."""
+        reload through the master CLI, and confirm that a new worker serves the Runtime API. ``servers`` (the
+        new config's (backend, server) → (address, port), ``Rendered.servers``) leaves the servers it moves out
+        of the saved state. Returns ``show proc`` after the reload. On failure the last good files are put
+        back on disk (HAProxy goes on with its previous worker) and ``ReloadFailed`` says what HAProxy said."""
         if not self.running:
             raise HAProxyUnavailable("HAProxy is not running")
         before = await self.master.show_proc()
-        await self.save_server_state(config)
+        await self.save_server_state(servers)
         if config is not None:
             await self.files.write_current(config, maps)
         mark = self._lines_seen
@@ -267,18 +276,19 @@ class HAProxyProcess:
         log.info("HAProxy reloaded: reload %s, worker %s", after.reloads, after.worker_pid)
         return after
 
-    async def save_server_state(self, next_config: str | None = None) -> bool:
+    async def save_server_state(self, servers: Mapping[tuple[str, str], tuple[str, int | None]] | None = None
+                                ) -> bool:
         """Dump ``show servers state`` into the server-state file (read by the next worker at start). With
-        ``next_config``, servers that config moves to another address or port are left out, so the config
-        wins whole for them (see ``parse.filter_server_state``). False when the Runtime API does not answer
-        (the next worker then starts from the config's states)."""
+        ``servers`` (the next config's servers and their addresses), servers that config moves to another
+        address or port are left out, so the config wins whole for them (see ``parse.filter_server_state``).
+        False when the Runtime API does not answer (the next worker then starts from the config's states)."""
         try:
             text = (await self.runtime.execute(["show servers state"]))[0]
         except HAProxyUnavailable as exc:
             log.warning("server state not saved before reload: %s", exc)
             return False
-        if next_config is not None:
-            text, dropped = filter_server_state(text, next_config)
+        if servers is not None:
+            text, dropped = filter_server_state(text, servers)
             if dropped:
                 log.info("server state: %d server(s) take their state from the new config: %s", len(dropped),
                          ", ".join(f"{b}/{s}" for b, s in dropped[:20]))

@@ -6,10 +6,15 @@ interactive mode: ``prompt`` first, then every command, pipelined; HAProxy answe
 its ``> `` prompt, and the answers are split on that. A 1,000-command batch costs about what one command
 costs with a connection each (see bench/bench_runtime.py).
 
+This is the one place that turns the plan's typed operations (``haplane.model.ops``) into command text:
+``command_of(op)``, through the validated builders below.
+
 Who calls what:
-- the agent's apply step: ``run(commands)`` with the plan's commands, and reads which ones failed;
-- the agent's observe step: ``servers_state()`` (and ``stat()`` for sessions), ``show_map()``;
-- the API/UI: ``stat()``, ``info()``.
+- the agent's apply step (through its ``HAProxyControl``): ``apply(ops)`` with the plan's operations, and
+  reads which ones failed;
+- the agent's observe step: ``execute()`` of ``show servers state`` / ``show stat`` / ``show map`` batches;
+- the API/UI and ``haplane status``: ``command("show stat")``, ``info()``;
+- tests and tools: ``run``, ``set_server``, the map helpers.
 
 A batch is not a transaction: HAProxy runs every command of a pipelined batch even when an earlier one
 failed. ``run(..., stop_on_error=True)`` sends one command at a time on the same connection and stops at the
@@ -18,7 +23,7 @@ where a later command must not run when an earlier one failed.
 
 Every command passes ``validate_command``: no newline, no ``;`` (HAProxy's command separator), no
 backslash (its escape), no control character, no ``<<`` payload marker. The ``*_command(s)`` builders
-validate their arguments further (names, IP addresses, port and weight ranges).
+validate their arguments further (names, IP addresses, port and weight ranges), and ``command_of`` uses them.
 
 A command that takes a payload (``set ssl cert <file> <<``) is a ``Payload``: its command line passes
 ``validate_command`` and its payload ``validate_payload`` (no empty line: an empty line ends a payload and
@@ -35,7 +40,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from haplane.errors import HAProxyUnavailable, RuntimeCommandError
 from haplane.haproxy.parse import (
@@ -46,15 +50,14 @@ from haplane.haproxy.parse import (
     parse_show_map,
     parse_stat,
 )
-from haplane.model.observed import Info, ServerState, StatRow
+from haplane.model.observed import Info, OpResult, ServerState, StatRow
+from haplane.model.ops import MapAdd, MapDel, MapSet, RuntimeOp, ServerAdminState, SetAddress, SetState, SetWeight
 
 __all__ = [
     "Answer", "Payload", "RuntimeClient", "ServerAdminState", "validate_payload",
-    "add_map_command", "del_map_command", "set_map_command",
+    "add_map_command", "command_of", "del_map_command", "set_map_command",
     "set_server_commands", "show_map_command", "validate_command",
 ]
-
-ServerAdminState = Literal["ready", "drain", "maint"]
 
 _PROMPT = b"\n> "
 _READ_CHUNK = 1 << 16
@@ -205,6 +208,25 @@ def show_map_command(path: str) -> str:
     return f"show map {_map_token(path, 'map')}"
 
 
+def command_of(op: RuntimeOp) -> str:
+    """The Runtime API command for one of the plan's operations, through the validated builders above.
+    ``ValueError`` when a value would not stay one valid argument (an address that is not an IP, a weight
+    out of range, a map word with a space...): such an operation is never sent."""
+    match op:
+        case SetAddress():
+            return set_server_commands(op.backend, op.server, addr=op.address, port=op.port)[0]
+        case SetWeight():
+            return set_server_commands(op.backend, op.server, weight=op.weight)[0]
+        case SetState():
+            return set_server_commands(op.backend, op.server, state=op.state)[0]
+        case MapAdd():
+            return add_map_command(op.path, op.key, op.value)
+        case MapSet():
+            return set_map_command(op.path, op.key, op.value)
+        case MapDel():
+            return del_map_command(op.path, op.key)
+
+
 # --- the client -----------------------------------------------------------------------------------------
 
 class RuntimeClient:
@@ -263,6 +285,26 @@ class RuntimeClient:
     async def command(self, command: str) -> str:
         """One command; its answer, or ``RuntimeCommandError``."""
         return (await self.run_checked([command]))[0]
+
+    async def apply(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
+        """The plan's operations over one connection, pipelined, in order; one result each. An operation
+        ``command_of`` refuses is not sent and comes back failed, with the reason; the others run."""
+        results: list[OpResult | None] = []
+        commands: list[str] = []
+        for op in ops:
+            try:
+                commands.append(command_of(op))
+                results.append(None)
+            except ValueError as exc:
+                results.append(OpResult(op, "", False, f"not sent: {exc}"))
+        answers = iter(await self.run(commands))
+        out: list[OpResult] = []
+        for op, res in zip(ops, results, strict=True):
+            if res is None:
+                a = next(answers)
+                res = OpResult(op, a.command, a.ok, a.text)
+            out.append(res)
+        return out
 
     # -- reads -----------------------------------------------------------------------------------------
 

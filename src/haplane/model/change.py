@@ -1,4 +1,4 @@
-"""Change: the one vocabulary of the log, the activity view and the metrics."""
+"""Change: the one vocabulary of the log, the activity view and the metrics; ReloadCause: why HAProxy reloads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, Literal
 ChangeKind = Literal[
     "server-add", "server-remove", "server-update", "weight-ramp", "server-drain", "server-state",
     "map-update", "reload", "reload-failed", "check-failed", "quarantine", "release", "restart",
-    "service-add", "service-update", "service-remove", "instance-add", "instance-remove", "source-sync",
+    "service-add", "service-update", "service-remove", "instance-add", "instance-update", "instance-remove",
+    "source-sync",
 ]
 
 
@@ -27,3 +28,31 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "subject": self.subject, "reason": self.reason, "detail": self.detail}
+
+
+CauseKind = Literal[
+    "start", "restart", "backend-added", "backend-removed", "backend-changed", "backend-slots", "frontend-added",
+    "frontend-removed", "frontend-changed", "globals", "structure",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadCause:
+    """One reason for a (re)load of HAProxy's config, as data: ``kind`` is a label of bounded cardinality
+    (what metrics count reloads by), ``subject`` what it is about (``backend web``, ``frontend http``,
+    ``haproxy``), ``words`` the phrase the log and the activity view show (``backend web slots 8 → 16``).
+
+    A reload's reason, in words, is its causes' words joined by ``; ``; readers that need to tell causes apart
+    read these fields (``Change.detail["causes"]``), never the words."""
+
+    kind: CauseKind
+    subject: str
+    words: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": self.subject, "words": self.words}
+
+
+def reason_of(causes: tuple[ReloadCause, ...]) -> str:
+    """The words of ``causes`` as one reason (``backend a added; frontend http changed``)."""
+    return "; ".join(c.words for c in causes) or "structure changed"

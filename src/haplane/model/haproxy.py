@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+from haplane.model.records import HealthCheck
+
 ServerState = Literal["ready", "drain", "maint"]
 
 # The address a free slot points at: loopback, a port nothing listens on, and the slot is in maintenance
@@ -46,17 +48,6 @@ class Server(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class HttpCheck:
-    method: str = "GET"
-    path: str = "/"
-    http_version: str = "HTTP/1.0"
-    host: str | None = None
-    interval_ms: int = 2000
-    rise: int = 1
-    fall: int = 2
-
-
-@dataclass(frozen=True, slots=True)
 class Backend:
     name: str
     servers: tuple[Server, ...] = ()
@@ -64,7 +55,7 @@ class Backend:
     balance: str = "roundrobin"
     cookie: str | None = None  # sticky cookie name
     cookie_key: str | None = None  # set: dynamic cookies (a hash of key + server address), for slots
-    health: HttpCheck | None = None  # None: a plain TCP connect check
+    health: HealthCheck | None = None  # the record's own value; None: a plain TCP connect check
     check_inter_ms: int = 2000
     host_header: str | None = None
     natives: tuple[str, ...] = ()

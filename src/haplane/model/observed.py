@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
+from haplane.model.ops import RuntimeOp
+
 # srv_op_state (show servers state): the server's operational state.
 OP_STOPPED = 0  # down
 OP_STARTING = 1  # up, warming up (slowstart)
@@ -264,12 +266,14 @@ class ProcInfo:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """What ``haproxy -c`` said of a config: ``ok``, HAProxy's own ALERT/WARNING lines, and the config
-    line numbers they name (sorted, unique)."""
+    """What ``haproxy -c`` said of a config: ``ok``, HAProxy's own ALERT/WARNING lines, the config line
+    numbers they name (sorted, unique), and the proxies (frontends, backends) that ALERTs without a line
+    number name (``Proxy 'f': unable to find required use_backend: 'nope'.``), in the order named."""
 
     ok: bool
     messages: tuple[str, ...] = ()
     lines: tuple[int, ...] = ()
+    proxies: tuple[str, ...] = ()
 
     @property
     def alerts(self) -> tuple[str, ...]:
@@ -278,3 +282,32 @@ class CheckResult:
     @property
     def warnings(self) -> tuple[str, ...]:
         return tuple(m for m in self.messages if m.startswith("[WARNING]"))
+
+
+@dataclass(frozen=True, slots=True)
+class SlotObs:
+    """One server slot as HAProxy reports it (``show servers state``; ``sessions`` from ``show stat``, read only
+    where a drain waits for them). What plan diffs the desired model against, and what ``FakeHAProxy`` keeps."""
+
+    address: str
+    port: int
+    weight: int
+    maint: bool
+    drain: bool
+    sessions: int = 0
+
+
+Observed = Mapping[str, Mapping[str, SlotObs]]
+"""backend → server → slot, as ``HAProxyControl.servers`` returns it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """HAProxy's answer to one runtime operation: ``command`` is the text the adapter sent (for the log),
+    ``ok`` whether HAProxy (or the adapter's own validation, before sending) accepted it, ``answer`` what it
+    said."""
+
+    op: RuntimeOp
+    command: str
+    ok: bool
+    answer: str = ""

@@ -3,11 +3,21 @@ reading templates, which are given as text (the CLI reads an operator's --templa
 
 Same input, same bytes: nothing random, nothing time-dependent is rendered. Values are escaped for HAProxy,
 never for HTML (Thalassa and Lambda-Registry both broke configs by HTML-escaping).
+
+Two entry points:
+- ``render(config, template)``: the text alone (``/generate``, the API's ``/config``, benches);
+- ``render_config(config, template)``: a ``Rendered``, the text with what render knows about it: the map
+  files beside it, each server's identity (``servers``), each line's owner (``line_owners``, for quarantine),
+  and the same config with its maps at other paths (``with_map_paths``, for ``haproxy -c``). Nothing
+  downstream parses the text back for these facts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -104,10 +114,17 @@ def server_line(s: Server) -> str:
     return line
 
 
-def _backend(b: Backend) -> dict[str, Any]:
+Wrap = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _plain(values: dict[str, Any], _owner: str) -> dict[str, Any]:
+    return values
+
+
+def _backend(b: Backend, wrap: Wrap = _plain) -> dict[str, Any]:
     h = b.health
     inter = h.interval_ms if h else b.check_inter_ms
-    return {
+    return wrap({
         "name": b.name, "mode": b.mode, "balance": b.balance,
         "hash_consistent": b.balance in ("source", "uri"),
         "cookie": b.cookie, "cookie_key": b.cookie_key, "host_header": b.host_header if b.mode == "http" else None,
@@ -117,7 +134,7 @@ def _backend(b: Backend) -> dict[str, Any]:
         "rise": h.rise if h else 1, "fall": h.fall if h else 2,
         "natives": list(b.natives), "servers": b.servers,
         "server_lines": "\n    ".join(server_line(s) for s in b.servers),
-    }
+    }, b.owner)
 
 
 def _edge_tls(t: EdgeTls | None) -> dict[str, Any] | None:
@@ -128,23 +145,24 @@ def _edge_tls(t: EdgeTls | None) -> dict[str, Any] | None:
             "port_suffix": "" if t.https_port == 443 else f":{int(t.https_port)}"}
 
 
-def _frontend(f: Frontend) -> dict[str, Any]:
+def _frontend(f: Frontend, wrap: Wrap = _plain) -> dict[str, Any]:
     fallback = dict(f.fallbacks)
     routed = {r.backend for r in f.routes}
-    return {
+    return wrap({
         "tls": _edge_tls(f.tls),
         "name": f.name, "binds": [b.render() for b in f.binds], "mode": f.mode, "keepalive": f.keepalive,
         "default_backend": f.default_backend, "host_map": f.host_map, "natives": list(f.natives),
-        "routes": [{"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r),
-                    "fallback": fallback.get(r.backend)} for r in f.routes],
+        "routes": [wrap({"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r),
+                         "fallback": fallback.get(r.backend)}, r.owner or f.owner) for r in f.routes],
         # backends reached through the host map (not through a route of their own) that have a fallback
         "map_fallbacks": [{"backend": b, "fallback": fb} for b, fb in f.fallbacks if b not in routed]
         if f.host_map else [],
-    }
+    }, f.owner)
 
 
-def context(config: Config) -> dict[str, Any]:
-    """The plain values a template sees (documented in the README for operators' templates)."""
+def context(config: Config, wrap: Wrap = _plain) -> dict[str, Any]:
+    """The plain values a template sees (documented in the README for operators' templates). ``wrap`` is
+    given every frontend, route and backend value with its owner (``line_owners`` traces the reads)."""
     g = config.globals
     return {
         "header": HEADER,
@@ -155,8 +173,8 @@ def context(config: Config) -> dict[str, Any]:
               "stats_password_hash": g.stats_password_hash,
               "tls_min_version": g.tls_min_version, "tls_ciphers": g.tls_ciphers,
               "tls_ciphersuites": g.tls_ciphersuites},
-        "frontends": [_frontend(f) for f in config.frontends],
-        "backends": [_backend(b) for b in config.backends],
+        "frontends": [_frontend(f, wrap) for f in config.frontends],
+        "backends": [_backend(b, wrap) for b in config.backends],
     }
 
 
@@ -181,3 +199,142 @@ def render(config: Config, template: jinja2.Template | None = None) -> str:
 def render_maps(config: Config) -> dict[str, str]:
     """The map files beside haproxy.cfg (file name → content)."""
     return dict(config.maps)
+
+
+def render_config(config: Config, template: jinja2.Template | None = None) -> Rendered:
+    """haproxy.cfg for ``config`` with what render knows about it (see ``Rendered``)."""
+    return Rendered(config, render(config, template), template)
+
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Rendered:
+    """A config as rendered: ``text`` (what HAProxy loads) from ``config`` through ``template`` (None: the
+    default one), and the facts render knows about it, so nobody parses the text back:
+
+    - ``maps``: the map files to write beside it (path as the config names it → content);
+    - ``servers``: (backend, server) → (address, port) of every server it declares (what
+      ``haproxy.parse.filter_server_state`` compares a saved server state with);
+    - ``line_owners`` / ``owners()``: who each line comes from ("service:app", "frontend:http",
+      "backend:live", "" for globals and defaults), so a line ``haproxy -c`` rejects names what to hold back;
+    - ``with_map_paths()``: the same config with its map files at other paths (``haproxy -c`` checks the new
+      maps from a temporary directory; the paths are values handed to render, not substituted in the text).
+
+    ``line_owners`` and ``with_map_paths`` render again (the first while tracing which frontend, route and
+    backend each line was written from), so they cost a render; the agent asks for them only when it needs
+    them (a check, a rejected config)."""
+
+    config: Config
+    text: str
+    template: jinja2.Template | None = None
+
+    @property
+    def maps(self) -> dict[str, str]:
+        return dict(self.config.maps)
+
+    @cached_property
+    def servers(self) -> Mapping[tuple[str, str], Endpoint]:
+        return {(b.name, s.name): (s.address, s.port) for b in self.config.backends for s in b.servers}
+
+    @cached_property
+    def line_owners(self) -> tuple[str, ...]:
+        """The owner of each line (index 0 is line 1). A line belongs to the frontend, route or backend the
+        template last read a value of before the line ended; lines before any (global, defaults) to "".
+        Exact for the default template and for operator templates that loop over ``frontends``,
+        ``fe.routes`` and ``backends``; output a template builds in a macro or a ``{% set %}`` block is
+        written at once, so it is attributed to the last item read while building it."""
+        trace = _Trace()
+        tpl = self.template or _DEFAULT_ENV.get_template("haproxy.cfg.j2")
+        try:
+            for chunk in tpl.generate(context(self.config, trace.wrap)):
+                trace.chunks.append(chunk)
+                trace.pos += len(chunk)
+        except jinja2.UndefinedError as exc:
+            raise RenderError("template", exc.message or "", "uses a variable haplane does not provide") from None
+        text = "".join(trace.chunks)
+        if (text if text.endswith("\n") else text + "\n") != self.text:
+            raise RenderError("template", "", "renders differently each time: its lines cannot be attributed")
+        return trace.owners(text)
+
+    def owners(self, lines: Iterable[int] = (), proxies: Iterable[str] = ()) -> set[str]:
+        """The owners of these config lines (1-based) and of the frontends/backends named in ``proxies``;
+        "" for a line of the globals or defaults (nothing there can be held back)."""
+        out: set[str] = set()
+        wanted = [n for n in lines if n >= 1]
+        if wanted:
+            owners = self.line_owners
+            out.update(owners[n - 1] if n <= len(owners) else "" for n in wanted)
+        names = set(proxies)
+        if names:
+            out.update(f.owner for f in self.config.frontends if f.name in names)
+            out.update(b.owner for b in self.config.backends if b.name in names)
+        return out
+
+    def with_map_paths(self, paths: Mapping[str, str]) -> str:
+        """The text of the same config with each map file at ``paths[name]`` instead (same lines: a map path
+        is one token); the text itself when no map moves."""
+        cfg = self.config
+        if not any(name in paths for name, _ in cfg.maps):
+            return self.text
+        moved = replace(cfg, maps=tuple((paths.get(name, name), content) for name, content in cfg.maps),
+                        frontends=tuple(_frontend_maps_at(f, paths) for f in cfg.frontends))
+        return render(moved, self.template)
+
+
+def _frontend_maps_at(f: Frontend, paths: Mapping[str, str]) -> Frontend:
+    """``f`` with the map files it names (host map, HTTPS maps) at ``paths[name]`` where given."""
+    def at(path: str) -> str:
+        return paths.get(path, path)
+
+    tls = f.tls and replace(f.tls, acme_map=at(f.tls.acme_map), policy_map=at(f.tls.policy_map),
+                            hsts_map=at(f.tls.hsts_map))
+    return replace(f, host_map=f.host_map and at(f.host_map), tls=tls)
+
+
+class _Trace:
+    """Records, while a template renders, which owner's values it reads at which output position."""
+
+    __slots__ = ("chunks", "marks", "pos")
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.pos = 0  # characters rendered so far
+        self.marks: list[tuple[int, str]] = []  # (position, owner) at each change of owner
+
+    def wrap(self, values: dict[str, Any], owner: str) -> dict[str, Any]:
+        return _Owned(values, owner, self)
+
+    def mark(self, owner: str) -> None:
+        if not self.marks or self.marks[-1][1] != owner:
+            self.marks.append((self.pos, owner))
+
+    def owners(self, text: str) -> tuple[str, ...]:
+        out: list[str] = []
+        marks, i, current, start = self.marks, 0, "", 0
+        while start < len(text):
+            nl = text.find("\n", start)
+            end = nl if nl >= 0 else len(text)
+            while i < len(marks) and marks[i][0] < end:
+                current = marks[i][1]
+                i += 1
+            out.append(current)
+            start = end + 1
+        return tuple(out)
+
+
+class _Owned(dict[str, Any]):
+    """A frontend, route or backend as the template sees it: a dict that tells the trace whenever a value of
+    it is read (Jinja reads ``fe.name`` as ``fe["name"]``)."""
+
+    __slots__ = ("_owner", "_trace")
+
+    def __init__(self, values: dict[str, Any], owner: str, trace: _Trace) -> None:
+        super().__init__(values)
+        self._owner = owner
+        self._trace = trace
+
+    def __getitem__(self, key: str) -> Any:
+        self._trace.mark(self._owner)
+        return dict.__getitem__(self, key)

@@ -17,6 +17,11 @@ from haplane.haproxy.process import HAProxyProcess
 pytestmark = pytest.mark.integration
 
 
+def slot_servers(fills: dict[str, tuple[str, int]] | None = None) -> dict[tuple[str, str], tuple[str, int | None]]:
+    """What ``slots_backend(fills)`` declares, as render hands it over (``Rendered.servers``)."""
+    return {("b", f"s{i}"): (fills or {}).get(f"s{i}", ("127.0.0.1", 1)) for i in range(1, 5)}
+
+
 def slots_backend(fills: dict[str, tuple[str, int]] | None = None, *, extra: str = "") -> str:
     """backend b with slots s1..s4; ``fills`` renders a slot at an address (as the renderer does for slots
     that hold an instance), the others stay free (127.0.0.1:1 disabled)."""
@@ -130,9 +135,9 @@ async def test_server_state_carries_weight_drain_maint_over_reload(start_haproxy
         # the renderer writes the slots that hold an instance at their address (what compose desires);
         # s3 is re-pointed by the new config to another address: the config must win whole for it
         elsewhere = free_port("127.0.0.5")
-        cfg = base_config(str(state_dir), port, slots_backend({
-            "s1": ("127.0.0.2", a.port), "s2": ("127.0.0.3", b.port), "s3": ("127.0.0.5", elsewhere)}))
-        await hp.reload(cfg)
+        fills = {"s1": ("127.0.0.2", a.port), "s2": ("127.0.0.3", b.port), "s3": ("127.0.0.5", elsewhere)}
+        cfg = base_config(str(state_dir), port, slots_backend(fills))
+        await hp.reload(cfg, servers=slot_servers(fills))
         st = {s.name: s for s in await rt.servers_state("b")}
         assert (st["s1"].addr, st["s1"].port, st["s1"].uweight, st["s1"].admin_name) == ("127.0.0.2", a.port, 7,
                                                                                         "ready")
@@ -144,7 +149,7 @@ async def test_server_state_carries_weight_drain_maint_over_reload(start_haproxy
         assert {(await http_get(port)).server for _ in range(4)} == {"A"}  # s2 drains, s3 is down
         # maint carried too, when the config leaves the slot where it is
         await rt.set_server("b", "s1", state="maint")
-        await hp.reload(cfg)
+        await hp.reload(cfg, servers=slot_servers(fills))
         assert {s.name: s.admin_name for s in await rt.servers_state("b")}["s1"] == "maint"
 
 

@@ -10,7 +10,7 @@ import pytest
 from hx_support import StartHAProxy, backends, base_config, free_port, http_get
 
 from haplane.errors import ConfigCheckFailed, ConfigurationError, RuntimeCommandError
-from haplane.haproxy.check import check_config, require_valid
+from haplane.haproxy.check import check_config, check_rendered, require_valid
 
 pytestmark = pytest.mark.integration
 
@@ -165,16 +165,24 @@ async def test_check_second_phase_errors_name_the_proxy_line(haproxy: str) -> No
     text = BAD.replace("    bogus_keyword 1\n", "").replace("weight 999", "weight 1")
     r = await check_config(text, haproxy)
     assert not r.ok and r.lines == (8,)  # "Proxy 'f': unable to find required use_backend: 'nope'." → frontend f
+    assert r.proxies == ("f",)
     assert any("unable to find required use_backend" in m for m in r.messages)
 
 
 async def test_check_with_maps_does_not_touch_live_files(haproxy: str, state_dir: Path) -> None:
+    from haplane.compose import ComposeOptions, compose
+    from haplane.model.haproxy import Bind
+    from haplane.model.records import Registry, Service
+    from haplane.render import render_config
+
     live_map = state_dir / "hosts.map"  # does not exist: a check must not need it, nor create it
-    text = (BAD.replace("    use_backend nope\n    bogus_keyword 1\n",
-                        f"    use_backend %[req.hdr(host),host_only,map({live_map})]\n")
-            .replace("weight 999", "weight 1"))
-    assert not (await check_config(text, haproxy)).ok  # the map file is missing
-    r = await check_config(text, haproxy, maps={str(live_map): "a.example.com b\n"}, directory=state_dir)
+    config = compose(Registry((Service("b", "host", "a.example.com"),)),
+                     ComposeOptions(binds=(Bind("127.0.0.1", 1),), host_map=str(live_map)))
+    rendered = render_config(config)
+    assert f"map({live_map})" in rendered.text and rendered.maps == {str(live_map): "a.example.com b\n"}
+    r = await check_config(rendered.text, haproxy)
+    assert not r.ok and any(str(live_map) in m for m in r.messages)  # the map file is missing
+    r = await check_rendered(rendered, haproxy, directory=state_dir)
     assert r.ok, r.messages
     assert not live_map.exists() and [p.name for p in state_dir.iterdir()] == []
 

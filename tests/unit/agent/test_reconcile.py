@@ -159,7 +159,7 @@ async def test_drain_before_free() -> None:
         await reg.put_instance(inst("a"))
 
     async with running(setup=setup, policy=policy) as rig:
-        rig.fake.slot("app", "s1").sessions = 2
+        rig.fake.set_sessions("app", "s1", 2)
         await rig.reg.delete_instance("app", "a")
         await until(lambda: rig.fake.slot("app", "s1").drain)
         assert not rig.fake.slot("app", "s1").maint

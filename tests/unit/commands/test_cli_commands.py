@@ -13,9 +13,11 @@ from haplane.commands.events import follow_file, format_record
 from haplane.commands.plan import infer_memory, structure_changes
 from haplane.commands.status import render
 from haplane.compose import ComposeOptions, compose
+from haplane.haproxy.runtime import command_of
+from haplane.model.observed import SlotObs
 from haplane.model.records import Instance, Registry, Service
 from haplane.overview import build
-from haplane.plan import Policy, SlotObs, plan
+from haplane.plan import Policy, plan
 from haplane.render import render as render_config
 
 PLAIN = Style(io.StringIO())
@@ -46,11 +48,11 @@ def test_ramping_slots_are_left_to_ramp() -> None:
     policy = Policy(ramp_min=1, ramp_step=1, ramp_interval=30)
     memory = infer_memory(desired, observed, policy, 1000.0)
     p = plan(desired, observed, memory, desired, 1000.0, policy)
-    assert [op.command for op in p.ops] == []  # weight 3 is where a ramp placed 60 s ago stands
+    assert [command_of(op) for op in p.ops] == []  # weight 3 is where a ramp placed 60 s ago stands
     p = plan(desired, observed, memory, desired, 1031.0, policy)
-    assert [op.command for op in p.ops] == ["set server web/s1 weight 4"]  # and it goes on stepping
+    assert [command_of(op) for op in p.ops] == ["set server web/s1 weight 4"]  # and it goes on stepping
     p = plan(desired, observed, {}, desired, 1000.0, policy)
-    assert [op.command for op in p.ops] == ["set server web/s1 weight 10"]  # what a memory-less plan would say
+    assert [command_of(op) for op in p.ops] == ["set server web/s1 weight 10"]  # what a memory-less plan would say
 
 
 def test_status_table_and_record_lines() -> None:

@@ -8,8 +8,8 @@ import pytest
 from haplane.haproxy.parse import (
     answer_error,
     config_lines,
-    config_servers,
     filter_server_state,
+    named_proxies,
     parse_check_output,
     parse_info,
     parse_map_list,
@@ -135,25 +135,17 @@ def test_proxy_lines_point_at_the_declaration() -> None:
     assert proxy_lines(r.messages, cfg) == (5,)  # "Proxy 'f'" → line of "frontend f"; located messages skipped
 
 
-CONFIG = """global
-    maxconn 10
-backend app
-    server s1 10.0.0.1:8080 weight 3
-    server s2 127.0.0.1:1 disabled
-    server s3 [2001:db8::1]:80
-    server-template t 1-2 127.0.0.1:1 disabled
-frontend f
-    server notaserver 1.1.1.1:1
-listen l
-    server x 10.0.0.9:9
-"""
+def test_named_proxies_are_those_of_location_less_alerts() -> None:
+    r = parse_check_output(S.CHECK_OUTPUT_PROXY, 1)
+    assert named_proxies(r.messages) == ("f",)
+    assert named_proxies(["[ALERT] config : parsing [x.cfg:3] : Proxy 'b': bad", "[WARNING] Proxy 'w': meh"]) == ()
 
 
-def test_config_servers() -> None:
-    assert config_servers(CONFIG) == {
-        ("app", "s1"): ("10.0.0.1", 8080), ("app", "s2"): ("127.0.0.1", 1), ("app", "s3"): ("2001:db8::1", 80),
-        ("app", "t1"): ("127.0.0.1", 1), ("app", "t2"): ("127.0.0.1", 1), ("l", "x"): ("10.0.0.9", 9),
-    }
+# what the new config declares (render.Rendered.servers): IPv6 as the model writes it, free slots included
+SERVERS: dict[tuple[str, str], tuple[str, int | None]] = {
+    ("app", "s1"): ("10.0.0.1", 8080), ("app", "s2"): ("127.0.0.1", 1), ("app", "s3"): ("2001:db8::1", 80),
+    ("app", "t1"): ("127.0.0.1", 1), ("app", "t2"): ("127.0.0.1", 1), ("l", "x"): ("10.0.0.9", 9),
+}
 
 
 def _state_line(be: str, srv: str, addr: str, port: int, admin: int = 0, weight: int = 1) -> str:
@@ -169,7 +161,7 @@ def test_filter_server_state_keeps_unmoved_servers_only() -> None:
         _state_line("app", "t1", "127.0.0.1", 1, admin=5),  # free slot, still free: keep
         _state_line("gone", "s1", "10.0.0.1", 8080),  # backend no longer in the config: drop
     ]
-    text, dropped = filter_server_state("\n".join(header + lines) + "\n", CONFIG)
+    text, dropped = filter_server_state("\n".join(header + lines) + "\n", SERVERS)
     kept = [s.name for s in parse_servers_state(text)]
     assert kept == ["s1", "s3", "t1"]
     assert dropped == [("app", "s2"), ("gone", "s1")]

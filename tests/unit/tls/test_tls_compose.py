@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from haplane.compose import ComposeOptions, compose
-from haplane.haproxy.check import check_config
+from haplane.haproxy.check import check_rendered
 from haplane.model.haproxy import Bind, EdgeTls, Globals
 from haplane.model.records import Registry, RegistryCert, Service
-from haplane.render import render
+from haplane.render import render, render_config
 from haplane.testing_tls import TestCA
 from haplane.tls.certs import parse_bundle
 from haplane.tls.crtlist import CertFiles
@@ -73,5 +73,5 @@ def test_rendered_https_passes_haproxy_check(tmp_path: Path) -> None:
     assert "ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets" in text
     import asyncio
 
-    result = asyncio.run(check_config(text, directory=tmp_path, maps=dict(cfg.maps)))
+    result = asyncio.run(check_rendered(render_config(cfg), directory=tmp_path))
     assert result.ok, result.messages

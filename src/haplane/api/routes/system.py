@@ -121,10 +121,10 @@ def router(deps: ApiDeps) -> APIRouter:
         # text passes `haproxy -c` wherever it is saved (the same routing; the map makes a host change a runtime
         # `set map` instead of a reload)
         inline = map_dir is None and deps.agent is None
-        text, maps = render_registry(snapshot, deps.settings, map_dir=map_dir, inline_maps=inline)
+        rendered = render_registry(snapshot, deps.settings, map_dir=map_dir, inline_maps=inline)
         headers = {"ETag": f'"{snapshot.revision}"',
-                   "X-Haplane-Maps": "inline" if inline else ",".join(sorted(maps)) or "none"}
-        return PlainTextResponse(text, headers=headers)
+                   "X-Haplane-Maps": "inline" if inline else ",".join(sorted(rendered.maps)) or "none"}
+        return PlainTextResponse(rendered.text, headers=headers)
 
     admin = Depends(require(deps.settings, "admin"))
 
@@ -150,8 +150,7 @@ def router(deps: ApiDeps) -> APIRouter:
         doc = parse_document(await json_body(request))
 
         async def check(registry: Registry) -> None:
-            text, maps = render_registry(registry, deps.settings, inline_maps=True)
-            result = await deps.check(text, maps)
+            result = await deps.check(render_registry(registry, deps.settings, inline_maps=True))
             if not result.ok:
                 raise ConfigCheckFailed(result.messages, result.lines)
 
@@ -166,8 +165,7 @@ def router(deps: ApiDeps) -> APIRouter:
            summary="A map file the config names (hosts.map: one 'host backend' line per host route)")
     async def haproxy_map(name: str, _: Principal = read) -> Response:
         snapshot = await deps.registry.snapshot()
-        _text, maps = render_registry(snapshot, deps.settings)
-        for path, content in maps.items():
+        for path, content in render_registry(snapshot, deps.settings).maps.items():
             if path.rsplit("/", 1)[-1] == name:
                 return PlainTextResponse(content, headers={"ETag": f'"{snapshot.revision}"'})
         raise NotFound("map", name)

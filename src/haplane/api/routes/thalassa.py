@@ -74,8 +74,7 @@ def router(deps: ApiDeps) -> APIRouter:
     reg = deps.registry
 
     async def check_with(snapshot: Registry, kind: str, record: FrontendSpec | BackendSpec) -> None:
-        text, maps = render_registry(with_record(snapshot, kind, record), deps.settings)
-        result = await deps.check(text, maps)
+        result = await deps.check(render_registry(with_record(snapshot, kind, record), deps.settings))
         if not result.ok:
             raise ConfigCheckFailed(result.messages, result.lines)
 
