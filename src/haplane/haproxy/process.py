@@ -32,9 +32,10 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from haplane.errors import HAProxyError, HAProxyUnavailable, ReloadFailed
 from haplane.haproxy.files import ConfigFiles
@@ -46,6 +47,7 @@ from haplane.model.observed import ProcInfo
 __all__ = ["ADMIN_SOCKET", "MASTER_SOCKET", "ControlLines", "HAProxyProcess", "control_globals"]
 
 log = logging.getLogger("haplane.haproxy")
+T = TypeVar("T")
 
 ADMIN_SOCKET = "admin.sock"
 MASTER_SOCKET = "master.sock"
@@ -261,9 +263,9 @@ class HAProxyProcess:
             await self.files.write_current(config, maps)
         mark = self._lines_seen
         try:
-            after = await self.master.reload(timeout=self.reload_timeout, before=before)
+            after = await self._unless_exited(self.master.reload(timeout=self.reload_timeout, before=before))
             if after.worker_pid is not None:
-                await self._wait_serving(after.worker_pid, self.reload_timeout)
+                await self._unless_exited(self._wait_serving(after.worker_pid, self.reload_timeout))
         except (ReloadFailed, HAProxyUnavailable) as exc:
             alerts = await self._alerts_since(mark)
             if config is not None:
@@ -332,6 +334,23 @@ class HAProxyProcess:
         return self.returncode if self.returncode is not None else -1
 
     # -- internals -------------------------------------------------------------------------------------
+
+    async def _unless_exited(self, step: Awaitable[T]) -> T:
+        """``step``, or ``HAProxyUnavailable`` as soon as the master exits: a dead master confirms nothing, so
+        a reload it was part of fails at once instead of polling it until the reload timeout."""
+        task = asyncio.ensure_future(step)
+        exited = asyncio.ensure_future(self._exited.wait())
+        try:
+            await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            raise HAProxyUnavailable(f"HAProxy exited (code {self.returncode}) during the reload")
+        finally:
+            for t in (task, exited):
+                if not t.done():
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
 
     async def _wait_started(self, proc: asyncio.subprocess.Process, mark: int) -> ProcInfo:
         loop = asyncio.get_running_loop()

@@ -71,6 +71,24 @@ async def test_refused_reload_keeps_the_old_worker_and_restores_last_good(start_
     assert ok.reloads == 2 and ok.failed_reloads == 0 and not ok.reload_failed and ok.worker_pid != worker
 
 
+async def test_master_killed_during_a_reload_fails_it_at_once(start_haproxy: StartHAProxy, state_dir: Path) -> None:
+    """A reload whose master dies before it is confirmed fails as soon as the master exits (it used to poll the
+    dead master until the reload timeout), and the last good config is back on disk for the restart."""
+    port = free_port()
+    good = base_config(str(state_dir), port, slots_backend())
+    hp = await start_haproxy(good, reload_timeout=60)
+    mark = len(hp.recent_output())
+    reload = asyncio.create_task(hp.reload(base_config(str(state_dir), port, slots_backend(extra="    retries 1\n"))))
+    for _ in range(1000):  # until the master says it reloads: the confirmation is under way
+        if any("Reloading HAProxy" in ln for ln in hp.recent_output(mark)) or reload.done():
+            break
+        await asyncio.sleep(0.005)
+    os.kill(hp.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    with pytest.raises(ReloadFailed, match="exited"):
+        await reload
+    assert (state_dir / "haproxy.cfg").read_text() == good
+
+
 async def test_worker_killed_is_detected_and_restarted(start_haproxy: StartHAProxy, state_dir: Path) -> None:
     port = free_port()
     exits: list[int] = []
