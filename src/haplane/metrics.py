@@ -1,15 +1,16 @@
 """Prometheus metrics: HSDO's per-server figures and haplane's own.
 
 Two kinds of figures, both in a ``CollectorRegistry`` passed in (never the global one):
-- counted as things happen: the event-to-routable latency histogram (``Agent.routable_callbacks``),
-  reloads by reason and result, runtime commands, failed ``haproxy -c`` checks (``Activity.listeners``),
-  source events (``Agent.event_callbacks``);
+- counted as things happen: the event-to-routable latency histogram (``AgentReader.on_routable``),
+  reloads by cause and result, runtime commands by verb, failed ``haproxy -c`` checks (``Activity.listeners``:
+  read from the records' fields, ``causes`` and ``op``), source events (``AgentReader.on_events``);
 - read at scrape time (``Metrics.scrape`` gathers them, then the collector yields them): each server's weight,
   target weight, state and sessions from HAProxy's ``show stat`` (HSDO exported weight and state per server),
   instances by service and state, store revision and watch lag, quarantined items, agent health.
 
 ``Metrics.scrape()`` answers the text exposition format; ``/metrics`` on the API serves it, and
-``serve_metrics`` serves it alone on ``metrics_port`` (HSDO's ``EXPORTER_PORT``) for ``haplane agent``.
+``haplane.api.server.serve_metrics`` serves it alone on ``metrics_port`` (HSDO's ``EXPORTER_PORT``) for
+``haplane agent``. The agent is seen through its public view (``haplane.typing.AgentReader``) only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from haplane.agent.activity import ActivityRecord
+from haplane.agent.stats import LiveRow
 from haplane.errors import HaplaneError
+from haplane.store.base import Event, Store
+from haplane.typing import AgentReader
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("up", "down", "draining", "maint")
@@ -48,7 +53,7 @@ def reload_label(kind: str, detail: dict[str, Any]) -> str:
 class Gathered:
     """What one scrape read (async) for the collector to yield (sync)."""
 
-    rows: dict[tuple[str, str], Any] = field(default_factory=dict)
+    rows: dict[tuple[str, str], LiveRow] = field(default_factory=dict)
     overview: dict[str, Any] | None = None
     instances: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, state) → n
     store_revision: int | None = None
@@ -160,10 +165,11 @@ class _ScrapeCollector(Collector):
 class Metrics:
     """haplane's metrics over an optional in-process agent (``AgentView``) and an optional registry store."""
 
-    def __init__(self, registry: CollectorRegistry, agent: Any = None, store: Any = None) -> None:
+    def __init__(self, registry: CollectorRegistry, agent: AgentReader | None = None, store: Store | None = None
+                 ) -> None:
         self.registry = registry
-        self.agent = agent  # haplane.agent.view.AgentView | None
-        self.store = store  # haplane.store.Store | None
+        self.agent = agent
+        self.store = store
         self.routable = Histogram("haplane_event_to_routable_seconds", "From a batch of store events reaching "
                                   "the agent to HAProxy routing accordingly (runtime commands sent)",
                                   buckets=ROUTABLE_BUCKETS, registry=registry)
@@ -184,12 +190,12 @@ class Metrics:
         registry.register(self._collector)
         if agent is not None:
             agent.activity.listeners.append(self.on_activity)
-            agent.agent.routable_callbacks.append(self.routable.observe)
-            agent.agent.event_callbacks.append(self.on_events)
+            agent.on_routable(self.routable.observe)
+            agent.on_events(self.on_events)
 
     # --- as things happen --------------------------------------------------------------------------------
 
-    def on_activity(self, rec: Any) -> None:
+    def on_activity(self, rec: ActivityRecord) -> None:
         self.changes.labels(rec.kind, rec.result).inc()
         if rec.kind in ("reload", "reload-failed", "restart"):
             self.reloads.labels(reload_label(rec.kind, rec.detail), "ok" if rec.result == "ok" else "failed").inc()
@@ -199,10 +205,9 @@ class Metrics:
         if isinstance(verb, str):
             self.commands.labels(verb, rec.result).inc()
 
-    def on_events(self, events: list[Any]) -> None:
+    def on_events(self, events: list[Event]) -> None:
         from haplane.registry import INSTANCES
 
-        mirror = self.agent.agent.mirror if self.agent is not None else None
         for ev in events:
             if not ev.key.startswith(INSTANCES):
                 continue
@@ -216,7 +221,7 @@ class Metrics:
             else:
                 event = "delete"
                 service, _, iid = ev.key[len(INSTANCES):].partition("/")
-                old = mirror.instances.get(service, {}).get(iid) if mirror is not None else None
+                old = self.agent.instance(service, iid) if self.agent is not None else None
                 source = old.source if old is not None else None
             self.source_events.labels(source or "api", event).inc()
 
@@ -226,21 +231,20 @@ class Metrics:
         g = Gathered()
         store = self.store
         if store is None and self.agent is not None:
-            store = self.agent.agent.store
+            store = self.agent.store
         if self.agent is not None:
             g.overview = await self.agent.overview(live=True, keep_sampling=False)
             g.agent = self.agent.status()
             if self.agent.stats is not None:
                 g.rows = dict(self.agent.stats.rows)
-                desired = self.agent.agent.desired
-                if desired is not None:
-                    from haplane.accesslog import names_of
-                    from haplane.traffic import traffic_text
+                desired = self.agent.desired()
+                from haplane.accesslog import names_of
+                from haplane.traffic import traffic_text
 
-                    if self._names is None or self._names[0] is not desired:  # once per new config
-                        self._names = (desired, names_of(desired))
-                    g.traffic = traffic_text(g.rows.values(), self._names[1])
-            registry = self.agent.agent.mirror.registry()
+                if self._names is None or self._names[0] is not desired:  # once per new config
+                    self._names = (desired, names_of(desired))
+                g.traffic = traffic_text(g.rows.values(), self._names[1])
+            registry = self.agent.registry()
             for inst in registry.instances:
                 g.groups[inst.id] = inst.group
                 key = (inst.service, inst.state if inst.healthy else "unhealthy")
@@ -273,35 +277,3 @@ class Metrics:
         gathered = self._collector.gathered = await self.gather()
         # the traffic families come as text (haplane.traffic: tens of thousands of samples at 1,000 services)
         return generate_latest(self.registry) + gathered.traffic.encode()
-
-
-def metrics_app(metrics: Metrics) -> Any:
-    """A bare ASGI app serving ``/metrics`` and ``/health`` (``haplane agent`` with ``metrics_port``): health
-    answers 200 with the version and the agent's status while the process serves (the container image's
-    HEALTHCHECK asks it)."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, Response
-
-    from haplane import __version__
-
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.get("/health")
-    async def get_health() -> JSONResponse:
-        body: dict[str, Any] = {"status": "ok", "version": __version__}
-        if metrics.agent is not None:
-            body["agent"] = metrics.agent.status()
-        return JSONResponse(body)
-
-    @app.get("/metrics")
-    async def get_metrics() -> Response:
-        return Response(await metrics.scrape(), media_type=CONTENT_TYPE)
-
-    return app
-
-
-async def serve_metrics(metrics: Metrics, host: str, port: int, started: Any = None) -> None:
-    """Serve ``/metrics`` alone on ``host:port`` until cancelled."""
-    from haplane.api.server import serve_api
-
-    await serve_api(metrics_app(metrics), host, port, started=started)

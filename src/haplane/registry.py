@@ -591,7 +591,7 @@ class RegistryStore:
                         new = replace(new, slot=alloc.take(svc_used))
                         alloc.free(old[0].slot)
                     compares.append(Compare(key, old[1].mod_revision))
-                    changes.append(Change("instance-add", f"{inst.service}/{inst.id}", f"{source} updated it"))
+                    changes.append(Change("instance-update", f"{inst.service}/{inst.id}", f"{source} updated it"))
                 else:
                     other = others.get(key)
                     if other is not None:

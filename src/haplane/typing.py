@@ -1,25 +1,117 @@
 """The interfaces haplane's parts meet at, as Protocols, in one place (in the style of structlog's typing.py).
 
-Each says who calls it and when; mypy strict checks every edge against them. They import only the pure core
-(model, render, plan), so any layer may import this module without pulling in an adapter.
+Each says who calls it and when; mypy strict checks every edge against them. At run time this module imports
+only the pure core (model, render); the types of other layers it names are imported for the type checker
+alone, so any layer may import it without pulling in an adapter.
 
-    HAProxyControl   what the agent needs of one HAProxy (haplane.agent.managed: ManagedHAProxy, AttachedHAProxy;
-                     haplane.testing: FakeHAProxy; held to one behaviour by tests/contract)
+    HAProxyReader    what planning reads of a running HAProxy (servers, maps)
+    HAProxyControl   what the agent needs of one HAProxy (haproxy.control: ManagedHAProxy, AttachedHAProxy;
+                     testing: FakeHAProxy; held to one behaviour by tests/contract)
+    StatSource       a control that can answer ``show stat`` (the live figures of the UI and /metrics)
+    AgentReader      what the API, the UI, metrics and ``haplane up`` see of an in-process agent (agent.view)
+    NodeSource       what a node report reads of its agent (agent.nodes.NodeReporter)
+    Reporter         what the agent runs beside its loop (agent.nodes.NodeReporter)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from haplane.model.haproxy import Config
 from haplane.model.observed import CheckResult, OpResult, SlotObs
 from haplane.model.ops import RuntimeOp
+from haplane.model.records import Instance, Registry
 from haplane.render import Rendered
 
-__all__ = ["HAProxyControl"]
+if TYPE_CHECKING:
+    from haplane.agent.activity import Activity
+    from haplane.agent.state import AgentStatus
+    from haplane.agent.stats import StatsSampler
+    from haplane.store.base import Event, Store
+
+__all__ = ["AgentReader", "HAProxyControl", "HAProxyReader", "NodeSource", "Reporter", "StatSource"]
 
 
-class HAProxyControl(Protocol):
+class Reporter(Protocol):
+    """Something the agent runs beside its loop for as long as it runs (``agent.nodes.NodeReporter``: this
+    node's report in a shared store). ``run()`` never returns; the agent cancels it when it stops."""
+
+    async def run(self) -> None:
+        ...
+
+
+class NodeSource(Protocol):
+    """What a node report reads of its agent (``agent.reconcile.Agent``), about once a second."""
+
+    @property
+    def status(self) -> AgentStatus: ...
+
+    @property
+    def desired(self) -> Config | None: ...
+
+    @property
+    def idle(self) -> bool: ...
+
+
+@runtime_checkable
+class StatSource(Protocol):
+    """A control that can answer HAProxy's ``show stat`` (the real ones; not the fake)."""
+
+    async def show_stat(self) -> str:
+        ...
+
+
+class AgentReader(Protocol):
+    """What readers in the same process see of an agent (``agent.view.AgentView``): the API and the UI
+    (``ApiDeps.agent``), metrics (``Metrics(agent=...)``), ``haplane agent`` and ``haplane up``. Read-only, except
+    for the two hooks, which metrics uses to count events and their latency as they happen."""
+
+    @property
+    def activity(self) -> Activity: ...
+
+    @property
+    def stats(self) -> StatsSampler | None: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def applied_config(self) -> str | None: ...
+
+    def registry(self) -> Registry: ...
+
+    def desired(self) -> Config: ...
+
+    def instance(self, service: str, iid: str) -> Instance | None: ...
+
+    def on_events(self, callback: Callable[[list[Event]], None]) -> None: ...
+
+    def on_routable(self, callback: Callable[[float], None]) -> None: ...
+
+    async def overview(self, live: bool = True, keep_sampling: bool = True) -> dict[str, Any]: ...
+
+    async def plan_preview(self) -> dict[str, Any]: ...
+
+
+
+
+class HAProxyReader(Protocol):
+    """What planning reads of a running HAProxy (``agent.planning.compose_observe_plan``): the agent through its
+    control, ``haplane plan`` through ``haproxy.control.RuntimeReader`` on the admin socket."""
+
+    async def servers(self, backends: Iterable[str] | None = None) -> dict[str, dict[str, SlotObs]]:
+        """``show servers state`` (for these backends, or all; a backend HAProxy does not run is left out),
+        with current sessions where a drain waits for them."""
+        ...
+
+    async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Current entries of the named map files as HAProxy holds them."""
+        ...
+
+
+class HAProxyControl(HAProxyReader, Protocol):
     """The agent's view of one HAProxy. Who calls what: the agent's reconcile loop, one call at a time (never
     concurrently); ``haplane plan`` and the contract tests call the reads.
 
@@ -51,17 +143,8 @@ class HAProxyControl(Protocol):
         count. On failure the last good config is restored on disk and ``ReloadFailed`` raised."""
         ...
 
-    async def servers(self, backends: Iterable[str] | None = None) -> dict[str, dict[str, SlotObs]]:
-        """``show servers state`` (for these backends, or all; a backend HAProxy does not run is left out),
-        with current sessions where a drain waits for them."""
-        ...
-
     async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
         """The plan's operations over one connection, in order; one result each."""
-        ...
-
-    async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
-        """Current entries of the named map files as HAProxy holds them."""
         ...
 
     async def reloads(self) -> int:

@@ -63,7 +63,7 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     if request.param == "fake":
         control = FakeHAProxy(poison=(POISON,))
     else:
-        from haplane.agent.managed import ManagedHAProxy
+        from haplane.haproxy.control import ManagedHAProxy
 
         control = ManagedHAProxy(state_dir, request.getfixturevalue("haproxy_bin"))
     try:

@@ -23,7 +23,8 @@ from tests.deploy.conftest import REPO, Dists, run_slow
 from haplane import __version__
 from haplane.api import ApiDeps, create_app
 from haplane.api.routes.ui import PAGES
-from haplane.metrics import Metrics, metrics_app
+from haplane.api.server import metrics_app
+from haplane.metrics import Metrics
 from haplane.registry import RegistryStore
 from haplane.settings import Settings
 from haplane.store import open_store

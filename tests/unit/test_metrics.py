@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from haplane.agent.activity import Activity
-from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.agent.reconcile import Agent
+from haplane.agent.state import AgentOptions
 from haplane.agent.view import AgentView
 from haplane.compose import ComposeOptions
 from haplane.metrics import Metrics, reload_label

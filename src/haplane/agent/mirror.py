@@ -59,6 +59,22 @@ class Mirror:
     def service_instances(self, service: str) -> list[Instance]:
         return list(self.instances.get(service, {}).values())
 
+    def instance(self, service: str, iid: str) -> Instance | None:
+        return self.instances.get(service, {}).get(iid)
+
+    def fingerprint(self, owner: str) -> str:
+        """A fingerprint of the record behind an owner ("service:x", "frontend:y", "backend:z"): it changes
+        when the record does (quarantine gives the owner another chance then)."""
+        kind, _, name = owner.partition(":")
+        rec: object = None
+        if kind == "service":
+            rec = self.services.get(name)
+        elif kind == "frontend":
+            rec = self.frontends.get(name)
+        elif kind == "backend":
+            rec = self.backends.get(name)
+        return repr(rec)
+
     def _put(self, key: str, value: str, touched: Touched) -> None:
         try:
             data = json.loads(value)

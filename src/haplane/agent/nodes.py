@@ -18,11 +18,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from haplane.errors import NotFound, StoreError
 from haplane.model.haproxy import Config
 from haplane.store.base import Put, Store
+from haplane.typing import NodeSource
 
 NODES = "/haplane-nodes/"
 
@@ -41,11 +43,11 @@ def model_hash(config: Config | None) -> str:
 
 
 class NodeReporter:
-    def __init__(self, store: Store, node: str, agent: Any, ttl: float = 10.0, interval: float = 1.0,
-                 clock: Any = time.time) -> None:
+    def __init__(self, store: Store, node: str, agent: NodeSource, ttl: float = 10.0, interval: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.node = node
-        self.agent = agent  # haplane.agent.reconcile.Agent
+        self.agent = agent
         self.ttl = ttl
         self.interval = interval
         self.clock = clock

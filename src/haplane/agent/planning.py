@@ -1,12 +1,105 @@
-"""A plan as the operator reads it (the UI's dry run, ``haplane plan``)."""
+"""Compose, observe, plan: what the agent would do now, in one place for the agent, the UI's dry run and
+``haplane plan``.
+
+- ``compose_observe_plan``: the desired model (composed from the registry, or one the caller composed already),
+  what HAProxy runs (``show servers state`` and the host map, through any ``HAProxyReader``), and the plan
+  between them. The agent runs it on every change; ``AgentView.plan_preview`` and ``haplane plan`` run it too
+  and apply nothing.
+- ``Composer``: the agent's own composition over its store mirror: the full config (cached per store revision
+  and quarantine) and, for an instance event, only the backends it touched.
+- ``plan_document``: a plan as plain data for the UI and the CLI (the command text comes from the runtime
+  adapter, ``haproxy.runtime.command_of``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from haplane.agent.mirror import Mirror, Touched
+from haplane.compose import ComposeOptions, compose, service_backends, thalassa_backend
 from haplane.haproxy.runtime import command_of
+from haplane.model.haproxy import Backend, Config
 from haplane.model.ops import RuntimeOp
-from haplane.plan import Plan
+from haplane.model.records import Registry
+from haplane.plan import Memory, Plan, Policy, plan
+from haplane.typing import HAProxyReader
+
+__all__ = ["Composer", "command_text", "compose_observe_plan", "maps_now", "plan_document"]
+
+
+async def maps_now(reader: HAProxyReader, desired: Config) -> dict[str, dict[str, str]]:
+    """The entries HAProxy holds now for each map of ``desired`` (maps are named by the path HAProxy loads them
+    from: ``ComposeOptions.host_map``)."""
+    paths = [path for path, _ in desired.maps]
+    current = await reader.maps(paths)
+    return {path: current.get(path, {}) for path in paths}
+
+
+async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, options: ComposeOptions,
+                               policy: Policy, *, memory: Memory, applied: Config | None, now: float,
+                               backends: set[str] | None = None, read_maps: bool = True) -> tuple[Config, Plan]:
+    """The desired config and the plan from what HAProxy runs to it.
+
+    ``what`` is the registry to compose with ``options``, or a config the caller composed already (the agent
+    composes incrementally and keeps its full composition). ``backends`` limits the membership diff (and the
+    state read) to those backends; ``read_maps`` False leaves the host map out (the agent reads it only on a
+    full or structural pass). ``memory`` is the ramp/drain bookkeeping (``SlotMemory``), ``applied`` the config
+    HAProxy runs (None: a reload is planned)."""
+    desired = compose(what, options) if isinstance(what, Registry) else what
+    observed = await reader.servers(backends)
+    current = await maps_now(reader, desired) if read_maps and desired.maps else None
+    return desired, plan(desired, observed, memory, applied, now, policy, maps_now=current,
+                         map_paths={path: path for path, _ in desired.maps}, backends=backends)
+
+
+class Composer:
+    """The agent's composition over its mirror of the store, with the quarantined owners left out."""
+
+    def __init__(self, mirror: Mirror, options: ComposeOptions) -> None:
+        self.mirror = mirror
+        self.options = options
+        self._full: Config | None = None
+        self._full_key: tuple[int, frozenset[str]] | None = None
+
+    def full(self, excluded: frozenset[str]) -> Config:
+        """Everything in the store; the same object again while the store revision and ``excluded`` stay."""
+        key = (self.mirror.revision, excluded)
+        if self._full_key != key or self._full is None:
+            self._full = compose(self.mirror.registry(), replace(self.options, excluded=excluded))
+            self._full_key = key
+        return self._full
+
+    def incremental(self, desired: Config, touched: Touched, excluded: frozenset[str]) -> tuple[Config, set[str]]:
+        """``desired`` with only the backends of touched services (and dynamic backends following them)
+        composed again; and their names."""
+        opts = replace(self.options, excluded=excluded)
+        replaced: dict[str, Backend] = {}
+        for name in touched.services:
+            svc = self.mirror.services.get(name)
+            if svc is None or f"service:{name}" in excluded:
+                continue
+            for be in service_backends(svc, self.mirror.service_instances(name), opts):
+                replaced[be.name] = be
+        by_service = {s: self.mirror.service_instances(s) for s in touched.services}
+        for spec in self.mirror.backends.values():
+            if spec.type == "dynamic" and spec.service in touched.services and spec.name not in replaced \
+                    and f"backend:{spec.name}" not in excluded:
+                replaced[spec.name] = thalassa_backend(spec, by_service, opts)
+        if not replaced:
+            return desired, set()
+        backends = tuple(replaced.get(b.name, b) for b in desired.backends)
+        return replace(desired, backends=backends), set(replaced)
+
+    def touched_backends(self, touched: Touched, excluded: frozenset[str]) -> set[str]:
+        """The backends a structural batch touched: its changed Thalassa backends, and those of its services."""
+        opts = replace(self.options, excluded=excluded)
+        limit = set(touched.backends)
+        for name in touched.services:
+            svc = self.mirror.services.get(name)
+            if svc is not None:
+                limit |= {be.name for be in service_backends(svc, self.mirror.service_instances(name), opts)}
+        return limit
 
 
 def command_text(op: RuntimeOp) -> str:

@@ -1,75 +1,61 @@
-"""The agent: keep one HAProxy in sync with the registry.
+"""The agent's loop: keep one HAProxy in sync with the registry.
 
-    store ──watch──▶ mirror ──compose──▶ desired ──plan──▶ runtime commands (now)  ──▶ HAProxy
-                                                        └▶ reload (coalesced: at most one per reload_interval)
+    store ──watch──▶ mirror ──compose, observe, plan──▶ runtime operations (now)  ──apply──▶ HAProxy
+                                                      └▶ reload (coalesced: at most one per reload_interval)
+
+This module is the loop alone: it watches the store, coalesces bursts of events, resyncs from scratch every
+``resync_interval`` (and after a failure), heals a dead HAProxy, wakes up for ramps and drains, and decides when
+to converge and when to reload. The work is done by its rooms, each with one job:
+
+- ``planning``: compose (incrementally for an instance event), observe HAProxy, plan;
+- ``apply``: run a plan's operations or a reload, and return what happened as Changes;
+- ``quarantine``: hold back the owners of lines ``haproxy -c`` rejects, release them when their record changes;
+- ``activity``: record every Change; ``mirror``: the store's records in memory.
 
 Membership events go straight through the Runtime API and never wait for a reload. Structural changes
 are rendered, checked with ``haproxy -c``, and reloaded through the master CLI; a config HAProxy rejects is
-never written where HAProxy would load it. If ``haproxy -c`` names a line owned by one service, frontend or
-backend, that owner is held back (quarantined) and the rest goes ahead. A periodic resync re-reads the
-store and HAProxy, so nothing drifts for long.
+never written where HAProxy would load it. Readers outside the agent (API, metrics, CLI) see it through
+``haplane.agent.view.AgentView``, never through its members.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
 
 import jinja2
 
 from haplane.agent.activity import Activity
+from haplane.agent.apply import Outcome, apply_ops, apply_reload
 from haplane.agent.mirror import Mirror, Touched
-from haplane.compose import ComposeOptions, compose, service_backends, thalassa_backend
+from haplane.agent.planning import Composer, compose_observe_plan
+from haplane.agent.quarantine import Quarantine
+from haplane.agent.state import AgentOptions, AgentStatus
+from haplane.compose import ComposeOptions
 from haplane.errors import Compacted, HaplaneError, HAProxyError, StoreError
-from haplane.model.change import Change, ReloadCause, reason_of
+from haplane.model.change import Change, ReloadCause
 from haplane.model.haproxy import Config
-from haplane.plan import Plan, Policy, Reload, SlotMemory, plan
+from haplane.model.observed import CheckResult
+from haplane.model.records import Instance, Registry
+from haplane.plan import Plan, Reload, SlotMemory
 from haplane.registry import PREFIX
 from haplane.render import Rendered, render_config
 from haplane.store.base import Event, Store
-from haplane.typing import HAProxyControl
+from haplane.typing import HAProxyControl, Reporter
+
+__all__ = ["Agent"]
 
 log = logging.getLogger("haplane.agent")
 NEVER = float("inf")
 
 
-@dataclass(frozen=True)
-class AgentOptions:
-    compose: ComposeOptions = field(default_factory=ComposeOptions)
-    policy: Policy = field(default_factory=Policy)
-    reload_interval: float = 1.0
-    coalesce: float = 0.002
-    resync_interval: float = 30.0
-
-
-@dataclass
-class AgentStatus:
-    revision: int = 0  # store revision applied
-    config_hash: str = ""
-    store_ok: bool = True
-    haproxy_ok: bool = True
-    last_error: str | None = None
-    last_reload: float | None = None
-    reloads: int = 0
-    quarantined: dict[str, str] = field(default_factory=dict)
-    waiting: tuple[str, ...] = ()
-    bad_records: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"revision": self.revision, "config_hash": self.config_hash, "store_ok": self.store_ok,
-                "haproxy_ok": self.haproxy_ok, "last_error": self.last_error, "last_reload": self.last_reload,
-                "reloads": self.reloads, "quarantined": dict(self.quarantined), "waiting": list(self.waiting),
-                "bad_records": dict(self.bad_records)}
-
-
 class Agent:
+    """One agent beside one HAProxy. ``run()`` until cancelled; readers use ``AgentView(agent)``."""
+
     def __init__(self, store: Store, control: HAProxyControl, options: AgentOptions, activity: Activity,
                  template: jinja2.Template | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
@@ -79,12 +65,17 @@ class Agent:
         self.template = template
         self.clock = clock
         self.mirror = Mirror()
-        self.desired: Config | None = None
-        self.applied: Config | None = None
+        self.composer = Composer(self.mirror, options.compose)
+        self.quarantine = Quarantine()
+        self.desired: Config | None = None  # what the registry asks for now
+        self.applied: Config | None = None  # what HAProxy was last started or reloaded with
         self.applied_text: str | None = None
-        self.memory: dict[tuple[str, str], SlotMemory] = {}
+        self.memory: dict[tuple[str, str], SlotMemory] = {}  # ramp and drain bookkeeping, per slot
         self.status = AgentStatus()
-        self.quarantine: dict[str, tuple[str, str]] = {}  # owner → (message, fingerprint of its record)
+        self.ready = asyncio.Event()  # set once HAProxy runs the registry's config
+        self.reporter: Reporter | None = None  # a node report writer, when this node reports to the store
+        self.routable_callbacks: list[Callable[[float], None]] = []  # seconds from a batch of events to applied
+        self.event_callbacks: list[Callable[[list[Event]], None]] = []  # store events, before they are applied
         self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
         self._resync_requested = False
         self._reload_wanted: Reload | None = None
@@ -93,12 +84,41 @@ class Agent:
         self._wake_at = NEVER
         self._wake_backends: set[str] = set()
         self._next_resync = NEVER
-        self.ready = asyncio.Event()
-        self.routable_callbacks: list[Callable[[float], None]] = []  # metrics: seconds event→applied
-        self._full: Config | None = None
-        self.reporter: Any = None  # haplane.agent.nodes.NodeReporter, when this node reports to the store
-        self._full_key: tuple[int, frozenset[str]] | None = None
-        self.event_callbacks: list[Callable[[list[Event]], None]] = []  # metrics: store events, before applying
+
+    # --- what readers may ask ----------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, no reload pending or running (for tests, node reports and `haplane plan`)."""
+        return self._events.empty() and self._reload_wanted is None and not self._reloading
+
+    @property
+    def reload_pending(self) -> Reload | None:
+        """The reload the agent waits to do (coalescing), with its causes; None when there is none."""
+        return self._reload_wanted
+
+    @property
+    def revision(self) -> int:
+        """The store revision the agent's mirror of the store holds (applied or about to be)."""
+        return self.mirror.revision
+
+    def registry(self) -> Registry:
+        """The registry's records as the agent has them (its mirror of the store)."""
+        return self.mirror.registry()
+
+    def instance(self, service: str, iid: str) -> Instance | None:
+        return self.mirror.instance(service, iid)
+
+    def compose_options(self) -> ComposeOptions:
+        """The compose options in force: the agent's, with the quarantined owners held back."""
+        return self.options.compose_options(self.quarantine.excluded)
+
+    async def preview(self) -> tuple[Config, Plan]:
+        """What the agent would do if it woke up now: the desired config and the plan to it (read from HAProxy;
+        nothing is applied, the agent's memory is not changed)."""
+        return await compose_observe_plan(self.control, self.registry(), self.compose_options(),
+                                          self.options.policy, memory=self.memory, applied=self.applied,
+                                          now=self.clock())
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -136,9 +156,8 @@ class Agent:
         self.desired = self._compose_full()
         rendered = self._render(self.desired)
         verdict = await self.control.check(rendered)
-        if not verdict.ok:
-            rendered = await self._quarantine_until_valid(rendered, verdict.messages, verdict.lines,
-                                                          verdict.proxies)
+        if not verdict.ok:  # ConfigCheckFailed when nothing can be held back: the agent cannot start
+            rendered = await self._quarantine(rendered, verdict)
             self.desired = rendered.config
         await self.control.start(rendered)
         self._applied(rendered)
@@ -244,136 +263,69 @@ class Agent:
         self.status.haproxy_ok = True
         await self._converge(None)
 
-    # --- compose / plan / apply ----------------------------------------------------------------------------
-
-    def _options(self) -> ComposeOptions:
-        return replace(self.options.compose, excluded=frozenset(self.quarantine))
+    # --- converge: compose, observe, plan, apply -----------------------------------------------------------
 
     def _compose_full(self) -> Config:
-        self._release_quarantine()
-        key = (self.mirror.revision, frozenset(self.quarantine))
-        if self._full_key == key and self._full is not None:
-            return self._full  # nothing changed since the last full compose (e.g. the step that wanted a reload)
-        self._full = compose(self.mirror.registry(), self._options())
-        self._full_key = key
-        return self._full
-
-    def _compose_incremental(self, touched: Touched) -> tuple[Config, set[str]]:
-        """Re-compose only the backends of touched services (and dynamic backends following them)."""
-        assert self.desired is not None
-        opts = self._options()
-        replaced: dict[str, Any] = {}
-        for name in touched.services:
-            svc = self.mirror.services.get(name)
-            if svc is None or f"service:{name}" in opts.excluded:
-                continue
-            for be in service_backends(svc, self.mirror.service_instances(name), opts):
-                replaced[be.name] = be
-        by_service = {s: self.mirror.service_instances(s) for s in touched.services}
-        for spec in self.mirror.backends.values():
-            if spec.type == "dynamic" and spec.service in touched.services and spec.name not in replaced \
-                    and f"backend:{spec.name}" not in opts.excluded:
-                replaced[spec.name] = thalassa_backend(spec, by_service, opts)
-        if not replaced:
-            return self.desired, set()
-        backends = tuple(replaced.get(b.name, b) for b in self.desired.backends)
-        return replace(self.desired, backends=backends), set(replaced)
-
-    def _release_quarantine(self) -> None:
-        """Give a quarantined item another chance once its record changed."""
-        for owner, (_msg, fp) in list(self.quarantine.items()):
-            if self._fingerprint(owner) != fp:
-                del self.quarantine[owner]
-                self.activity.record(Change("release", owner, "its record changed: trying it again"))
-        self.status.quarantined = {o: m for o, (m, _) in self.quarantine.items()}
-
-    def _fingerprint(self, owner: str) -> str:
-        kind, _, name = owner.partition(":")
-        rec: Any = None
-        if kind == "service":
-            rec = self.mirror.services.get(name)
-        elif kind == "frontend":
-            rec = self.mirror.frontends.get(name)
-        elif kind == "backend":
-            rec = self.mirror.backends.get(name)
-        return repr(rec)
-
-    def _map_paths(self) -> dict[str, str]:
-        """Map files are named by the path HAProxy loads them from (ComposeOptions.host_map)."""
-        return {path: path for path, _ in (self.desired.maps if self.desired else ())}
+        for change in self.quarantine.release_changed(self.mirror.fingerprint):
+            self.activity.record(change)
+        self.status.quarantined = self.quarantine.messages()
+        return self.composer.full(self.quarantine.excluded)
 
     def _render(self, config: Config) -> Rendered:
         return render_config(config, self.template)
 
     async def _converge(self, touched: Touched | None, timers: set[str] | None = None) -> None:
-        """Bring HAProxy to the desired state: runtime commands now, a reload if the structure changed.
+        """Bring HAProxy to the desired state: runtime operations now, a reload if the structure changed.
         ``touched`` None means a full pass (after start, reload or resync)."""
+        limit: set[str] | None
         if touched is None:
             self.desired = self._compose_full()
-            limit: set[str] | None = None
+            limit = None
         elif touched.structural:
             # A reload follows: plan runtime changes only for the services the events touched (the reload
             # and the full pass after it take care of the rest), so a new service among thousands does not
-            # wait for a diff of every backend first.
+            # wait for a diff of every backend first; a changed Thalassa backend too (a dynamic backend switched
+            # to another version keeps its slots in the rendered config: its members change through the runtime)
             self.desired = self._compose_full()
-            opts = self._options()
-            # a changed Thalassa backend too: a dynamic backend switched to another version keeps the same
-            # slots in the rendered config (no reload), so its members change through the Runtime API only
-            limit = set(touched.backends)
-            for name in touched.services:
-                svc = self.mirror.services.get(name)
-                if svc is not None:
-                    limit |= {be.name for be in service_backends(svc, self.mirror.service_instances(name), opts)}
+            limit = self.composer.touched_backends(touched, self.quarantine.excluded)
         else:
-            self.desired, limit = self._compose_incremental(touched)
+            assert self.desired is not None
+            self.desired, limit = self.composer.incremental(self.desired, touched, self.quarantine.excluded)
             if timers:
                 limit = limit | timers
             if not limit:
                 self._set_revision()
                 return
-        assert self.desired is not None
-        observed = await self.control.servers(limit)
-        maps_now = None
-        if self.desired.maps and (touched is None or touched.structural):
-            maps_now = await self._maps_now()
-        p = plan(self.desired, observed, self.memory, self.applied, self.clock(), self.options.policy,
-                 maps_now=maps_now, map_paths=self._map_paths(), backends=limit)
+        full_read = touched is None or touched.structural
+        _, p = await self._plan(self.desired, limit, full_read)
         if p.reload is None and touched is not None and touched.structural and limit is not None:
             # a record changed but the structure did not (a dynamic backend now follows another version): no
             # reload will bring the rest along, so every backend converges through the runtime now
-            observed = await self.control.servers(None)
-            p = plan(self.desired, observed, self.memory, self.applied, self.clock(), self.options.policy,
-                     maps_now=maps_now, map_paths=self._map_paths(), backends=None)
+            _, p = await self._plan(self.desired, None, full_read)
         await self._apply(p)
         if p.reload is not None:
             self._reload_wanted = p.reload
         self._set_revision()
 
-    async def _maps_now(self) -> dict[str, dict[str, str]]:
-        paths = self._map_paths()
-        current = await self.control.maps(paths.values())
-        return {name: current.get(path, {}) for name, path in paths.items()}
+    async def _plan(self, desired: Config, limit: set[str] | None, read_maps: bool) -> tuple[Config, Plan]:
+        return await compose_observe_plan(self.control, desired, self.compose_options(), self.options.policy,
+                                          memory=self.memory, applied=self.applied, now=self.clock(),
+                                          backends=limit, read_maps=read_maps)
 
     def _set_revision(self) -> None:
         self.status.revision = self.mirror.revision
 
+    def _record(self, outcome: Outcome) -> None:
+        self.activity.record(outcome.change, outcome.result, **outcome.extra)
+
     async def _apply(self, p: Plan) -> None:
-        if p.ops:
-            results = await self.control.execute(p.ops)
-            failed = False
-            for res in results:
-                if res.ok:
-                    self.activity.record(res.op.change, "ok", command=res.command, op=res.op.verb)
-                else:
-                    failed = True
-                    self.activity.record(res.op.change, "failed", command=res.command, op=res.op.verb,
-                                         answer=res.answer)
-            if failed:
-                self._resync_requested = True  # re-read HAProxy before trusting our memory again
-            else:
-                self.memory.update(p.memory)
-        else:
+        outcomes = await apply_ops(self.control, p.ops)
+        for outcome in outcomes:
+            self._record(outcome)
+        if all(o.ok for o in outcomes):
             self.memory.update(p.memory)
+        else:
+            self._resync_requested = True  # re-read HAProxy before trusting our memory again
         self.status.waiting = p.waiting
         if p.wake_at is not None:
             self._wake_at = min(self._wake_at, p.wake_at)
@@ -381,37 +333,17 @@ class Agent:
 
     # --- reloads -----------------------------------------------------------------------------------------------
 
-    async def _quarantine_until_valid(self, rendered: Rendered, messages: tuple[str, ...], lines: tuple[int, ...],
-                                      proxies: tuple[str, ...]) -> Rendered:
-        """Hold back the owners of the lines (and proxies) HAProxy rejects, until the rest passes. Raises
-        ConfigCheckFailed when the fault is in nothing that can be held back (globals, the main frontend, a
-        template)."""
-        from haplane.errors import ConfigCheckFailed
+    async def _quarantine(self, rendered: Rendered, verdict: CheckResult) -> Rendered:
+        """The config without the owners of what ``haproxy -c`` rejected (held back until their record changes);
+        ``ConfigCheckFailed`` when nothing that can be held back would do."""
 
-        for _ in range(5):
-            owners = rendered.owners(lines, proxies) - {"", "frontend:http"}
-            if not owners:
-                self.activity.record(Change("check-failed", "haproxy", "haproxy -c rejected the config; the "
-                                            "last good config stays in force", {"messages": list(messages)}),
-                                     "failed")
-                raise ConfigCheckFailed(messages, lines)
-            for owner in owners:
-                msg = "; ".join(messages)
-                self.quarantine[owner] = (msg, self._fingerprint(owner))
-                self.activity.record(Change("quarantine", owner, "haproxy -c rejected its lines: held back, the "
-                                            "rest is applied", {"messages": list(messages)}), "quarantined")
-            self.status.quarantined = {o: m for o, (m, _) in self.quarantine.items()}
-            rendered = self._render(compose(self.mirror.registry(), self._options()))
-            verdict = await self.control.check(rendered)
-            if verdict.ok:
-                return rendered
-            messages, lines, proxies = verdict.messages, verdict.lines, verdict.proxies
-        raise ConfigCheckFailed(messages, lines)
+        def recompose() -> Rendered:
+            self.status.quarantined = self.quarantine.messages()
+            return self._render(self.composer.full(self.quarantine.excluded))
 
-    @property
-    def idle(self) -> bool:
-        """Nothing queued, no reload pending or running (for tests and `haplane plan`)."""
-        return self._events.empty() and self._reload_wanted is None and not self._reloading
+        return await self.quarantine.until_valid(rendered, verdict, fingerprint=self.mirror.fingerprint,
+                                                 recompose=recompose, check=self.control.check,
+                                                 record=self.activity.record)
 
     async def _reload(self) -> None:
         self._reloading = True
@@ -422,11 +354,9 @@ class Agent:
 
     async def _do_reload(self) -> None:
         causes = self._reload_wanted.causes if self._reload_wanted else ()
-        reason = reason_of(causes)
         self._reload_wanted = None
         t0 = self.clock()
-        self.desired = self._compose_full()
-        config = self.desired
+        self.desired = config = self._compose_full()
         if self.applied is not None and config.structure_key() == self.applied.structure_key():
             return  # the change that asked for it was undone in the meantime
         rendered = self._render(config)
@@ -435,37 +365,23 @@ class Agent:
         t_check = self.clock()
         if not verdict.ok:
             try:
-                rendered = await self._quarantine_until_valid(rendered, verdict.messages, verdict.lines,
-                                                              verdict.proxies)
+                rendered = await self._quarantine(rendered, verdict)
             except HaplaneError as exc:
                 self.status.last_error = str(exc)
                 return
             self.desired = config = rendered.config
             if self.applied is not None and config.structure_key() == self.applied.structure_key():
                 return
-        text = rendered.text
-        diff = "".join(difflib.unified_diff((self.applied_text or "").splitlines(True), text.splitlines(True),
-                                            "running", "new", n=1))
-        self._last_reload_at = t_reload = self.clock()
-        structured = [c.to_dict() for c in causes]
-        try:
-            count = await self.control.reload(rendered)
-        except HAProxyError as exc:
-            self.status.last_error = f"reload: {exc}"
-            self.activity.record(Change("reload-failed", "haproxy", f"{reason}: reload failed, the last good "
-                                        "config stays in force", {"error": str(exc), "diff": diff[:20000],
-                                                                  "causes": structured}),
-                                 "failed")
+        self._last_reload_at = self.clock()
+        timings = {"compose_render": round((t_render - t0) * 1000, 1), "check": round((t_check - t_render) * 1000, 1)}
+        count, outcome = await apply_reload(self.control, rendered, causes, self.applied_text, timings, self.clock)
+        self._record(outcome)
+        if count is None:
+            self.status.last_error = f"reload: {outcome.change.detail.get('error')}"
             return
         self._applied(rendered)
         self.status.reloads = count
         self.status.last_reload = time.time()
-        timings = {"compose_render": round((t_render - t0) * 1000, 1),
-                   "check": round((t_check - t_render) * 1000, 1),
-                   "reload": round((self.clock() - t_reload) * 1000, 1)}
-        self.activity.record(Change("reload", "haproxy", reason, {"diff": diff[:20000], "check": "valid",
-                                                                  "reloads": count, "timings_ms": timings,
-                                                                  "causes": structured}))
         # slots of new backends were rendered filled; everything else converges through the runtime
         await self._converge(None)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from haplane.accesslog import AccessLogCollector, LatencyWindow
 from haplane.agent.activity import Activity
-from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.agent.reconcile import Agent
+from haplane.agent.state import AgentOptions
 from haplane.compose import ComposeOptions
 from haplane.errors import ConfigurationError
 from haplane.model.haproxy import Bind, Globals
@@ -146,7 +147,7 @@ def saved_agent_settings(state_dir: Path) -> dict[str, object]:
 def build_agent(settings: Settings, store: Store | None = None, record: bool = True) -> AgentBundle:
     """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set). ``record``: write
     the settings that shape it into the state directory (``haplane plan`` builds one only to read its wiring)."""
-    from haplane.agent.managed import AttachedHAProxy, ManagedHAProxy
+    from haplane.haproxy.control import AttachedHAProxy, ManagedHAProxy
     from haplane.haproxy.process import control_globals
     from haplane.render import compile_template
 

@@ -1,65 +1,103 @@
-"""What the API and UI may see of an agent running in the same process (read-only, plus its activity, its
-live traffic figures and a dry run of its next plan)."""
+"""What the API, the UI, metrics and the CLI may see of an agent running in the same process: a read-only,
+typed view (``haplane.typing.AgentReader``), plus its activity, its live traffic figures, a dry run of its
+next plan, and hooks to be told when events arrive and when they are applied. Readers never reach the agent's
+members; the agent's shape can change behind this."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from haplane.accesslog import LatencyWindow
 from haplane.agent.activity import Activity
+from haplane.agent.planning import plan_document
 from haplane.agent.reconcile import Agent
+from haplane.agent.state import AgentStatus
 from haplane.agent.stats import StatsSampler
+from haplane.model.haproxy import Config
+from haplane.model.records import Instance, Registry
+from haplane.store.base import Event, Store
+from haplane.typing import StatSource
 
 
 class AgentView:
+    """``stats``: the live ``show stat`` sampler; by default one over the agent's HAProxy when it can answer
+    ``show stat`` (a real HAProxy; the fake cannot), started at once when there is a running loop (an hour of
+    history for the charts, sampled slowly while nobody watches). ``latency``: response-time percentiles from
+    the access log, when it is on."""
+
     def __init__(self, agent: Agent, stats: StatsSampler | None = None, latency: LatencyWindow | None = None
                  ) -> None:
-        self.agent = agent
-        self.latency = latency  # response-time percentiles from the access log, when it is on
-        if stats is None:
-            runtime = getattr(agent.control, "runtime", None)  # real HAProxy: its admin socket client
-            if runtime is not None and hasattr(runtime, "command"):
-                command = runtime.command
-
-                async def show_stat() -> str:
-                    text: str = await command("show stat")
-                    return text
-
-                stats = StatsSampler(show_stat)
-        self.stats = stats
+        self._agent = agent
+        self.latency = latency
+        if stats is None and isinstance(agent.control, StatSource):
+            stats = StatsSampler(agent.control.show_stat)
+        self._stats = stats
         if stats is not None:
             with contextlib.suppress(RuntimeError):  # no running loop: sampling starts when someone asks
-                stats.start()  # an hour of history for the charts, sampled slowly while nobody watches
+                stats.start()
 
     @property
     def activity(self) -> Activity:
-        return self.agent.activity
+        return self._agent.activity
+
+    @property
+    def stats(self) -> StatsSampler | None:
+        return self._stats
+
+    @property
+    def store(self) -> Store:
+        return self._agent.store
+
+    @property
+    def agent_status(self) -> AgentStatus:
+        return self._agent.status
 
     def status(self) -> dict[str, Any]:
-        return self.agent.status.to_dict()
+        return self._agent.status.to_dict()
 
     def applied_config(self) -> str | None:
-        return self.agent.applied_text
+        """The text of the config HAProxy was last started or reloaded with."""
+        return self._agent.applied_text
+
+    def registry(self) -> Registry:
+        return self._agent.registry()
+
+    def instance(self, service: str, iid: str) -> Instance | None:
+        """An instance as the agent has it (it may be gone from the store already)."""
+        return self._agent.instance(service, iid)
+
+    def desired(self) -> Config:
+        """What the registry asks HAProxy for now (composed if the agent has not yet)."""
+        from haplane.compose import compose
+
+        a = self._agent
+        return a.desired if a.desired is not None else compose(a.registry(), a.compose_options())
+
+    def on_events(self, callback: Callable[[list[Event]], None]) -> None:
+        """Call ``callback`` with every batch of store events, before the agent applies it."""
+        self._agent.event_callbacks.append(callback)
+
+    def on_routable(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback`` with the seconds from a batch of events reaching the agent to HAProxy routing so."""
+        self._agent.routable_callbacks.append(callback)
 
     async def overview(self, live: bool = True, keep_sampling: bool = True) -> dict[str, Any]:
         """Frontends → rules → backends → servers as the agent wants them, with HAProxy's live state."""
-        from haplane.compose import compose
         from haplane.overview import build
 
-        a = self.agent
-        registry = a.mirror.registry()
-        config = a.desired if a.desired is not None else compose(registry, a._options())
         rows = None
-        if live and self.stats is not None:
-            rows = await self.stats.fresh(max_age=0.5, keep_sampling=keep_sampling)
-        doc = build(config, registry, rows, a.status.quarantined,
-                    self.stats.sampled_at if self.stats is not None else None,
-                    self.traffic(config) if live and self.stats is not None else None)
+        config = self.desired()
+        if live and self._stats is not None:
+            rows = await self._stats.fresh(max_age=0.5, keep_sampling=keep_sampling)
+        doc = build(config, self.registry(), rows, self._agent.status.quarantined,
+                    self._stats.sampled_at if self._stats is not None else None,
+                    self.traffic(config) if live and self._stats is not None else None)
         doc["agent"] = self.status()
         return doc
 
-    def traffic(self, config: Any, seconds: float = 10.0) -> dict[tuple[str, str], dict[str, float | None]]:
+    def traffic(self, config: Config, seconds: float = 10.0) -> dict[tuple[str, str], dict[str, float | None]]:
         """Current figures per backend and server: requests and errors a second over the last ``seconds``,
         HAProxy's average response time, and the access log's 95th percentile of the last minute."""
         from haplane.accesslog import names_of
@@ -89,14 +127,5 @@ class AgentView:
     async def plan_preview(self) -> dict[str, Any]:
         """What the agent would do now if it woke up: runtime commands and whether it would reload. Reads
         HAProxy's state; changes nothing (the plan is computed, never applied)."""
-        from haplane.agent.planning import plan_document
-        from haplane.compose import compose
-        from haplane.plan import plan
-
-        a = self.agent
-        desired = compose(a.mirror.registry(), a._options())
-        observed = await a.control.servers(None)
-        maps_now = await a._maps_now() if desired.maps else None
-        p = plan(desired, observed, a.memory, a.applied, a.clock(), a.options.policy, maps_now=maps_now,
-                 map_paths={path: path for path, _ in desired.maps})
-        return plan_document(p, a.mirror.revision, a.status.revision)
+        _desired, p = await self._agent.preview()
+        return plan_document(p, self._agent.revision, self._agent.status.revision)

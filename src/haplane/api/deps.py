@@ -10,6 +10,7 @@ from haplane.model.observed import CheckResult
 from haplane.registry import RegistryStore
 from haplane.render import Rendered
 from haplane.settings import Settings
+from haplane.typing import AgentReader
 
 Checker = Callable[[Rendered], Awaitable[CheckResult]]
 
@@ -22,7 +23,7 @@ class ApiDeps:
 
     registry: RegistryStore
     settings: Settings
-    agent: Any = None  # haplane.agent.view.AgentView | None
+    agent: AgentReader | None = None
     checker: Checker | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from haplane.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from haplane.metrics import Metrics
 
 
 class _Server(uvicorn.Server):
@@ -76,3 +79,34 @@ async def serve_api(app: Any, host: str, port: int, *, ssl_certfile: str | None 
         raise ConfigurationError(f"the API could not start on {host}:{port}") from None
     finally:
         sock.close()
+
+
+def metrics_app(metrics: Metrics) -> Any:
+    """A bare ASGI app serving ``/metrics`` and ``/health`` (``haplane agent`` with ``metrics_port``): health
+    answers 200 with the version and the agent's status while the process serves (the container image's
+    HEALTHCHECK asks it)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+
+    from haplane import __version__
+    from haplane.metrics import CONTENT_TYPE
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health")
+    async def get_health() -> JSONResponse:
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        if metrics.agent is not None:
+            body["agent"] = metrics.agent.status()
+        return JSONResponse(body)
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        return Response(await metrics.scrape(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+async def serve_metrics(metrics: Metrics, host: str, port: int, started: asyncio.Event | None = None) -> None:
+    """Serve ``/metrics`` alone on ``host:port`` until cancelled."""
+    await serve_api(metrics_app(metrics), host, port, started=started)

@@ -65,7 +65,8 @@ async def _run(settings: object) -> int:
         from prometheus_client import CollectorRegistry
 
         from haplane.agent.view import AgentView
-        from haplane.metrics import Metrics, serve_metrics
+        from haplane.api.server import serve_metrics
+        from haplane.metrics import Metrics
 
         metrics = Metrics(CollectorRegistry(), agent=AgentView(bundle.agent))
         tasks.add(asyncio.create_task(serve_metrics(metrics, settings.metrics_address, settings.metrics_port)))

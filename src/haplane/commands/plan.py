@@ -15,6 +15,8 @@ from haplane.commands._client import Remote, Style, add_remote_options, local_se
 from haplane.commands._common import add_settings_options
 from haplane.errors import ConfigurationError
 from haplane.model.haproxy import Config
+from haplane.model.observed import Observed
+from haplane.plan import Policy, SlotMemory
 from haplane.settings import Settings
 
 HELP = "dry run: the runtime commands the agent would send now, and whether (and why) it would reload"
@@ -93,13 +95,12 @@ def structure_changes(applied_text: str | None, desired: Config, desired_text: s
     return out
 
 
-def infer_memory(desired: Config, observed: Any, policy: Any, now: float) -> dict[tuple[str, str], Any]:
+def infer_memory(desired: Config, observed: Observed, policy: Policy, now: float
+                 ) -> dict[tuple[str, str], SlotMemory]:
     """The agent's ramp bookkeeping, guessed from HAProxy: a slot running its instance below the target weight
     is taken to be ramping, placed as long ago as its current weight says, so the plan does not jump it to the
     target (the agent would not)."""
-    from haplane.plan import SlotMemory
-
-    memory: dict[tuple[str, str], Any] = {}
+    memory: dict[tuple[str, str], SlotMemory] = {}
     if policy.ramp_interval <= 0 or policy.ramp_step <= 0:
         return memory
     for be in desired.backends:
@@ -114,12 +115,12 @@ def infer_memory(desired: Config, observed: Any, policy: Any, now: float) -> dic
 
 
 async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
-    from haplane.agent.managed import _RuntimeOps
-    from haplane.agent.planning import plan_document
+    from haplane.agent.planning import compose_observe_plan, plan_document
     from haplane.agent.runner import build_agent
     from haplane.commands.status import admin_socket
+    from haplane.compose import compose
+    from haplane.haproxy.control import RuntimeReader
     from haplane.haproxy.runtime import RuntimeClient
-    from haplane.plan import plan
     from haplane.registry import RegistryStore
     from haplane.render import render_config
     from haplane.store import open_store
@@ -132,35 +133,24 @@ async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
     try:
         # the agent's own wiring, so options and template are the ones it uses; nothing is started
         bundle = build_agent(settings, store=store, record=False)
-        agent = bundle.agent
+        options = bundle.agent.options
         with progress("reading the store"):
             snapshot = await RegistryStore(store).snapshot()
-        from haplane.compose import compose
-
-        desired = compose(snapshot, agent.options.compose)
-
-        class _Reader(_RuntimeOps):
-            def __init__(self) -> None:
-                self.runtime = RuntimeClient(sock, timeout=10)
-
-        reader = _Reader()
+        desired = compose(snapshot, options.compose)
+        reader = RuntimeReader(RuntimeClient(sock, timeout=10))
         with progress("reading HAProxy's state"):
-            observed = await reader.servers(None)
-            map_paths = {path: path for path, _ in desired.maps}
-            maps_now = None
-            if desired.maps:
-                current = await reader.maps(map_paths.values())
-                maps_now = {name: current.get(path, {}) for name, path in map_paths.items()}
-        desired_text = render_config(desired, agent.template).text
+            observed = await reader.servers(None)  # to guess the agent's ramp memory from
+        desired_text = render_config(desired, bundle.agent.template).text
         try:
             with open(bundle.control.config_path, encoding="utf-8") as fh:
                 applied_text: str | None = fh.read()
         except OSError:
             applied_text = None
         changes = structure_changes(applied_text, desired, desired_text)
-        memory = infer_memory(desired, observed, agent.options.policy, time.monotonic())
-        p = plan(desired, observed, memory, desired if not changes else None, time.monotonic(), agent.options.policy,
-                 maps_now=maps_now, map_paths=map_paths)
+        memory = infer_memory(desired, observed, options.policy, time.monotonic())
+        with progress("planning"):
+            _, p = await compose_observe_plan(reader, desired, options.compose, options.policy, memory=memory,
+                                              applied=desired if not changes else None, now=time.monotonic())
         doc = plan_document(p, snapshot.revision, None, "; ".join(changes) if changes else None)
         doc["source"] = f"{directory} (store and {sock}; without the agent's memory)"
         return doc

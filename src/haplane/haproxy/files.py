@@ -8,9 +8,9 @@ fsync the directory. ``ConfigFiles(state_dir)`` keeps, in the state directory:
     haproxy.cfg.last-good.maps  JSON list of the map files that went with it
     <map>                       each map file, at the path the config loads it from
     <map>.last-good             its content as of the last good config
-    server-state                ``show servers state`` saved before a reload (see process.py)
+    server-state                ``show servers state`` saved before a reload (see reload.py)
 
-The flow (called by process.py's reload, or an attached-HAProxy control):
+The flow (``reload.reload_with_last_good``, for the managed and the attached HAProxy alike):
 ``write_current(config, maps)`` → reload → on success ``mark_good()``, on failure ``restore_last_good()``.
 Map files changed live through the Runtime API should be rewritten with ``write_maps`` too, so that a
 reload or a restart loads what the running HAProxy holds.

@@ -14,8 +14,8 @@ HAProxy 2.6 facts this relies on (measured; see docs/haproxy-notes.md):
 So a reload is confirmed by polling ``show proc`` until the master's counter has moved and either a worker
 pid that was not there before appears (success) or ``failed`` is non-zero (failure), within a timeout.
 
-Who calls what: ``HAProxyProcess`` (process.py) and an attached-HAProxy control call ``reload()``; the
-agent and the UI call ``show_proc()``.
+Who calls what: ``reload.reload_with_last_good`` (for ``HAProxyProcess`` and ``AttachedHAProxy``) calls
+``reload()``; the process and the controls call ``show_proc()`` (is it alive, how many reloads).
 """
 
 from __future__ import annotations

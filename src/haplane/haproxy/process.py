@@ -16,8 +16,9 @@ HAProxy 2.6 behaviour this is built on (measured; docs/haproxy-notes.md):
 - if the master is killed, the worker notices and exits by itself shortly after;
 - ``reload`` keeps the old worker when the new config does not load, and says so in ``show proc``.
 
-Who calls what (the agent's managed-HAProxy control, one call at a time):
-``start(config, maps)`` once; ``reload(config, maps)`` for structural changes; ``alive()`` / ``exited`` to
+Who calls what (``control.ManagedHAProxy``, the agent's control, one call at a time):
+``start(config, maps)`` once; ``reload(config, maps, servers=...)`` for structural changes (the one reload
+with last good, ``reload.reload_with_last_good``); ``alive()`` / ``exited`` to
 notice a death and ``restart_from_last_good()`` to recover; ``stop()`` at shutdown.
 """
 
@@ -32,22 +33,20 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from haplane.errors import HAProxyError, HAProxyUnavailable, ReloadFailed
+from haplane.errors import HAProxyError, HAProxyUnavailable
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.master import MasterClient
-from haplane.haproxy.parse import filter_server_state
+from haplane.haproxy.reload import Servers, reload_with_last_good, save_server_state
 from haplane.haproxy.runtime import RuntimeClient
 from haplane.model.observed import ProcInfo
 
 __all__ = ["ADMIN_SOCKET", "MASTER_SOCKET", "ControlLines", "HAProxyProcess", "control_globals"]
 
 log = logging.getLogger("haplane.haproxy")
-T = TypeVar("T")
 
 ADMIN_SOCKET = "admin.sock"
 MASTER_SOCKET = "master.sock"
@@ -249,53 +248,27 @@ class HAProxyProcess:
         return info
 
     async def reload(self, config: str | None = None, maps: Mapping[str, str] | None = None, *,
-                     servers: Mapping[tuple[str, str], tuple[str, int | None]] | None = None) -> ProcInfo:
+                     servers: Servers | None = None) -> ProcInfo:
         """Make ``config`` (already checked) the running one: save server state, write the files atomically,
-        reload through the master CLI, and confirm that a new worker serves the Runtime API. ``servers`` (the
-        new config's (backend, server) → (address, port), ``Rendered.servers``) leaves the servers it moves out
-        of the saved state. Returns ``show proc`` after the reload. On failure the last good files are put
-        back on disk (HAProxy goes on with its previous worker) and ``ReloadFailed`` says what HAProxy said."""
+        reload through the master CLI, and confirm that a new worker serves the Runtime API (``reload.
+        reload_with_last_good``, the one the attached control uses too). ``servers`` (the new config's
+        (backend, server) → (address, port), ``Rendered.servers``) leaves the servers it moves out of the saved
+        state. Returns ``show proc`` after the reload. On failure the last good files are put back on disk
+        (HAProxy goes on with its previous worker) and ``ReloadFailed`` says what HAProxy said; if the master
+        dies meanwhile, at once."""
         if not self.running:
             raise HAProxyUnavailable("HAProxy is not running")
-        before = await self.master.show_proc()
-        await self.save_server_state(servers)
-        if config is not None:
-            await self.files.write_current(config, maps)
         mark = self._lines_seen
-        try:
-            after = await self._unless_exited(self.master.reload(timeout=self.reload_timeout, before=before))
-            if after.worker_pid is not None:
-                await self._unless_exited(self._wait_serving(after.worker_pid, self.reload_timeout))
-        except (ReloadFailed, HAProxyUnavailable) as exc:
-            alerts = await self._alerts_since(mark)
-            if config is not None:
-                await self.files.restore_last_good()
-            detail = ("; HAProxy said: " + " | ".join(alerts)) if alerts else ""
-            raise ReloadFailed(f"{exc}{detail}") from exc
+        after = await reload_with_last_good(self.files, self.master, self.runtime, config, maps, servers=servers,
+                                            timeout=self.reload_timeout, abort=self._exited,
+                                            alerts=lambda: self._alerts_since(mark))
         self._worker_pid = after.worker_pid
-        if config is not None:
-            await self.files.mark_good(maps)
         log.info("HAProxy reloaded: reload %s, worker %s", after.reloads, after.worker_pid)
         return after
 
-    async def save_server_state(self, servers: Mapping[tuple[str, str], tuple[str, int | None]] | None = None
-                                ) -> bool:
-        """Dump ``show servers state`` into the server-state file (read by the next worker at start). With
-        ``servers`` (the next config's servers and their addresses), servers that config moves to another
-        address or port are left out, so the config wins whole for them (see ``parse.filter_server_state``).
-        False when the Runtime API does not answer (the next worker then starts from the config's states)."""
-        try:
-            text = (await self.runtime.execute(["show servers state"]))[0]
-        except HAProxyUnavailable as exc:
-            log.warning("server state not saved before reload: %s", exc)
-            return False
-        if servers is not None:
-            text, dropped = filter_server_state(text, servers)
-            if dropped:
-                log.info("server state: %d server(s) take their state from the new config: %s", len(dropped),
-                         ", ".join(f"{b}/{s}" for b, s in dropped[:20]))
-        await self.files.write_server_state(text)
-        return True
+    async def save_server_state(self, servers: Servers | None = None) -> bool:
+        """``reload.save_server_state`` for this HAProxy (see there)."""
+        return await save_server_state(self.runtime, self.files, servers)
 
     async def restart_from_last_good(self) -> ProcInfo:
         """HAProxy died (or must be restarted): start it again from the last good config on disk. Waits for a
@@ -334,23 +307,6 @@ class HAProxyProcess:
         return self.returncode if self.returncode is not None else -1
 
     # -- internals -------------------------------------------------------------------------------------
-
-    async def _unless_exited(self, step: Awaitable[T]) -> T:
-        """``step``, or ``HAProxyUnavailable`` as soon as the master exits: a dead master confirms nothing, so
-        a reload it was part of fails at once instead of polling it until the reload timeout."""
-        task = asyncio.ensure_future(step)
-        exited = asyncio.ensure_future(self._exited.wait())
-        try:
-            await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                return task.result()
-            raise HAProxyUnavailable(f"HAProxy exited (code {self.returncode}) during the reload")
-        finally:
-            for t in (task, exited):
-                if not t.done():
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await t
 
     async def _wait_started(self, proc: asyncio.subprocess.Process, mark: int) -> ProcInfo:
         loop = asyncio.get_running_loop()

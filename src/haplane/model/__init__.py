@@ -1,1 +1,2 @@
-"""The pure model: validated values, registry records, the HAProxy model, Change. See README.md."""
+"""The pure model: validated values, registry records, the HAProxy model, the plan's operations (ops), Change.
+See README.md."""

@@ -77,7 +77,7 @@ async def test_plan_shows_drift_and_a_pending_reload_without_changing_anything(
         # a new service: structural; its reload waits for reload_interval
         await hp.rig.reg.put_service(Service("api", "path", "/api"))
         for _ in range(100):
-            if hp.rig.bundle.agent._reload_wanted:
+            if hp.rig.bundle.agent.reload_pending:
                 break
             await asyncio.sleep(0.02)
         code, out, err = await hp.cli("plan", "--json", "--exit-code")

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from haplane.agent.activity import Activity
-from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.agent.reconcile import Agent
+from haplane.agent.state import AgentOptions
 from haplane.compose import ComposeOptions
 from haplane.model.records import Instance, Service
 from haplane.plan import Policy

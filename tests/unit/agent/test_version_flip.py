@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 
 from haplane.agent.activity import Activity
-from haplane.agent.reconcile import Agent, AgentOptions
+from haplane.agent.reconcile import Agent
+from haplane.agent.state import AgentOptions
 from haplane.compose import ComposeOptions
 from haplane.model.records import BackendSpec, Instance, Service
 from haplane.plan import Policy

@@ -146,6 +146,10 @@ async def test_source_sets_replace_in_one_transaction_and_expire(make_client: Ma
     assert await rev(client) == before + 1  # one transaction
     kinds = sorted((c["kind"], c["subject"]) for c in r.json()["changes"])
     assert kinds == [("instance-add", "web/c3"), ("instance-remove", "web/c1")]
+    moved = body("c2", "c3")
+    moved["instances"][1]["weight"] = 3
+    r = await client.put("/sources/dock1/instances", json=moved, headers=W)
+    assert [(c["kind"], c["subject"]) for c in r.json()["changes"]] == [("instance-update", "web/c3")]
     listed = {i["id"]: i for i in (await client.get("/services/web/instances", headers=auth(READ))).json()}
     assert sorted(listed) == ["c2", "c3", "manual"]  # another source's (and the API's) instances stay
     assert listed["c2"]["source"] == "dock1"

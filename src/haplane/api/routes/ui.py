@@ -33,6 +33,7 @@ from haplane.api.deps import ApiDeps
 from haplane.api.routes._util import changed, json_body, object_body
 from haplane.errors import Forbidden, HaplaneError, Unauthorized, ValidationError
 from haplane.model import values
+from haplane.typing import AgentReader
 
 PAGES = {"": "overview.html", "activity": "activity.html", "stats": "stats.html",
          "certificates": "certificates.html", "instance": "instance.html"}
@@ -116,14 +117,11 @@ async def with_heartbeat(source: AsyncIterator[bytes], every: float = HEARTBEAT)
                 await aclose()
 
 
-def names_doc(view: Any) -> dict[str, list[str | None]]:
+def names_doc(view: AgentReader) -> dict[str, list[str | None]]:
     """"backend/slot" -> [service, instance] for the charts' legends (the agent's config now)."""
     from haplane.accesslog import names_of
 
-    desired = view.agent.desired
-    if desired is None:
-        return {}
-    return {f"{b}/{s}": [svc, inst] for (b, s), (svc, inst) in names_of(desired).items() if inst is not None}
+    return {f"{b}/{s}": [svc, inst] for (b, s), (svc, inst) in names_of(view.desired()).items() if inst is not None}
 
 
 def stream(source: AsyncIterator[bytes]) -> StreamingResponse:
@@ -268,8 +266,9 @@ def router(deps: ApiDeps) -> APIRouter:
         if page < 0 or not 1 <= per_page <= 100:
             raise ValidationError("page" if page < 0 else "per_page", page if page < 0 else per_page,
                                   "must be 0 or more" if page < 0 else "must be 1 to 100")
-        sampler = deps.agent.stats if deps.agent is not None else None
-        if sampler is None:
+        view = deps.agent
+        sampler = view.stats if view is not None else None
+        if view is None or sampler is None:
             return {"live": False, "series": {}, "interval": None}
         sampler.touch()
         if not sampler.series:
@@ -283,7 +282,7 @@ def router(deps: ApiDeps) -> APIRouter:
                 "fields": ["t", "req", "err", "rtime", "scur"], "error": sampler.error,
                 "series": sampler.history(window, {p for p, _, _ in shown}) if series else {},
                 "order": [{"proxy": p, "kind": kind, "busy": round(busy, 3)} for p, kind, busy in shown],
-                "page": page, "pages": pages, "total": len(ranked), "names": names_doc(deps.agent)}
+                "page": page, "pages": pages, "total": len(ranked), "names": names_doc(view)}
 
     @r.get("/ui/api/instance/{service}/{iid}")
     async def instance(service: str, iid: str, window: int = 900, _: Principal = read) -> dict[str, Any]:

@@ -1,6 +1,12 @@
-"""HAProxyControl over a real HAProxy: one haplane starts itself (``ManagedHAProxy``) or one the operator
-runs (``AttachedHAProxy``). Both speak to the admin socket for membership and to the master CLI for reloads;
-they differ only in who owns the process."""
+"""The agent's control over a real HAProxy (``haplane.typing.HAProxyControl``): one haplane starts itself
+(``ManagedHAProxy``) or one the operator runs (``AttachedHAProxy``). Both speak to the admin socket for
+membership (the plan's typed operations, through ``RuntimeClient.apply``) and reads, check configs with
+``haproxy -c`` (``check.check_rendered``), and reload through the one reload with last good
+(``reload.reload_with_last_good``); they differ only in who owns the process.
+
+``RuntimeReader`` is the read half alone (``typing.HAProxyReader``): ``haplane plan`` plans with it.
+The fake beside them (``haplane.testing.FakeHAProxy``) is held to the same behaviour by
+tests/contract/test_haproxy_control_contract.py."""
 
 from __future__ import annotations
 
@@ -9,22 +15,19 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from haplane.errors import HAProxyUnavailable, ReloadFailed, RuntimeCommandError
+from haplane.errors import HAProxyUnavailable, RuntimeCommandError
 from haplane.haproxy.check import check_rendered
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.master import MasterClient
-from haplane.haproxy.parse import (
-    answer_error,
-    filter_server_state,
-    parse_servers_state,
-    parse_show_map,
-    parse_stat,
-)
+from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_map, parse_stat
 from haplane.haproxy.process import HAProxyProcess
+from haplane.haproxy.reload import reload_with_last_good
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
 from haplane.model.observed import CheckResult, OpResult, SlotObs
 from haplane.model.ops import RuntimeOp
 from haplane.render import Rendered
+
+__all__ = ["AttachedHAProxy", "ManagedHAProxy", "RuntimeReader"]
 
 
 async def _reload_count(master: MasterClient, timeout: float = 3.0) -> int:
@@ -40,15 +43,12 @@ async def _reload_count(master: MasterClient, timeout: float = 3.0) -> int:
             await asyncio.sleep(0.02)
 
 
-class _RuntimeOps:
-    """What both flavours share: reads and commands over the admin socket, ``haproxy -c``."""
+class RuntimeReader:
+    """What planning reads of HAProxy over its admin socket (``typing.HAProxyReader``): server slots and map
+    entries, and ``show stat`` for the live views. ``haplane plan`` uses one alone; both controls are one."""
 
-    runtime: RuntimeClient
-    haproxy_bin: str
-    check_dir: Path
-
-    async def check(self, config: Rendered) -> CheckResult:
-        return await check_rendered(config, self.haproxy_bin, directory=self.check_dir)
+    def __init__(self, runtime: RuntimeClient) -> None:
+        self.runtime = runtime
 
     async def servers(self, backends: Iterable[str] | None = None) -> dict[str, dict[str, SlotObs]]:
         cmds = ["show servers state"] if backends is None else [f"show servers state {b}" for b in backends]
@@ -77,9 +77,6 @@ class _RuntimeOps:
                                                               slot.drain, row.scur)
         return out
 
-    async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
-        return await self.runtime.apply(ops)
-
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         paths = list(paths)
         if not paths:
@@ -87,6 +84,22 @@ class _RuntimeOps:
         answers = await self.runtime.execute([show_map_command(p) for p in paths])
         return {p: parse_show_map(t) if answer_error("show map", t) is None else {}
                 for p, t in zip(paths, answers, strict=True)}
+
+    async def show_stat(self) -> str:
+        return await self.runtime.command("show stat")
+
+
+class _RuntimeOps(RuntimeReader):
+    """What both controls share: reads and operations over the admin socket, ``haproxy -c``."""
+
+    haproxy_bin: str
+    check_dir: Path
+
+    async def check(self, config: Rendered) -> CheckResult:
+        return await check_rendered(config, self.haproxy_bin, directory=self.check_dir)
+
+    async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
+        return await self.runtime.apply(ops)
 
 
 class ManagedHAProxy(_RuntimeOps):
@@ -122,16 +135,18 @@ class ManagedHAProxy(_RuntimeOps):
 
 class AttachedHAProxy(_RuntimeOps):
     """An HAProxy the operator runs: haplane writes ``config_path`` (and keeps its last good copy beside it)
-    and reloads through the master CLI at ``master_socket``; it never starts or stops the process."""
+    and reloads through the master CLI at ``master_socket``; it never starts or stops the process.
+    ``reload_timeout`` bounds each confirmation of a reload (a new worker; that worker on the admin socket)."""
 
-    def __init__(self, admin_socket: str, master_socket: str, config_path: str, haproxy_bin: str = "haproxy"
-                 ) -> None:
+    def __init__(self, admin_socket: str, master_socket: str, config_path: str, haproxy_bin: str = "haproxy",
+                 reload_timeout: float = 10.0) -> None:
         self.runtime = RuntimeClient(admin_socket)
         self.master = MasterClient(master_socket)
         self.haproxy_bin = haproxy_bin
         self.config_path = config_path
         self.check_dir = Path(config_path).parent
         self.files = ConfigFiles(self.check_dir)
+        self.reload_timeout = reload_timeout
 
     async def start(self, config: Rendered) -> None:
         await self.reload(config)
@@ -149,21 +164,11 @@ class AttachedHAProxy(_RuntimeOps):
                                  f"{self.files.last_good_path})")
 
     async def reload(self, config: Rendered) -> int:
-        """Save server state (minus servers the new config moves: the config wins whole for them), write the
-        files, reload through the master CLI, and wait until the new worker holds the admin socket."""
-        maps = config.maps
-        state = (await self.runtime.execute(["show servers state"]))[0]
-        state, _dropped = filter_server_state(state, config.servers)
-        await self.files.write_server_state(state)
-        await self.files.write_current(config.text, maps)
-        try:
-            info = await self.master.reload()
-            if info.worker_pid is not None:
-                await self.runtime.wait_worker(info.worker_pid)
-        except (ReloadFailed, HAProxyUnavailable) as exc:
-            await self.files.restore_last_good()
-            raise ReloadFailed(str(exc)) from exc
-        await self.files.mark_good(maps)
+        """``reload.reload_with_last_good``: save server state (minus servers the new config moves), write the
+        files, reload through the master CLI, wait until the new worker holds the admin socket; on failure the
+        last good files are back and ``ReloadFailed`` raised."""
+        info = await reload_with_last_good(self.files, self.master, self.runtime, config.text, config.maps,
+                                           servers=config.servers, timeout=self.reload_timeout)
         return info.reloads
 
     async def reloads(self) -> int:
