@@ -75,3 +75,14 @@ def test_rendered_https_passes_haproxy_check(tmp_path: Path) -> None:
 
     result = asyncio.run(check_rendered(render_config(cfg), directory=tmp_path))
     assert result.ok, result.messages
+
+
+def test_every_map_moves_with_its_path_for_the_check(tmp_path: Path) -> None:
+    """Rendered.with_map_paths renders the HTTPS maps (as well as the host map) at the paths it is given."""
+    cfg = compose(_registry(), _options(tmp_path))
+    r = render_config(cfg)
+    names = [name for name, _ in cfg.maps]
+    assert sorted(names) == sorted(str(tmp_path / n) for n in ("hosts.map", "acme.map", "tls-policy.map", "hsts.map"))
+    moved = r.with_map_paths({name: f"/elsewhere/map{n}" for n, name in enumerate(names)})
+    assert len(moved.splitlines()) == len(r.text.splitlines())
+    assert not any(name in moved for name in names) and all(f"/elsewhere/map{n}" in moved for n in range(len(names)))
