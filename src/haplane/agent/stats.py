@@ -236,11 +236,18 @@ class StatsSampler:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._waiters: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._stale = False  # HAProxy changed since the last sample began (a reload, a runtime command)
+
+    def invalidate(self) -> None:
+        """HAProxy changed (the agent applied something): the next ``fresh()`` samples again, whatever the
+        age of the last sample (rows read before a reload lack the backends it added)."""
+        self._stale = True
 
     # --- sampling ------------------------------------------------------------------------------------------
 
     async def sample(self) -> None:
         async with self._lock:
+            self._stale = False  # a change from now on lands after this read began: it stays stale
             try:
                 rows = parse_live(await self.read())
                 self.error = None
@@ -285,7 +292,7 @@ class StatsSampler:
         watches, keep the once-a-second sampling going (a Prometheus scrape does not need it)."""
         if keep_sampling:
             self.touch()
-        if self.sampled_at is None or self.clock() - self.sampled_at > max_age:
+        if self._stale or self.sampled_at is None or self.clock() - self.sampled_at > max_age:
             await self.sample()
         return self.rows
 

@@ -35,6 +35,7 @@ class AgentView:
             stats = StatsSampler(agent.control.show_stat)
         self._stats = stats
         if stats is not None:
+            agent.activity.listeners.append(lambda _rec: stats.invalidate())  # rows older than a change are stale
             with contextlib.suppress(RuntimeError):  # no running loop: sampling starts when someone asks
                 stats.start()
 
