@@ -5,7 +5,6 @@ conftests that need it (``moto_server``)."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -32,11 +31,9 @@ class MotoServer:
 
 
 def _moto_server_bin() -> list[str]:
-    exe = Path(sys.executable).parent / "moto_server"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("moto_server")
-    return [found] if found else [sys.executable, "-m", "moto.server"]
+    """moto's own server, with its requests serialised (moto_serial.py says why)."""
+    # -P: the script's folder (which holds this moto.py) must not shadow the moto package
+    return [sys.executable, "-P", str(Path(__file__).with_name("moto_serial.py"))]
 
 
 @contextmanager
