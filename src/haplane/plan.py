@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from haplane.model.change import CauseKind, Change, ChangeKind, ReloadCause, reason_of
 from haplane.model.haproxy import Backend, Config, Server
 from haplane.model.observed import Observed, SlotObs
-from haplane.model.ops import MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
+from haplane.model.ops import CertDel, CertPut, MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +207,36 @@ class _Planner:
         self.memory[key] = SlotMemory(want.instance, mem.placed_at, None, ramped)
 
 
+def plan_certs(desired: Config, current: Mapping[str, str], paths: set[str] | None = None) -> list[RuntimeOp]:
+    """Certificate changes: ``current`` is what HAProxy serves through the main frontend's crt-list (file path →
+    the leaf's SHA1), of ``paths`` only when given. A desired certificate HAProxy lacks, or serves another leaf
+    of, is put (new or replaced, through the Runtime API); one it serves that the registry no longer has is
+    removed."""
+    crt_list = next((f.tls.crt_list for f in desired.frontends if f.tls is not None), None)
+    if crt_list is None:
+        return []
+    ops: list[RuntimeOp] = []
+    wanted = {c.path for c in desired.certificates}
+    for path in sorted(current.keys() - wanted):
+        name = path.rsplit("/", 1)[-1].removesuffix(".pem")
+        ops.append(CertDel(name, path, crt_list, Change("certificate-remove", f"certificate:{name}",
+                                                        "no longer in the registry: its hosts get the default "
+                                                        "certificate")))
+    for c in desired.certificates:
+        if paths is not None and c.path not in paths:
+            continue
+        have = current.get(c.path)
+        if have == c.sha1:
+            continue
+        hosts = ", ".join(c.hosts)
+        change = (Change("certificate-add", f"certificate:{c.name}", f"served for {hosts}", {"sha1": c.sha1})
+                  if have is None else
+                  Change("certificate-update", f"certificate:{c.name}", f"replaced for {hosts}",
+                         {"sha1": c.sha1, "was": have}))
+        ops.append(CertPut(c.name, c.path, crt_list, c.pem, change))
+    return ops
+
+
 def plan_maps(desired: Config, current: Mapping[str, Mapping[str, str]], map_paths: Mapping[str, str]
               ) -> list[RuntimeOp]:
     """Map entry changes: ``current`` is file name → {key: value} as HAProxy has it; ``map_paths`` file name →
@@ -265,14 +295,19 @@ def structure_diff(applied: Config | None, desired: Config) -> tuple[ReloadCause
 
 def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | None, now: float,
          policy: Policy, maps_now: Mapping[str, Mapping[str, str]] | None = None,
-         map_paths: Mapping[str, str] | None = None, backends: set[str] | None = None) -> Plan:
+         map_paths: Mapping[str, str] | None = None, backends: set[str] | None = None,
+         certs_now: Mapping[str, str] | None = None, cert_paths: set[str] | None = None) -> Plan:
     """Everything to do now. ``backends`` limits the membership diff to those backends (the agent passes
-    the ones its events touched, so a change in one service costs O(that service))."""
+    the ones its events touched, so a change in one service costs O(that service)). ``certs_now`` (what HAProxy
+    serves through the crt-list; of ``cert_paths`` only, when given) given: certificates are put or removed too,
+    before the maps (a redirect to HTTPS that a new certificate allows comes after the certificate)."""
     p = _Planner(observed, memory, now, policy)
     for be in desired.backends:
         if be.slotted and (backends is None or be.name in backends):
             p.backend(be)
     ops = p.ops
+    if certs_now is not None:
+        ops = ops + plan_certs(desired, certs_now, cert_paths)
     if maps_now is not None:
         ops = ops + plan_maps(desired, maps_now, map_paths or {})
     reload = None

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from haplane.errors import HAProxyUnavailable, ReloadFailed
+from haplane.errors import HAProxyUnavailable, ReloadFailed, ValidationError
 from haplane.haproxy.runtime import command_of
 from haplane.model.observed import CheckResult, OpResult, SlotObs
-from haplane.model.ops import MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
+from haplane.model.ops import CertDel, CertPut, MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
 from haplane.render import Rendered
 
 __all__ = ["FakeHAProxy"]
@@ -35,6 +35,7 @@ class FakeHAProxy:
         self.last_good: Rendered | None = None
         self.backends: dict[str, dict[str, SlotObs]] = {}
         self.map_entries: dict[str, dict[str, str]] = {}
+        self.certs: dict[str, str] = {}  # crt-list path → the leaf SHA1 of what it serves
         self.ops: list[RuntimeOp] = []  # every operation received, in order
         self.commands: list[str] = []  # the Runtime API text of each one the adapter's builders accepted
         self.reload_count = 0
@@ -84,6 +85,11 @@ class FakeHAProxy:
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         return {p: dict(self.map_entries.get(p, {})) for p in paths}
 
+    async def certificates(self, crt_list: str, paths: Iterable[str] | None = None) -> dict[str, str]:
+        self._require()
+        wanted = None if paths is None else set(paths)
+        return {p: fp for p, fp in self.certs.items() if wanted is None or p in wanted}
+
     async def reloads(self) -> int:
         return self.reload_count
 
@@ -121,6 +127,8 @@ class FakeHAProxy:
         self.backends = backends
         for path, content in config.maps.items():
             self.map_entries[path] = dict(line.split(" ", 1) for line in content.splitlines() if line)
+        if any(f.tls is not None for f in config.config.frontends):  # the crt-list on disk, as it was synced
+            self.certs = {c.path: c.sha1 for c in config.config.certificates}
         self.config = config.text
         self.rendered = self.last_good = config
 
@@ -147,6 +155,19 @@ class FakeHAProxy:
                     case SetState():
                         slot = replace(slot, maint=op.state == "maint", drain=op.state == "drain")
                 be[op.server] = slot
+            case CertPut():
+                import time
+
+                from haplane.tls.certs import parse_bundle, split_combined
+
+                try:  # HAProxy refuses what does not load or whose key is not the leaf's (at commit)
+                    chain, key = split_combined(op.pem)
+                    self.certs[op.path] = parse_bundle(chain, key, time.time(), allow_expired=True).info.sha1
+                except (ValueError, ValidationError) as exc:
+                    return OpResult(op, command, False, f"inconsistencies between private key and certificate "
+                                                        f"loaded, or no certificate: {exc}")
+            case CertDel():
+                self.certs.pop(op.path, None)
             case MapAdd() | MapSet() | MapDel():
                 entries = self.map_entries.get(op.path)
                 if entries is None:

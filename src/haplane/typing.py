@@ -110,6 +110,12 @@ class HAProxyReader(Protocol):
         """Current entries of the named map files as HAProxy holds them."""
         ...
 
+    async def certificates(self, crt_list: str, paths: Iterable[str] | None = None) -> dict[str, str]:
+        """The certificates HAProxy serves through ``crt_list``: file path → the leaf's SHA1 fingerprint; of
+        ``paths`` only, when given (a thousand certificates listed cost one read of the list, and a fingerprint
+        read only for the ones asked about)."""
+        ...
+
 
 class HAProxyControl(HAProxyReader, Protocol):
     """The agent's view of one HAProxy. Who calls what: the agent's reconcile loop, one call at a time (never

@@ -165,3 +165,56 @@ async def test_a_stopped_haproxy_is_unavailable(rig: Rig) -> None:
     assert not await rig.control.alive()
     with pytest.raises(HAProxyUnavailable):
         await rig.control.servers()
+
+
+def _tls_rendered(rig: Rig, certs: tuple[object, ...]) -> Rendered:
+    """The agent's config with HTTPS (the crt-list in the state directory) serving these certificates."""
+    from dataclasses import replace
+
+    from haplane.model.haproxy import EdgeTls
+    from haplane.tls.crtlist import CertFiles
+
+    files = CertFiles(rig.state_dir)
+    files.ensure_default()
+    base = rig.rendered()
+    tls = EdgeTls((Bind("127.0.0.1", free_port()),), str(files.default_path), str(files.crt_list_path),
+                  str(rig.state_dir / "acme.map"), str(rig.state_dir / "tls-policy.map"),
+                  str(rig.state_dir / "hsts.map"))
+    cfg = base.config
+    frontends = tuple(replace(f, tls=tls) for f in cfg.frontends)
+    maps = (*cfg.maps, (tls.acme_map, ""), (tls.policy_map, ""), (tls.hsts_map, ""))
+    return render_config(replace(cfg, frontends=frontends, maps=maps, certificates=certs))  # type: ignore[arg-type]
+
+
+async def test_certificates_put_replace_remove_and_refuse_alike(rig: Rig) -> None:
+    import time
+
+    from haplane.model.haproxy import ServedCert
+    from haplane.model.ops import CertDel, CertPut
+    from haplane.testing_tls import TestCA
+    from haplane.tls.certs import parse_bundle
+    from haplane.tls.crtlist import CertFiles
+
+    ca = TestCA()
+    files = CertFiles(rig.state_dir)
+    b = {n: parse_bundle(c.chain_pem, c.key_pem, time.time())
+         for n, c in (("a", ca.issue(["a.test"])), ("a2", ca.issue(["a.test"])), ("b", ca.issue(["b.test"])))}
+    served_a = ServedCert("a", files.path_of("a"), b["a"].pem, b["a"].info.sha1, b["a"].info.hosts)
+    rendered = _tls_rendered(rig, (served_a,))
+    await rig.control.start(rendered)
+    lst = str(files.crt_list_path)
+    assert await rig.control.certificates(lst) == {files.path_of("a"): b["a"].info.sha1}
+    results = await rig.control.execute([
+        CertPut("b", files.path_of("b"), lst, b["b"].pem, C),
+        CertPut("a", files.path_of("a"), lst, b["a2"].pem, C),
+        CertPut("x", files.path_of("x"), lst, b["a"].chain_pem + b["b"].key_pem, C),  # a key of another cert
+    ])
+    assert [r.ok for r in results] == [True, True, False]
+    assert await rig.control.certificates(lst) == {files.path_of("a"): b["a2"].info.sha1,
+                                                   files.path_of("b"): b["b"].info.sha1}
+    assert await rig.control.certificates(lst, [files.path_of("b"), files.path_of("x")]) == {
+        files.path_of("b"): b["b"].info.sha1}
+    results = await rig.control.execute([CertDel("b", files.path_of("b"), lst, C),
+                                         CertDel("b", files.path_of("b"), lst, C)])  # gone already: not an error
+    assert [r.ok for r in results] == [True, True]
+    assert await rig.control.certificates(lst) == {files.path_of("a"): b["a2"].info.sha1}

@@ -10,9 +10,75 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from haplane.errors import HaplaneError
-from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
+from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
 from haplane.registry import BACKENDS, FRONTENDS, INSTANCES, SERVICES
 from haplane.store.base import KV, Event
+from haplane.tls import keys as tls_keys
+from haplane.tls.records import Certificate, CertificateKey, Challenge, bundle_of
+
+
+class _Certs:
+    """The certificate, key and challenge records, and what is served of them: a certificate is served once both
+    halves are there and pass the registry's checks again (a pair that does not is reported in ``bad``)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Certificate] = {}
+        self.keys: dict[str, CertificateKey] = {}
+        self.served: dict[str, RegistryCert] = {}
+        self.challenges: dict[str, str] = {}  # token → key authorization
+
+    def put(self, key: str, data: object, bad: dict[str, str]) -> bool:
+        """Take a record under the tls keys; False for a key that is none of them."""
+        if key.startswith(tls_keys.CERTIFICATES):
+            cert = Certificate.from_dict(data)
+            self.records[cert.name] = cert
+            self._pair(cert.name, bad)
+        elif key.startswith(tls_keys.CERTIFICATE_KEYS):
+            k = CertificateKey.from_dict(data)
+            self.keys[k.name] = k
+            self._pair(k.name, bad)
+        elif key.startswith(tls_keys.ACME_CHALLENGES):
+            ch = Challenge.from_dict(data)
+            self.challenges[ch.token] = ch.key_authorization
+            bad.pop(key, None)
+        else:
+            return False
+        return True
+
+    def delete(self, key: str, bad: dict[str, str]) -> bool:
+        if key.startswith(tls_keys.CERTIFICATES):
+            name = key[len(tls_keys.CERTIFICATES):]
+            self.records.pop(name, None)
+        elif key.startswith(tls_keys.CERTIFICATE_KEYS):
+            name = key[len(tls_keys.CERTIFICATE_KEYS):]
+            self.keys.pop(name, None)
+        elif key.startswith(tls_keys.ACME_CHALLENGES):
+            self.challenges.pop(key[len(tls_keys.ACME_CHALLENGES):], None)
+            return True
+        else:
+            return False
+        self._pair(name, bad)
+        return True
+
+    def _pair(self, name: str, bad: dict[str, str]) -> None:
+        import time
+
+        cert, key = self.records.get(name), self.keys.get(name)
+        where = tls_keys.certificate_key(name)
+        self.served.pop(name, None)
+        bad.pop(where, None)
+        if cert is None or key is None:
+            return  # the other half arrives in the same transaction's events, or the pair was deleted
+        try:
+            bundle = bundle_of(cert, key, time.time())
+        except HaplaneError as exc:
+            bad[where] = str(exc)
+            return
+        if bundle is None:
+            bad[where] = "its key record belongs to another certificate (key_sha256 differs)"
+            return
+        i = bundle.info
+        self.served[name] = RegistryCert(name, bundle.pem, i.sha1, i.hosts, i.not_after)
 
 
 @dataclass
@@ -23,6 +89,8 @@ class Touched:
     structural: bool = False  # a service, frontend or backend record changed
     backends: set[str] = field(default_factory=set)  # Thalassa backends whose record changed
     keys: int = 0
+    certs: set[str] = field(default_factory=set)  # certificates (or keys) that changed: runtime, no reload
+    maps: bool = False  # an ACME challenge changed: a runtime map entry
 
 
 class Mirror:
@@ -33,6 +101,7 @@ class Mirror:
         self.backends: dict[str, BackendSpec] = {}
         self.revision = 0
         self.bad: dict[str, str] = {}  # key → why it could not be read (never silently dropped)
+        self.certs = _Certs()
 
     def load(self, kvs: Iterable[KV], revision: int) -> None:
         self.__init__()  # type: ignore[misc]
@@ -54,7 +123,9 @@ class Mirror:
     def registry(self) -> Registry:
         return Registry(tuple(self.services.values()),
                         tuple(i for by_id in self.instances.values() for i in by_id.values()),
-                        tuple(self.frontends.values()), tuple(self.backends.values()), self.revision)
+                        tuple(self.frontends.values()), tuple(self.backends.values()), self.revision,
+                        certificates=tuple(self.certs.served.values()),
+                        challenges=tuple(sorted(self.certs.challenges.items())))
 
     def service_instances(self, service: str) -> list[Instance]:
         return list(self.instances.get(service, {}).values())
@@ -95,6 +166,9 @@ class Mirror:
                 self.backends[be.name] = be
                 touched.structural = True
                 touched.backends.add(be.name)
+            elif key.startswith(tls_keys.PREFIX) and self.certs.put(key, data, self.bad):
+                self._touch_cert(key, touched)
+                return
             else:
                 return
             self.bad.pop(key, None)
@@ -102,8 +176,18 @@ class Mirror:
             # a record written by a newer or broken writer must not stop the agent; it is reported
             self.bad[key] = str(exc)
 
+    @staticmethod
+    def _touch_cert(key: str, touched: Touched) -> None:
+        if key.startswith(tls_keys.ACME_CHALLENGES):
+            touched.maps = True
+        else:
+            touched.certs.add(key.rsplit("/", 1)[-1])
+
     def _delete(self, key: str, touched: Touched) -> None:
         self.bad.pop(key, None)
+        if self.certs.delete(key, self.bad):
+            self._touch_cert(key, touched)
+            return
         if key.startswith(INSTANCES):
             service, _, iid = key[len(INSTANCES):].partition("/")
             by_id = self.instances.get(service)

@@ -38,19 +38,24 @@ async def maps_now(reader: HAProxyReader, desired: Config) -> dict[str, dict[str
 
 async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, options: ComposeOptions,
                                policy: Policy, *, memory: Memory, applied: Config | None, now: float,
-                               backends: set[str] | None = None, read_maps: bool = True) -> tuple[Config, Plan]:
+                               backends: set[str] | None = None, read_maps: bool = True, read_certs: bool = False,
+                               cert_paths: set[str] | None = None) -> tuple[Config, Plan]:
     """The desired config and the plan from what HAProxy runs to it.
 
     ``what`` is the registry to compose with ``options``, or a config the caller composed already (the agent
     composes incrementally and keeps its full composition). ``backends`` limits the membership diff (and the
     state read) to those backends; ``read_maps`` False leaves the host map out (the agent reads it only on a
-    full or structural pass). ``memory`` is the ramp/drain bookkeeping (``SlotMemory``), ``applied`` the config
-    HAProxy runs (None: a reload is planned)."""
+    full or structural pass); ``read_certs`` reads what HAProxy serves through the crt-list (of ``cert_paths``
+    only, when given) so certificates are planned too. ``memory`` is the ramp/drain bookkeeping
+    (``SlotMemory``), ``applied`` the config HAProxy runs (None: a reload is planned)."""
     desired = compose(what, options) if isinstance(what, Registry) else what
     observed = await reader.servers(backends)
     current = await maps_now(reader, desired) if read_maps and desired.maps else None
+    crt_list = next((f.tls.crt_list for f in desired.frontends if f.tls is not None), None)
+    certs = await reader.certificates(crt_list, cert_paths) if read_certs and crt_list is not None else None
     return desired, plan(desired, observed, memory, applied, now, policy, maps_now=current,
-                         map_paths={path: path for path, _ in desired.maps}, backends=backends)
+                         map_paths={path: path for path, _ in desired.maps}, backends=backends, certs_now=certs,
+                         cert_paths=cert_paths)
 
 
 class Composer:

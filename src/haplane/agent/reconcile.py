@@ -288,6 +288,11 @@ class Agent:
             # to another version keeps its slots in the rendered config: its members change through the runtime)
             self.desired = self._compose_full()
             limit = self.composer.touched_backends(touched, self.quarantine.excluded)
+        elif touched.certs or touched.maps:
+            # a certificate or an ACME challenge: runtime state of the whole config (the crt-list, the maps), so
+            # compose it whole; the backends the same events touched converge too
+            self.desired = self._compose_full()
+            limit = set(timers or ()) | self.composer.touched_backends(touched, self.quarantine.excluded)
         else:
             assert self.desired is not None
             self.desired, limit = self.composer.incremental(self.desired, touched, self.quarantine.excluded)
@@ -296,21 +301,30 @@ class Agent:
             if not limit:
                 self._set_revision()
                 return
-        full_read = touched is None or touched.structural
-        _, p = await self._plan(self.desired, limit, full_read)
+        # a certificate moves a map entry only through a tls: auto service (it redirects once covered)
+        auto = bool(touched is not None and touched.certs
+                    and any(s.tls == "auto" for s in self.mirror.services.values()))
+        full_read = touched is None or touched.structural or touched.maps or auto
+        cert_paths = None
+        if touched is not None and touched.certs:  # only the certificates the events named: O(1) in those loaded
+            cert_paths = {f"{self.options.compose.certs_dir}/{name}.pem" for name in touched.certs}
+        read_certs = touched is None or bool(touched.certs)
+        _, p = await self._plan(self.desired, limit, full_read, read_certs, cert_paths)
         if p.reload is None and touched is not None and touched.structural and limit is not None:
             # a record changed but the structure did not (a dynamic backend now follows another version): no
             # reload will bring the rest along, so every backend converges through the runtime now
-            _, p = await self._plan(self.desired, None, full_read)
+            _, p = await self._plan(self.desired, None, full_read, read_certs, cert_paths)
         await self._apply(p)
         if p.reload is not None:
             self._reload_wanted = p.reload
         self._set_revision()
 
-    async def _plan(self, desired: Config, limit: set[str] | None, read_maps: bool) -> tuple[Config, Plan]:
+    async def _plan(self, desired: Config, limit: set[str] | None, read_maps: bool, read_certs: bool = False,
+                    cert_paths: set[str] | None = None) -> tuple[Config, Plan]:
         return await compose_observe_plan(self.control, desired, self.compose_options(), self.options.policy,
                                           memory=self.memory, applied=self.applied, now=self.clock(),
-                                          backends=limit, read_maps=read_maps)
+                                          backends=limit, read_maps=read_maps, read_certs=read_certs,
+                                          cert_paths=cert_paths)
 
     def _set_revision(self) -> None:
         self.status.revision = self.mirror.revision

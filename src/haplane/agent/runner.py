@@ -16,7 +16,7 @@ from haplane.agent.reconcile import Agent
 from haplane.agent.state import AgentOptions
 from haplane.compose import ComposeOptions
 from haplane.errors import ConfigurationError
-from haplane.model.haproxy import Bind, Globals
+from haplane.model.haproxy import Bind, EdgeTls, Globals
 from haplane.model.values import ip_or_wildcard_bind
 from haplane.plan import Policy
 from haplane.settings import Settings
@@ -74,15 +74,21 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
         stats = {"stats_bind": Bind(settings.haproxy_stats_address, settings.haproxy_stats_port),
                  "stats_user": settings.haproxy_stats_user,
                  "stats_password_hash": crypt_sha512(stats_password(state_dir, settings.haproxy_stats_password))}
+    tls, certs_dir = https_options(settings, state_dir)
     compose = ComposeOptions(
         binds=(Bind(addr, port),),
         globals=Globals(log_target=logs, control_global=control_global, control_defaults=control_defaults,
+                        tls_min_version=settings.tls_min_version if tls else None,
+                        tls_ciphers=settings.tls_ciphers if tls else None,
+                        tls_ciphersuites=settings.tls_ciphersuites if tls else None,
                         **stats),  # type: ignore[arg-type]
         min_slots=settings.min_slots,
         host_map=str(state_dir / "hosts.map") if settings.host_map else None,
         focus_zones=frozenset(settings.focus_zones),
         focus_groups=frozenset(settings.focus_groups),
         all_in_fallback=settings.all_in_fallback,
+        tls=tls,
+        certs_dir=certs_dir,
     )
     compose = replace(compose, **hsdo_names(settings))
     policy = Policy(ramp_min=settings.ramp_min, ramp_step=settings.ramp_step, ramp_interval=settings.ramp_interval,
@@ -104,6 +110,38 @@ def hsdo_names(settings: Settings) -> dict[str, Any]:
     return {"server_prefixes": tuple(prefixes), "fallback_names": ((service, fallback),) if fallback else ()}
 
 
+_TLS_VERSIONS = ("TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_CIPHERS = re.compile(r"[A-Za-z0-9_+.:!-]{1,2000}")
+_ALPN = re.compile(r"[A-Za-z0-9./-]{1,40}(,[A-Za-z0-9./-]{1,40}){0,9}")
+
+
+def https_options(settings: Settings, state_dir: Path) -> tuple[EdgeTls | None, str]:
+    """The HTTPS listener (``https_port`` > 0): binds, the crt-list and default certificate in the state
+    directory (the default made, self-signed, at first start), the policy maps; and the global TLS defaults.
+    Each value is checked the way HAProxy reads it (one word)."""
+    if not settings.https_port:
+        return None, ""
+    from haplane.tls.crtlist import CertFiles
+
+    addr, port = ip_or_wildcard_bind(f"{settings.https_address}:{settings.https_port}", "https_port")
+    if settings.https_port == settings.http_port:
+        raise ConfigurationError(f"https_port {settings.https_port} is the http_port too: give each its own")
+    if settings.tls_min_version not in _TLS_VERSIONS:
+        raise ConfigurationError(f"setting tls_min_version: {settings.tls_min_version!r} is not one of "
+                                 + ", ".join(_TLS_VERSIONS))
+    for name in ("tls_ciphers", "tls_ciphersuites"):
+        if not _CIPHERS.fullmatch(getattr(settings, name)):
+            raise ConfigurationError(f"setting {name}: must be an OpenSSL cipher list (names joined by ':')")
+    if not _ALPN.fullmatch(settings.tls_alpn):
+        raise ConfigurationError("setting tls_alpn: must be protocol names joined by ',' (h2,http/1.1)")
+    files = CertFiles(state_dir)
+    files.ensure_default()
+    tls = EdgeTls((Bind(addr, port),), str(files.default_path), str(files.crt_list_path),
+                  str(state_dir / "acme.map"), str(state_dir / "tls-policy.map"), str(state_dir / "hsts.map"),
+                  https_port=port, alpn=settings.tls_alpn)
+    return tls, str(files.certs_dir)
+
+
 AGENT_SETTINGS = "agent-settings.json"
 # what shapes the config an agent renders and where it finds its store and HAProxy: `haplane status`, `plan` and
 # `events` read these back from the state directory, so they see what the agent sees
@@ -112,7 +150,8 @@ SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "adm
            "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node", "etcd_cacert", "etcd_cert",
            "etcd_key", "etcd_user", "aws_service", "server_prefix", "fallback_backend", "fallback_server_prefix",
            "access_log", "access_log_sample", "access_log_format", "access_log_file", "haproxy_stats_port",
-           "haproxy_stats_address", "haproxy_stats_user")
+           "haproxy_stats_address", "haproxy_stats_user", "https_port", "https_address", "tls_min_version",
+           "tls_ciphers", "tls_ciphersuites", "tls_alpn")
 
 
 def save_agent_settings(settings: Settings, state_dir: Path) -> None:

@@ -9,6 +9,7 @@ import logging
 import signal
 
 from haplane.commands._common import add_settings_options, add_traffic_options, load_settings
+from haplane.tls.wiring import tls_overrides
 
 HELP = "run the agent beside one HAProxy: watch the store, apply changes (Runtime API first)"
 DESCRIPTION = """\
@@ -19,6 +20,11 @@ file); with --admin-socket and --master-socket it drives an HAProxy you run.
 
   haplane agent --state-dir /var/lib/haplane --http-port 80
   haplane agent --store etcd://10.0.0.1:2379,10.0.0.2:2379/haplane --state-dir /var/lib/haplane
+  haplane agent --https-port 443 --acme-directory https://acme-v02.api.letsencrypt.org/directory
+
+With --https-port, HTTPS is served too: certificates from the registry (PUT /certificates/NAME, --certs-dir, ACME)
+are added, replaced and removed through the Runtime API, never by a reload. With several agents on one store,
+exactly one orders ACME certificates at a time; every node serves them and answers the challenges.
 """
 
 
@@ -35,13 +41,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics on this port (HSDO's EXPORTER_PORT; default: off)")
     add_traffic_options(p)
+    from haplane.tls.wiring import add_tls_options
+
+    add_tls_options(p, "0 = none")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args, http_port=args.http_port, http_address=args.http_address,
                              admin_socket=args.admin_socket, master_socket=args.master_socket,
                              haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval,
-                             metrics_port=args.metrics_port)
+                             metrics_port=args.metrics_port, **tls_overrides(args))
     return asyncio.run(_run(settings))
 
 
@@ -61,6 +70,10 @@ async def _run(settings: object) -> int:
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(bundle.agent.run())
     tasks = {task}
+    from haplane.tls.wiring import edge_parts
+
+    edge = edge_parts(settings, bundle.store)
+    tasks |= {asyncio.create_task(coro, name=name) for name, coro in edge.tasks}
     if settings.metrics_port:
         from prometheus_client import CollectorRegistry
 
@@ -69,6 +82,7 @@ async def _run(settings: object) -> int:
         from haplane.metrics import Metrics
 
         metrics = Metrics(CollectorRegistry(), agent=AgentView(bundle.agent))
+        metrics.acme = edge.acme
         tasks.add(asyncio.create_task(serve_metrics(metrics, settings.metrics_address, settings.metrics_port)))
         log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     stopper = asyncio.create_task(stop.wait())

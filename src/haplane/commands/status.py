@@ -21,7 +21,8 @@ A table of what HAProxy runs: frontends and their rules, backends, and each serv
 draining, maint), health check, weight (→ the target it ramps to), current sessions, version and zone.
 
 Reads the local state directory (the store, and HAProxy's admin socket there), or a remote haplane with
---api URL. Also lists the agents (nodes) that report to the store, where the store keeps them.
+--api URL. Also lists the agents (nodes) that report to the store, where the store keeps them, and the
+certificates HAProxy serves (a certificate expiring within 14 days, or a failed ACME order, is a warning).
 
   haplane status --state-dir /var/lib/haplane
   haplane status --api http://127.0.0.1:9090 --token $TOKEN --json
@@ -51,6 +52,11 @@ async def _remote(args: argparse.Namespace) -> dict[str, Any]:
                 doc["nodes"] = await remote.get("/nodes")
             except HaplaneError:
                 doc["nodes"] = None  # an older haplane without /nodes
+            try:
+                doc["certificates"] = await remote.get("/certificates")
+                doc["acme_orders"] = await remote.get("/acme/orders")
+            except HaplaneError:
+                doc["certificates"] = None  # an older haplane without certificates
         return doc
     finally:
         await remote.close()
@@ -92,6 +98,7 @@ async def local_overview(settings: Settings, directory: Path) -> dict[str, Any]:
         doc = build(config, snapshot, rows)
         doc["note"] = note
         doc["nodes"] = await _nodes(store)
+        doc["certificates"], doc["acme_orders"] = await _certificates(store)
         return doc
     finally:
         await store.close()
@@ -115,6 +122,44 @@ async def _nodes(store: Any) -> list[dict[str, Any]] | None:
             out.append(n)
         else:
             out.append({"node": str(n)})
+    return out
+
+
+async def _certificates(store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The registry's certificates as ``GET /certificates`` shows them (no key), and the last ACME orders."""
+    import time
+
+    from haplane.api.routes.certificates import _view
+    from haplane.tls.store import CertificateStore
+
+    certs = CertificateStore(store)
+    now = time.time()
+    listed = [_view(c, rev, now) for c, rev in sorted(await certs.all(), key=lambda p: p[0].name)]
+    return listed, [o.to_dict() for _, o in sorted((await certs.orders()).items())]
+
+
+WARN_DAYS = 14  # a certificate expiring within this many days is a warning
+
+
+def _certificate_lines(doc: dict[str, Any], style: Style) -> list[str]:
+    certs = doc.get("certificates")
+    if not certs:
+        return []
+    rows = [[style(h, "bold") for h in ("CERTIFICATE", "HOSTS", "ISSUER", "DAYS LEFT", "SOURCE", "SERIAL")]]
+    warnings = []
+    for c in certs:
+        left = float(c["days_left"])
+        shown = "expired" if left <= 0 else f"{left:.0f}"
+        if left <= WARN_DAYS:
+            shown = style(shown, "yellow")
+            warnings.append(f"certificate {c['name']} ({', '.join(c['hosts'])}) "
+                            + ("has expired" if left <= 0 else f"expires in {left:.0f} days"))
+        rows.append([c["name"], ", ".join(c["hosts"]), c["issuer"], shown, c["source"], c["serial"]])
+    out = ["", table(rows)]
+    for o in doc.get("acme_orders") or []:
+        if o.get("result") == "failed":
+            warnings.append(f"ACME order for {', '.join(o['hosts'])} failed {o['failures']} time(s): {o.get('error')}")
+    out += [style(f"warning: {w}", "yellow") for w in warnings]
     return out
 
 
@@ -180,6 +225,7 @@ def render(doc: dict[str, Any], style: Style) -> str:
                          style.state("ok" if n.get("store_ok") else "failed"), _v(n.get("reloads")),
                          _v(n.get("last_error"))])
         out.append(table(rows))
+    out += _certificate_lines(doc, style)
     footer = f"store revision {doc.get('revision')}"
     agent = doc.get("agent")
     if agent:

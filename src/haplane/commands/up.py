@@ -26,7 +26,8 @@ DESCRIPTION = """\
 Start everything on this machine, with all state under STATE_DIR (default ./.state):
   - HAProxy, in master-worker mode, driven by the agent (haproxy.cfg, master.sock, admin.sock there);
   - the registry's API and web UI on --listen (default 127.0.0.1:9090);
-  - the proxy on --http-port (default 8080);
+  - the proxy on --http-port (default 8080) and HTTPS on --https-port (default 8443; 0: none), with a
+    self-signed default certificate made at first start, and the registry's certificates by SNI;
   - a Docker watcher when a Docker daemon is reachable (DOCKER_HOST or /var/run/docker.sock), unless
     --no-docker.
 The admin token comes from HAPLANE_TOKEN, or is made once and kept in STATE_DIR/admin.token; a login link
@@ -34,9 +35,11 @@ for the UI is printed at start. Ctrl-C stops everything, HAProxy included.
 
   haplane up
   haplane up --state-dir /var/lib/haplane --listen 127.0.0.1:9090 --http-port 80
+  haplane up --http-port 80 --https-port 443 --acme-directory https://acme-v02.api.letsencrypt.org/directory
 """
 
 log = logging.getLogger("haplane.up")
+UP_HTTPS_PORT = 8443
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -48,11 +51,19 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
     p.add_argument("--no-docker", action="store_true", help="do not watch a local Docker daemon")
     add_traffic_options(p)
+    from haplane.tls.wiring import add_tls_options
+
+    add_tls_options(p, "8443")
 
 
 def run(args: argparse.Namespace) -> int:
+    from haplane.tls.wiring import tls_overrides
+
+    tls = tls_overrides(args)
+    if tls["https_port"] is None and "HAPLANE_HTTPS_PORT" not in os.environ:
+        tls["https_port"] = UP_HTTPS_PORT
     settings = load_settings(args, listen=args.listen, http_port=args.http_port, http_address=args.http_address,
-                             haproxy_bin=args.haproxy_bin)
+                             haproxy_bin=args.haproxy_bin, **tls)
     return asyncio.run(_run(settings, docker=not args.no_docker))
 
 
@@ -91,10 +102,21 @@ async def _run(settings: Settings, docker: bool) -> int:
     api_started = asyncio.Event()
     from haplane.api import ApiDeps, create_app
     from haplane.api.server import bind_socket, serve_api
+    from haplane.tls.wiring import edge_parts
 
+    edge = edge_parts(settings, bundle.store)
+    tasks += [asyncio.create_task(coro, name=name) for name, coro in edge.tasks]
     sock = bind_socket(host, port)
     view = AgentView(bundle.agent, latency=bundle.latency)
-    app = create_app(ApiDeps(registry=registry, settings=settings, agent=view))
+    deps = ApiDeps(registry=registry, settings=settings, agent=view)
+    if edge.acme is not None:
+        from prometheus_client import CollectorRegistry
+
+        from haplane.metrics import Metrics
+
+        deps.extra["metrics"] = Metrics(CollectorRegistry(), agent=deps.agent, store=bundle.store)
+        deps.extra["metrics"].acme = edge.acme
+    app = create_app(deps)
     tasks.append(asyncio.create_task(
         serve_api(app, host, port, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
                   started=api_started, sock=sock), name="api"))
@@ -161,6 +183,10 @@ def _banner(settings: object, state_dir: Path, host: str, port: int, token: str 
     lines = [
         f"haplane up: state in {state_dir}",
         f"  proxy   http://{proxy_host}:{settings.http_port}/   (HAProxy; master CLI {state_dir}/master.sock)",
+        *([f"  https   https://{proxy_host}:{settings.https_port}/   (certificates: PUT /certificates/NAME"
+           + (f", {settings.certs_dir}" if settings.certs_dir else "")
+           + (", ACME for tls: auto services" if settings.acme_directory else "") + ")"]
+          if settings.https_port else []),
         f"  API     {api}/   (OpenAPI: {api}/docs)",
         f"  UI      {api}/ui/",
     ]

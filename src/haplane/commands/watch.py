@@ -90,6 +90,22 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args, settings))
 
 
+async def define_tls(source: Any, sink: Any, settings: Any) -> None:
+    """The HTTPS policy of the service an AWS or Consul watcher feeds, from the settings ``tls_policy`` and
+    ``tls_hsts`` (those sources have no labels to say it): set on the service, the rest of it kept. Nothing is
+    written when the settings keep the defaults."""
+    service = getattr(source, "target", None) or getattr(source, "service", None)
+    if not isinstance(service, str) or (settings.tls_policy == "on" and settings.tls_hsts is None):
+        return
+    from haplane.model.records import TLS_POLICIES
+
+    if settings.tls_policy not in TLS_POLICIES:
+        from haplane.errors import ConfigurationError
+
+        raise ConfigurationError(f"setting tls_policy: {settings.tls_policy!r} is not one of {', '.join(TLS_POLICIES)}")
+    await sink.define([{"name": service, "tls": settings.tls_policy, "hsts": settings.tls_hsts}])
+
+
 async def _run(args: argparse.Namespace, settings: Any) -> int:
     from haplane.sources.base import ApiSink, Sink, StoreSink, parse_define
 
@@ -130,6 +146,7 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
             node = settings.node or f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
             election = Election(store, args.elect, node, ttl=args.elect_ttl)
     log.info("watching %s as source %s, pushing to %s", args.source_kind, source.name, where)
+    await define_tls(source, sink, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,8 +24,22 @@ from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.reload import reload_with_last_good
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
 from haplane.model.observed import CheckResult, OpResult, SlotObs
-from haplane.model.ops import RuntimeOp
+from haplane.model.ops import CertDel, CertPut, RuntimeOp
 from haplane.render import Rendered
+from haplane.tls.crtlist import CertFiles
+
+
+def _write_cert_files(files: CertFiles, ops: Sequence[RuntimeOp]) -> None:
+    puts: dict[str, str] = {}
+    removes: set[str] = set()
+    for op in ops:  # in order: the last word on a name wins
+        if isinstance(op, CertPut):
+            puts[op.name] = op.pem
+            removes.discard(op.name)
+        elif isinstance(op, CertDel):
+            removes.add(op.name)
+            puts.pop(op.name, None)
+    files.apply(puts, removes)
 
 __all__ = ["AttachedHAProxy", "ManagedHAProxy", "RuntimeReader"]
 
@@ -88,6 +102,16 @@ class RuntimeReader:
     async def show_stat(self) -> str:
         return await self.runtime.command("show stat")
 
+    async def certificates(self, crt_list: str, paths: Iterable[str] | None = None) -> dict[str, str]:
+        from haplane.tls.runtime import read_state
+
+        if paths is None:  # a full pass: every listed certificate (two round trips)
+            paths = (await read_state(self.runtime, crt_list)).listed
+        asked = sorted(set(paths))
+        state = await read_state(self.runtime, crt_list, asked)  # one connection: the list and the fingerprints
+        listed = set(state.listed)
+        return {path: state.fingerprints.get(path, "") for path in asked if path in listed}
+
 
 class _RuntimeOps(RuntimeReader):
     """What both controls share: reads and operations over the admin socket, ``haproxy -c``."""
@@ -99,7 +123,18 @@ class _RuntimeOps(RuntimeReader):
         return await check_rendered(config, self.haproxy_bin, directory=self.check_dir)
 
     async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
-        return await self.runtime.apply(ops)
+        results = await self.runtime.apply(ops)
+        done = [r.op for r in results if r.ok and isinstance(r.op, CertPut | CertDel)]
+        if done:
+            # the files HAProxy loads at the next reload or start: the same set as it serves now
+            await asyncio.to_thread(_write_cert_files, CertFiles(self.check_dir), done)
+        return results
+
+    async def _sync_cert_files(self, config: Rendered) -> None:
+        """Before HAProxy loads ``config`` (start, reload): the certificate files and the crt-list it names."""
+        if any(f.tls is not None for f in config.config.frontends):
+            wanted = {c.name: c.pem for c in config.config.certificates}
+            await asyncio.to_thread(CertFiles(self.check_dir).sync, wanted)
 
 
 class ManagedHAProxy(_RuntimeOps):
@@ -114,6 +149,7 @@ class ManagedHAProxy(_RuntimeOps):
         self.config_path = str(self.process.config_path)
 
     async def start(self, config: Rendered) -> None:
+        await self._sync_cert_files(config)
         await self.process.start(config.text, config.maps)
 
     async def alive(self) -> bool:
@@ -123,6 +159,7 @@ class ManagedHAProxy(_RuntimeOps):
         await self.process.restart_from_last_good()
 
     async def reload(self, config: Rendered) -> int:
+        await self._sync_cert_files(config)
         info = await self.process.reload(config.text, config.maps, servers=config.servers)
         return info.reloads
 
@@ -167,6 +204,7 @@ class AttachedHAProxy(_RuntimeOps):
         """``reload.reload_with_last_good``: save server state (minus servers the new config moves), write the
         files, reload through the master CLI, wait until the new worker holds the admin socket; on failure the
         last good files are back and ``ReloadFailed`` raised."""
+        await self._sync_cert_files(config)
         info = await reload_with_last_good(self.files, self.master, self.runtime, config.text, config.maps,
                                            servers=config.servers, timeout=self.reload_timeout)
         return info.reloads

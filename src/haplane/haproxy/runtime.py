@@ -51,7 +51,18 @@ from haplane.haproxy.parse import (
     parse_stat,
 )
 from haplane.model.observed import Info, OpResult, ServerState, StatRow
-from haplane.model.ops import MapAdd, MapDel, MapSet, RuntimeOp, ServerAdminState, SetAddress, SetState, SetWeight
+from haplane.model.ops import (
+    CertDel,
+    CertPut,
+    MapAdd,
+    MapDel,
+    MapSet,
+    RuntimeOp,
+    ServerAdminState,
+    SetAddress,
+    SetState,
+    SetWeight,
+)
 
 __all__ = [
     "Answer", "Payload", "RuntimeClient", "ServerAdminState", "validate_payload",
@@ -225,6 +236,14 @@ def command_of(op: RuntimeOp) -> str:
             return set_map_command(op.path, op.key, op.value)
         case MapDel():
             return del_map_command(op.path, op.key)
+        case CertPut():  # a sequence (see apply); shown by the command that carries the certificate
+            from haplane.tls import runtime as ssl
+
+            return str(ssl.set_ssl_cert(op.path, op.pem))
+        case CertDel():
+            from haplane.tls import runtime as ssl
+
+            return ssl.del_ssl_cert(op.path)
 
 
 # --- the client -----------------------------------------------------------------------------------------
@@ -287,8 +306,58 @@ class RuntimeClient:
         return (await self.run_checked([command]))[0]
 
     async def apply(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
-        """The plan's operations over one connection, pipelined, in order; one result each. An operation
-        ``command_of`` refuses is not sent and comes back failed, with the reason; the others run."""
+        """The plan's operations, in order; one result each. Single commands go pipelined over one connection;
+        a certificate operation is a sequence of its own (``haplane.tls.runtime``: aborted on any refusal, so no
+        transaction stays open). An operation ``command_of`` refuses is not sent and comes back failed, with the
+        reason; the others run."""
+        out: list[OpResult] = []
+        batch: list[RuntimeOp] = []
+        certs: list[CertPut | CertDel] = []
+        for op in ops:
+            if isinstance(op, CertPut | CertDel):
+                out += await self._apply_batch(batch)
+                batch = []
+                certs.append(op)
+            else:
+                out += await self._apply_certs(certs)
+                certs = []
+                batch.append(op)
+        return out + await self._apply_certs(certs) + await self._apply_batch(batch)
+
+    async def _apply_certs(self, ops: Sequence[CertPut | CertDel]) -> list[OpResult]:
+        """Certificate sequences one after the other, with HAProxy's ssl state read once for the run (and again
+        only after a refusal), so a thousand certificates cost their own sequences, not a thousand reads."""
+        from dataclasses import replace
+
+        from haplane.tls import runtime as ssl  # tls.runtime builds on this module
+
+        out: list[OpResult] = []
+        state: ssl.SslState | None = None
+        for op in ops:
+            try:
+                if state is None or state.listed_from != op.crt_list:
+                    state = await ssl.read_state(self, op.crt_list)
+                if isinstance(op, CertPut):
+                    ran = await ssl.install_cert(self, op.path, op.pem, op.crt_list, state)
+                    state = replace(state, files=state.files | {op.path}, transaction=None,
+                                    listed=state.listed if op.path in state.listed else (*state.listed, op.path))
+                else:
+                    ran = await ssl.remove_cert(self, op.path, op.crt_list, state)
+                    state = replace(state, files=state.files - {op.path},
+                                    listed=tuple(p for p in state.listed if p != op.path))
+            except RuntimeCommandError as exc:
+                out.append(OpResult(op, exc.command, False, exc.message))
+                state = None  # what the cleanup left: read it again
+                continue
+            except ValueError as exc:
+                out.append(OpResult(op, "", False, f"not sent: {exc}"))
+                continue
+            out.append(OpResult(op, "; ".join(ran) or command_of(op), True, ""))
+        return out
+
+    async def _apply_batch(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
+        if not ops:
+            return []
         results: list[OpResult | None] = []
         commands: list[str] = []
         for op in ops:

@@ -17,7 +17,8 @@ from typing import ClassVar, Literal
 
 from haplane.model.change import Change
 
-__all__ = ["MapAdd", "MapDel", "MapSet", "RuntimeOp", "ServerAdminState", "SetAddress", "SetState", "SetWeight"]
+__all__ = ["CertDel", "CertPut", "MapAdd", "MapDel", "MapSet", "RuntimeOp", "ServerAdminState", "SetAddress",
+           "SetState", "SetWeight"]
 
 ServerAdminState = Literal["ready", "drain", "maint"]
 
@@ -113,5 +114,43 @@ class MapDel:
         return self.path
 
 
-RuntimeOp = SetAddress | SetWeight | SetState | MapAdd | MapSet | MapDel
+@dataclass(frozen=True, slots=True)
+class CertPut:
+    """Serve ``pem`` (chain then key) at ``path`` through the crt-list ``crt_list``: a new certificate (``new ssl
+    cert``, ``set ssl cert`` with the payload, ``commit ssl cert``, ``add ssl crt-list``) or a replacement
+    (``set`` + ``commit``). A sequence, not one command: the adapter aborts it on any refusal
+    (``haplane.tls.runtime.install_cert``)."""
+
+    name: str
+    path: str
+    crt_list: str
+    pem: str
+    change: Change
+    verb: ClassVar[str] = "set ssl cert"
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:  # the payload holds a private key: never in a repr
+        return f"CertPut({self.name!r}, {self.path!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CertDel:
+    """Stop serving the certificate at ``path``: ``del ssl crt-list`` then ``del ssl cert``; its hosts fall back
+    to the default certificate."""
+
+    name: str
+    path: str
+    crt_list: str
+    change: Change
+    verb: ClassVar[str] = "del ssl cert"
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+
+RuntimeOp = SetAddress | SetWeight | SetState | MapAdd | MapSet | MapDel | CertPut | CertDel
 """Every operation the planner emits (a closed union: ``match`` on it is exhaustive under mypy)."""

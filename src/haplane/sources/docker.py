@@ -25,7 +25,8 @@ until the daemon is back. Either way the resync after a reconnect drops every co
 Which containers: the keyword (default ``asteroid``, case-insensitive) in the container's name, or the label
 ``haplane.enable=true``. What they are: Cosmonaut's env vars ``SERVICE_NAME``, ``CONFIG_MODE``, ``PREDICATE``,
 ``COOKIE``, ``PORT`` and the labels ``haplane.service``, ``haplane.mode``, ``haplane.predicate``,
-``haplane.cookie``, ``haplane.port``, ``haplane.version``, ``haplane.weight``, ``haplane.zone``; a label wins
+``haplane.cookie``, ``haplane.port``, ``haplane.version``, ``haplane.weight``, ``haplane.zone``, ``haplane.tls``,
+``haplane.hsts``; a label wins
 over the env var. A container with a wrong or missing value is skipped with a warning naming it and the value
 (once per distinct problem); the others carry on.
 
@@ -250,10 +251,15 @@ def container_view(info: Mapping[str, Any], keyword: str, host_address: str = "1
         if not svc_name:
             raise ValidationError(f"{where}: label {LABEL}service / env SERVICE_NAME", MISSING, "is missing")
         stated: dict[str, Any] = {}
-        for key in ("mode", "predicate", "cookie"):
+        for key in ("mode", "predicate", "cookie", "tls"):
             raw = value(key)
             if raw:
-                stated[key] = raw
+                stated[key] = {"true": "on", "false": "off"}.get(raw.lower(), raw) if key == "tls" else raw
+        hsts = value("hsts")
+        if hsts:
+            if not hsts.isdigit():
+                raise ValidationError(f"{where}: label {LABEL}hsts", hsts, "is not a number of seconds")
+            stated["hsts"] = int(hsts)
         if "predicate" in stated:
             stated.setdefault("mode", "host")  # the predicate's meaning depends on it; Cosmonaut's default
         port_raw = value("port")
@@ -265,7 +271,7 @@ def container_view(info: Mapping[str, Any], keyword: str, host_address: str = "1
             service = Service.from_dict({"name": svc_name, **stated}, where)
         except ValidationError as exc:  # name the label or env var the bad value came from
             key = exc.field.rsplit(".", 1)[-1]
-            if key in ENV_KEYS or key == "name":
+            if key in ENV_KEYS or key in ("name", "tls", "hsts"):
                 key = "service" if key == "name" else key
                 raise ValidationError(f"{where}: {source_of(key)}", exc.value, exc.rule) from None
             raise
@@ -602,6 +608,9 @@ What they are (a label wins over the env var):
   label haplane.mode      env CONFIG_MODE   host or path routing (default host)
   label haplane.predicate env PREDICATE     the host name or path prefix requests are routed by
   label haplane.cookie    env COOKIE        a sticky-session cookie
+  label haplane.tls       HTTPS for its host: on (default), off, redirect (308 to HTTPS), auto (an ACME
+                          certificate, then redirect); true/false as Traefik's tls=true
+  label haplane.hsts      Strict-Transport-Security max-age in seconds, on HTTPS answers
   label haplane.version, haplane.weight, haplane.zone, and haplane.address (where to reach it; default: the
   host address for --network host, else its network address, else the published PORT)
 A container with a HEALTHCHECK is routed only while healthy; a stopped, killed, paused or dying one leaves at

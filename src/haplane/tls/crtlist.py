@@ -95,6 +95,18 @@ class CertFiles:
         except FileNotFoundError:
             pass
 
+    def apply(self, puts: Mapping[str, str], removes: Iterable[str] = ()) -> None:
+        """A batch of runtime changes: the files put, the crt-list written once (what it lists, plus the puts,
+        minus the removes), then the removed files unlinked."""
+        self.certs_dir.mkdir(parents=True, exist_ok=True)
+        gone = set(removes) - set(puts)
+        for name, pem in puts.items():
+            self._write_if_changed(Path(self.path_of(name)), pem)
+        names = (set(self.listed()) | set(puts)) - gone
+        self._write_if_changed(self.crt_list_path, self.crt_list_text(names))
+        for name in gone:
+            Path(self.path_of(name)).unlink(missing_ok=True)
+
     def sync(self, wanted: Mapping[str, str]) -> int:
         """Make the directory hold exactly ``wanted`` (name → PEM) and a crt-list naming them; returns how many
         files were written or removed. Files first, then the list, then stale files: the list on disk never

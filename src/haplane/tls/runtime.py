@@ -133,6 +133,7 @@ class SslState:
     transaction: str | None = None
     listed: tuple[str, ...] = ()
     fingerprints: dict[str, str] = field(default_factory=dict)  # path → SHA1 of the leaf (when asked for)
+    listed_from: str | None = None  # the crt-list ``listed`` was read from
 
 
 def parse_show_ssl_cert(text: str) -> tuple[frozenset[str], str | None]:
@@ -191,7 +192,7 @@ async def read_state(client: RuntimeClient, crt_list: str | None, fingerprints_o
         fp = parse_ssl_cert_detail(text).get("SHA1 FingerPrint")
         if fp:
             fps[path] = fp
-    return SslState(files, transaction, listed, fps)
+    return SslState(files, transaction, listed, fps, crt_list)
 
 
 async def _sequence(client: RuntimeClient, commands: Sequence[str | Payload]) -> list[Answer]:

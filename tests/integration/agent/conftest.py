@@ -152,7 +152,7 @@ async def agent_rig(tmp_path: Path, env: dict[str, str] | None = None, **setting
     try:
         await asyncio.wait_for(bundle.agent.ready.wait(), 20)
         async with httpx.AsyncClient(timeout=5) as client:
-            yield Rig(bundle, RegistryStore(bundle.store), f"http://127.0.0.1:{port}", client)
+            yield Rig(bundle, RegistryStore(bundle.store), f"http://127.0.0.1:{base['http_port']}", client)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

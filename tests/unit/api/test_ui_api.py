@@ -29,11 +29,14 @@ async def test_pages_ask_for_a_token_once(make_client: MakeClient) -> None:
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert bad.status_code == 401 and "not known" in bad.text and "set-cookie" not in bad.headers
     await login(client, READ)
-    for path in ("/ui/", "/ui/activity", "/ui/stats"):
+    for path in ("/ui/", "/ui/activity", "/ui/stats", "/ui/certificates"):
         r = await client.get(path)
         assert r.status_code == 200 and "/ui/static/app.js" in r.text, path
         assert r.headers["cache-control"] == "no-store"
     assert (await client.get("/ui/static/app.js")).headers["content-type"].startswith("text/javascript")
+    assert (await client.get("/ui/static/certificates.js")).status_code == 200
+    # the Certificates page reads the API with the session cookie: the list, no key
+    assert (await client.get("/certificates")).json() == [] and (await client.get("/acme/orders")).json() == []
     assert (await client.get("/ui/static/..%2Fui.py")).status_code == 404
     assert (await client.get("/ui/static/nope.js")).status_code == 404
 

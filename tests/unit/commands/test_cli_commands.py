@@ -109,3 +109,25 @@ def test_status_lists_nodes() -> None:
     out = render(doc, PLAIN)
     lb2 = next(line for line in out.splitlines() if line.startswith("lb-2")).split()
     assert lb2[:7] == ["lb-2", "7", "2", "12.0s", "0000", "failed", "ok"] and "haproxy: gone" in out
+
+
+def test_status_lists_certificates_and_warns_within_14_days() -> None:
+    doc = build(compose(registry(), ComposeOptions(min_slots=4)), registry())
+    doc["certificates"] = [
+        {"name": "shop", "hosts": ["shop.test"], "issuer": "/CN=ca", "days_left": 80.2, "source": "api",
+         "serial": "1A"},
+        {"name": "acme-old.test", "hosts": ["old.test"], "issuer": "/CN=ca", "days_left": 9.6, "source": "acme",
+         "serial": "2B"},
+        {"name": "gone", "hosts": ["gone.test"], "issuer": "/CN=ca", "days_left": -1.0, "source": "dir:abc",
+         "serial": "3C"}]
+    doc["acme_orders"] = [{"name": "acme-x.test", "hosts": ["x.test"], "result": "failed", "failures": 2,
+                           "error": "validation failed: x.test: connection refused"}]
+    out = render(doc, PLAIN)
+    shop = next(line for line in out.splitlines() if line.startswith("shop")).split()
+    assert shop == ["shop", "shop.test", "/CN=ca", "80", "api", "1A"]
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: certificate acme-old.test (old.test) expires in 10 days",
+                        "warning: certificate gone (gone.test) has expired",
+                        "warning: ACME order for x.test failed 2 time(s): validation failed: x.test: "
+                        "connection refused"]
+    assert "shop" not in " ".join(warnings)

@@ -114,6 +114,13 @@ def test_labels_win_over_env_vars() -> None:
     assert (v.instance.port, v.instance.version, v.instance.weight, v.instance.zone) == (9000, "1.2", 5, "z1")
 
 
+def test_tls_labels_as_traefik_spells_them_too() -> None:
+    v = container_view(inspect(labels={"haplane.tls": "true", "haplane.hsts": "3600"}), "asteroid")
+    assert v.service is not None and (v.service.tls, v.service.hsts) == ("on", 3600)
+    v = container_view(inspect(labels={"haplane.tls": "auto"}), "asteroid")
+    assert v.service is not None and v.service.tls == "auto" and dict(v.stated)["tls"] == "auto"
+
+
 def test_only_stated_service_fields_are_carried_and_a_predicate_brings_its_mode() -> None:
     v = container_view(inspect(env=["SERVICE_NAME=web", "PORT=80"]), "asteroid")
     assert dict(v.stated) == {"port": 80}
@@ -150,6 +157,9 @@ def test_addresses_host_network_label_network_and_published_ports() -> None:
     (["SERVICE_NAME=web", "PORT=80"], {"haplane.zone": "a/b"}, "label haplane.zone: 'a/b'"),
     (["SERVICE_NAME=web", "PORT=80"], {"haplane.address": "not an address"}, "label haplane.address"),
     (["SERVICE_NAME=web"], {}, "PORT"),
+    (["SERVICE_NAME=web", "PORT=80", "PREDICATE=a.com"], {"haplane.tls": "maybe"}, "label haplane.tls: 'maybe'"),
+    (["SERVICE_NAME=web", "PORT=80", "PREDICATE=a.com"], {"haplane.hsts": "1y"}, "label haplane.hsts: '1y'"),
+    (["SERVICE_NAME=web", "PORT=80"], {"haplane.tls": "redirect"}, "label haplane.tls: 'redirect' needs a predicate"),
 ])
 def test_bad_values_skip_the_container_naming_it_and_the_value(env: list[str], labels: dict[str, str],
                                                                words: str) -> None:
