@@ -18,6 +18,7 @@ from haplane.model.haproxy import (
     FREE_SLOT_PORT,
     Backend,
     Bind,
+    BindTls,
     Config,
     EdgeTls,
     Frontend,
@@ -159,13 +160,28 @@ def _thalassa_route(rule_type: str, op: str, value: str, backend: str, header: s
     return Route(backend, op, value, owner=owner)  # type: ignore[arg-type]
 
 
-def _thalassa_frontend(spec: FrontendSpec, backends: set[str]) -> Frontend:
+def _thalassa_frontend(spec: FrontendSpec, backends: set[str], tls: EdgeTls | None) -> Frontend | None:
+    """A Thalassa frontend; None for one that asks for TLS from an agent without HTTPS (it has no certificates
+    to bind with, and serving it in plain text instead would hand out what was meant to be encrypted)."""
     owner = f"frontend:{spec.name}"
+    bind_tls = None
+    if spec.tls:
+        if tls is None:
+            return None
+        bind_tls = BindTls(tls.default_cert, tls.crt_list, tls.alpn if spec.mode == "http" else None)
     routes = tuple(_thalassa_route(r.type, r.operation, r.value, r.backend, r.header, owner)
                    for r in spec.rules if r.backend in backends)
     return Frontend(spec.name, tuple(Bind(a, p) for a, p in spec.binds), spec.mode,
                     spec.backend if spec.backend in backends else None, spec.keepalive, routes, spec.natives,
-                    owner=owner)
+                    owner=owner, bind_tls=bind_tls)
+
+
+def frontends_without_tls(registry: Registry, options: ComposeOptions) -> list[str]:
+    """The Thalassa frontends ``compose`` leaves out because they ask for TLS and ``options`` has no HTTPS."""
+    if options.tls is not None:
+        return []
+    return sorted(f.name for f in registry.frontends if f.tls and f"frontend:{f.name}" not in options.excluded
+                  and f.name != MAIN_FRONTEND)
 
 
 def thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
@@ -228,7 +244,9 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
     for fspec in sorted(registry.frontends, key=lambda f: f.name):
         if f"frontend:{fspec.name}" in options.excluded or fspec.name == MAIN_FRONTEND:
             continue
-        frontends.append(_thalassa_frontend(fspec, names))
+        fe = _thalassa_frontend(fspec, names, options.tls)
+        if fe is not None:
+            frontends.append(fe)
     return Config(tuple(frontends), tuple(backends), options.globals, maps, certificates)
 
 

@@ -13,17 +13,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 from haplane.agent.mirror import Mirror, Touched
-from haplane.compose import ComposeOptions, compose, service_backends, thalassa_backend
+from haplane.compose import ComposeOptions, compose, frontends_without_tls, service_backends, thalassa_backend
 from haplane.haproxy.runtime import command_of
 from haplane.model.haproxy import Backend, Config
 from haplane.model.ops import RuntimeOp
 from haplane.model.records import Registry
 from haplane.plan import Memory, Plan, Policy, plan
 from haplane.typing import HAProxyReader
+
+log = logging.getLogger("haplane.agent")
 
 __all__ = ["Composer", "command_text", "compose_observe_plan", "maps_now", "plan_document"]
 
@@ -66,13 +69,20 @@ class Composer:
         self.options = options
         self._full: Config | None = None
         self._full_key: tuple[int, frozenset[str]] | None = None
+        self._left_out: list[str] = []  # TLS frontends this agent cannot serve (no HTTPS), last said
 
     def full(self, excluded: frozenset[str]) -> Config:
         """Everything in the store; the same object again while the store revision and ``excluded`` stay."""
         key = (self.mirror.revision, excluded)
         if self._full_key != key or self._full is None:
-            self._full = compose(self.mirror.registry(), replace(self.options, excluded=excluded))
+            registry, options = self.mirror.registry(), replace(self.options, excluded=excluded)
+            self._full = compose(registry, options)
             self._full_key = key
+            left_out = frontends_without_tls(registry, options)
+            if left_out and left_out != self._left_out:
+                log.warning("frontend(s) %s ask for TLS but this agent has no HTTPS listener (https_port 0): left "
+                            "out of HAProxy's config until it has one", ", ".join(left_out))
+            self._left_out = left_out
         return self._full
 
     def incremental(self, desired: Config, touched: Touched, excluded: frozenset[str]) -> tuple[Config, set[str]]:

@@ -138,6 +138,8 @@ class FrontendOut(_Out):
     keepalive: str
     rules: list[RuleOut]
     natives: list[str]
+    tls: bool = Field(False, description="every bind terminates TLS with the certificates haplane serves "
+                                         "(present only when true)")
 
 
 class MemberOut(_Out):

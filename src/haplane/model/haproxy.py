@@ -123,6 +123,17 @@ class EdgeTls:
 
 
 @dataclass(frozen=True, slots=True)
+class BindTls:
+    """TLS on every bind of a (Thalassa) frontend, with the certificates the main frontend's HTTPS serves: the
+    default certificate first, then the crt-list (SNI picks; a certificate added at runtime is served on every
+    bind that names the list). ``alpn`` is None in tcp mode (the bytes go to the server as they are)."""
+
+    default_cert: str
+    crt_list: str
+    alpn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServedCert:
     """A certificate HAProxy serves through the crt-list: changed at runtime, never a reason to reload.
     ``path`` is the file HAProxy knows it by; ``pem`` the chain then the key; ``sha1`` the leaf's fingerprint as
@@ -154,6 +165,7 @@ class Frontend:
     # usable server (HSDO's dedicated-ASG mode, where HSDO left this wiring to the operator)
     fallbacks: tuple[tuple[str, str], ...] = ()
     tls: EdgeTls | None = None  # HTTPS binds and the per-host policy
+    bind_tls: BindTls | None = None  # every bind of ``binds`` terminates TLS (a Thalassa frontend with tls: true)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +211,8 @@ class Config:
         for fe in self.frontends:
             # with a host map, host routes live in the map (runtime-changeable) and are not in fe.routes
             h.update(repr((fe.name, fe.binds, fe.mode, fe.default_backend, fe.keepalive, fe.routes, fe.natives,
-                           fe.host_map) + ((fe.tls,) if fe.tls is not None else ())).encode())
+                           fe.host_map) + ((fe.tls,) if fe.tls is not None else ())
+                          + ((fe.bind_tls,) if fe.bind_tls is not None else ())).encode())
         for be in self.backends:
             h.update(repr(be.structure()).encode())
         return h.hexdigest()

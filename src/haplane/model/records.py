@@ -312,11 +312,14 @@ class FrontendSpec:
     keepalive: str = "default"
     rules: tuple[Rule, ...] = ()
     natives: tuple[str, ...] = ()
+    # haplane's addition to Thalassa's record: every bind terminates TLS with the certificates the agent serves
+    # (its default certificate, then its crt-list: SNI picks), on the agents that have HTTPS on
+    tls: bool = False
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "", name: str | None = None) -> FrontendSpec:
         d = _obj(data, where)
-        _reject_unknown(d, {"name", "key", "bind", "backend", "mode", "keepalive", "rules", "natives", "id",
+        _reject_unknown(d, {"name", "key", "bind", "backend", "mode", "keepalive", "rules", "natives", "tls", "id",
                             "_type"}, where)
         # Thalassa names a frontend by "key" (its persistence file and request bodies); haplane by "name"
         fe_name = v.name(name if name is not None else d.get("name", d.get("key", MISSING)), _path(where, "name"))
@@ -335,6 +338,12 @@ class FrontendSpec:
         if not isinstance(rules_raw, list):
             raise ValidationError(_path(where, "rules"), rules_raw, "must be a list")
         backend = _opt(d, "backend")
+        tls = d.get("tls", False)
+        if tls is None:
+            tls = False
+        if not isinstance(tls, bool):
+            raise ValidationError(_path(where, "tls"), tls, "must be true (every bind terminates TLS with the "
+                                  "certificates haplane serves) or false")
         return cls(
             name=fe_name,
             binds=binds,
@@ -344,13 +353,17 @@ class FrontendSpec:
                                ("default", "close", "server-close"), "default"),
             rules=tuple(Rule.from_dict(r, f"{_path(where, 'rules')}[{i}]") for i, r in enumerate(rules_raw)),
             natives=_natives(d, where),
+            tls=tls,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": f"frontend/{self.name}", "_type": "frontend", "key": self.name, "name": self.name,
-                "bind": ",".join(f"{'[' + a + ']' if ':' in a else a}:{p}" for a, p in self.binds),
-                "backend": self.backend, "mode": self.mode, "keepalive": self.keepalive,
-                "rules": [r.to_dict() for r in self.rules], "natives": list(self.natives)}
+        d: dict[str, Any] = {"id": f"frontend/{self.name}", "_type": "frontend", "key": self.name, "name": self.name,
+                             "bind": ",".join(f"{'[' + a + ']' if ':' in a else a}:{p}" for a, p in self.binds),
+                             "backend": self.backend, "mode": self.mode, "keepalive": self.keepalive,
+                             "rules": [r.to_dict() for r in self.rules], "natives": list(self.natives)}
+        if self.tls:  # only when on: a frontend without it reads back exactly as Thalassa wrote it
+            d["tls"] = True
+        return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,8 +148,11 @@ def _edge_tls(t: EdgeTls | None) -> dict[str, Any] | None:
 def _frontend(f: Frontend, wrap: Wrap = _plain) -> dict[str, Any]:
     fallback = dict(f.fallbacks)
     routed = {r.backend for r in f.routes}
+    bt = f.bind_tls
     return wrap({
         "tls": _edge_tls(f.tls),
+        "bind_tls": None if bt is None else {"default_cert": bt.default_cert, "crt_list": bt.crt_list,
+                                             "alpn": bt.alpn},
         "name": f.name, "binds": [b.render() for b in f.binds], "mode": f.mode, "keepalive": f.keepalive,
         "default_backend": f.default_backend, "host_map": f.host_map, "natives": list(f.natives),
         "routes": [wrap({"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r),

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from haplane.api import ApiDeps, create_app
-from haplane.model.records import Instance, Service
+from haplane.model.records import BackendSpec, FrontendSpec, Instance, Service
 from haplane.settings import load
 from haplane.testing_tls import TestCA
 from support.tlsclient import tls_served
@@ -142,3 +142,43 @@ async def test_restarts_of_haproxy_and_of_haplane_serve_the_same_certificates(
     # haplane and HAProxy stopped; a new haplane on the same state directory serves the same set at once
     async with agent_rig(tmp_path, **settings):
         assert await _serial(https, "keep.example.test", cafile) == 0x7001
+
+
+async def test_thalassa_frontends_bind_with_tls_and_serve_runtime_certificates(
+        tmp_path: Path, backends: list[Backend]) -> None:
+    """A Thalassa frontend with tls: true terminates TLS with the agent's certificates: one PUT through the API
+    afterwards is served there by SNI too (the crt-list is shared), with no reload; in tcp mode the decrypted
+    bytes reach the server as they are."""
+    ca = TestCA()
+    cafile = ca.write_root(tmp_path / "ca.pem")
+    https, secure, stream = free_port(), free_port(), free_port()
+    async with agent_rig(tmp_path, https_port=https, https_address="127.0.0.1") as rig, _api(rig) as api:
+        b = new_backend(backends, "a")
+        await rig.reg.put_backend(BackendSpec.from_dict({"members": [{"host": b.address, "port": b.port}]},
+                                                        name="web"))
+        await rig.reg.put_frontend(FrontendSpec.from_dict({"bind": f"127.0.0.1:{secure}", "backend": "web",
+                                                           "tls": True}, name="secure"))
+        await rig.reg.put_frontend(FrontendSpec.from_dict({"bind": f"127.0.0.1:{stream}", "backend": "web",
+                                                           "mode": "tcp", "tls": True}, name="stream"))
+        await rig.settled()
+        default = _default_serial(tmp_path / "state")
+        assert await _serial(secure, "api.example.test", None) == default
+        async with httpx.AsyncClient(verify=False, timeout=5) as client:
+            for port in (secure, stream):
+                r = await client.get(f"https://127.0.0.1:{port}/", headers={"Host": "api.example.test"})
+                assert r.status_code == 200 and r.text == "backend=a", (port, r.text)
+        served = await asyncio.to_thread(tls_served, secure, "api.example.test", alpn=("h2", "http/1.1"))
+        assert served.alpn == "h2"
+        plain = await asyncio.to_thread(tls_served, stream, "api.example.test", alpn=("h2", "http/1.1"))
+        assert plain.alpn is None  # tcp mode offers no ALPN: the server behind speaks what it speaks
+        reloads = await rig.reloads()
+
+        leaf = ca.issue(["api.example.test"], serial=0x6101)
+        r = await api.put("/certificates/api", json={"certificate": leaf.chain_pem, "key": leaf.key_pem})
+        assert r.status_code == 201, r.text
+        for port in (secure, stream, https):
+            await _until_serial(port, "api.example.test", cafile, 0x6101)
+        assert (await api.delete("/certificates/api")).status_code == 200
+        await _until_serial(secure, "api.example.test", None, default)
+        await rig.settled()
+        assert await rig.reloads() == reloads  # certificates on every TLS frontend changed with no reload

@@ -131,3 +131,17 @@ async def test_version_switch_validates(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422 and r.json()["field"] == "version"
     r = await client.post("/backends/live", json={"version": "2.0", "extra": 1}, headers=W)
     assert r.status_code == 422 and r.json()["field"] == "extra"
+
+
+async def test_a_frontend_binds_with_tls_only_when_tls_is_a_boolean(client: httpx.AsyncClient) -> None:
+    await client.put("/services/myapp", json={"port": 8080}, headers=W)
+    r = await client.put("/frontends/secure", json={"bind": "127.0.0.1:9443", "backend": "myapp", "tls": "yes"},
+                         headers=W)
+    assert r.status_code == 422 and r.json()["field"] == "tls", r.text
+    assert (await client.get("/frontends/secure", headers=R)).status_code == 404  # nothing written
+    r = await client.put("/frontends/secure", json={"bind": "127.0.0.1:9443", "backend": "myapp", "tls": True},
+                         headers=W)
+    assert r.status_code == 200 and r.json()["tls"] is True, r.text
+    assert (await client.get("/frontends/secure", headers=R)).json()["tls"] is True
+    r = await client.put("/frontends/secure", json={"bind": "127.0.0.1:9443", "backend": "myapp"}, headers=W)
+    assert r.status_code == 200 and "tls" not in r.json()  # off: Thalassa's shape exactly

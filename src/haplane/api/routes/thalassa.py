@@ -37,6 +37,8 @@ FRONTEND_SCHEMA: dict[str, Any] = {
         "keepalive": {"type": "string", "enum": ["default", "close", "server-close"]},
         "rules": {"type": "array", "items": RULE_SCHEMA},
         "natives": {"type": "array", "items": {"type": "string"}, "description": "raw config lines (admin)"},
+        "tls": {"type": "boolean", "description": "haplane: every bind terminates TLS with the certificates the "
+                                                  "agent serves (default false; left out on an agent without HTTPS)"},
     },
 }
 BACKEND_SCHEMA: dict[str, Any] = {
