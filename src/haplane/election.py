@@ -21,8 +21,7 @@ from typing import Any
 
 from haplane.errors import Conflict, NotFound, StoreError
 from haplane.store.base import Compare, Put, Store
-
-PREFIX = "/haplane-election/"
+from haplane.store.keys import election_key
 
 log = logging.getLogger("haplane.election")
 
@@ -33,7 +32,7 @@ class Election:
         self.name = name
         self.node = node
         self.ttl = ttl
-        self.key = PREFIX + name
+        self.key = election_key(name)
         self.leading = asyncio.Event()
         self.terms = 0  # how many times this node became leader
         self._lease = 0

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from haplane.agent.activity import ActivityRecord
 from haplane.agent.stats import LiveRow
 from haplane.errors import HaplaneError
+from haplane.store import keys
 from haplane.store.base import Event, Store
 from haplane.typing import AgentReader
 
@@ -206,10 +207,9 @@ class Metrics:
             self.commands.labels(verb, rec.result).inc()
 
     def on_events(self, events: list[Event]) -> None:
-        from haplane.registry import INSTANCES
-
         for ev in events:
-            if not ev.key.startswith(INSTANCES):
+            what = keys.decode(ev.key)
+            if what is None or what.kind != "instance":
                 continue
             source = None
             if ev.type == "put" and ev.value is not None:
@@ -220,8 +220,7 @@ class Metrics:
                 event = "put"
             else:
                 event = "delete"
-                service, _, iid = ev.key[len(INSTANCES):].partition("/")
-                old = self.agent.instance(service, iid) if self.agent is not None else None
+                old = self.agent.instance(what.parent, what.name) if self.agent is not None else None
                 source = old.source if old is not None else None
             self.source_events.labels(source or "api", event).inc()
 

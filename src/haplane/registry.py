@@ -1,16 +1,8 @@
 """The registry: typed operations over a Store. The API, the sources and ``haplane generate`` write through
-here; the agent reads ``snapshot()`` and watches ``PREFIX``.
+here; the agent watches ``store.keys.ROOT`` and never imports this module.
 
-Key layout (values are JSON documents):
-
-    /haplane/services/{name}              Service
-    /haplane/instances/{service}/{id}     Instance (with its slot; TTL'd ones carry a store lease)
-    /haplane/frontends/{name}             FrontendSpec (Thalassa)
-    /haplane/backends/{name}              BackendSpec (Thalassa)
-    /haplane/tables/{table}/{service}     a Lambda-Registry table's stored service + containers
-    /haplane/alloc/{service}              {"freed": {slot: time}}: slots freed recently; rewritten (CAS) by
-                                          every allocation and removal, which serialises them
-    /haplane/agents/{node}                an agent's reported status (applied revision, config hash, health)
+The key layout is ``haplane.store.keys``. The allocation record of a service is rewritten (compare-and-swap)
+by every allocation and removal, which serialises them.
 
 Every write is one store transaction guarded by compare-and-swap, retried on a conflict where the
 operation is a pure function of what it read (allocation, /generate), and surfaced as ``Conflict`` where
@@ -35,16 +27,21 @@ from haplane.model import values as v
 from haplane.model.change import Change
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
 from haplane.store.base import KV, Compare, Delete, Op, Put, Store
+from haplane.store.keys import (
+    ALLOC,
+    BACKENDS,
+    FRONTENDS,
+    INSTANCES,
+    ROOT,
+    SERVICES,
+    SOURCES,
+    TABLES,
+    decode,
+    instance_key,
+    service_key,
+    source_key,
+)
 
-PREFIX = "/haplane/"
-SERVICES = PREFIX + "services/"
-INSTANCES = PREFIX + "instances/"
-FRONTENDS = PREFIX + "frontends/"
-BACKENDS = PREFIX + "backends/"
-TABLES = PREFIX + "tables/"
-ALLOC = PREFIX + "alloc/"
-SOURCES = PREFIX + "sources/"
-AGENTS = PREFIX + "agents/"
 MAX_RETRIES = 50
 SERVICE_PORT_TTL = 1.0  # seconds a service's default port is taken from this process's copy
 
@@ -53,14 +50,6 @@ T = TypeVar("T")
 
 def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def service_key(name: str) -> str:
-    return SERVICES + name
-
-
-def instance_key(service: str, iid: str) -> str:
-    return f"{INSTANCES}{service}/{iid}"
 
 
 def _decode(kv: KV, parse: Callable[[dict[str, Any]], T]) -> T:
@@ -186,6 +175,14 @@ class Renewal:
         return {"service": self.service, "id": self.id, "status": self.status, "ttl": self.ttl}
 
 
+def _table_row(key: str) -> str:
+    """The service a key under a table's prefix stores."""
+    what = decode(key)
+    if what is None or what.kind != "table":
+        raise ValueError(f"{key!r} is not a table's key")
+    return what.name
+
+
 def _moved(old: Instance, new: Instance) -> bool:
     return (old.address, old.port) != (new.address, new.port)
 
@@ -231,16 +228,18 @@ class RegistryStore:
 
     async def snapshot(self) -> Registry:
         """Everything compose needs, read at one revision."""
-        kvs, rev = await self.store.range(PREFIX)
+        kvs, rev = await self.store.range(ROOT)
         services, instances, frontends, backends = [], [], [], []
         for kv in kvs:
-            if kv.key.startswith(SERVICES):
+            what = decode(kv.key)
+            kind = what.kind if what is not None else None
+            if kind == "service":
                 services.append(_decode(kv, Service.from_dict))
-            elif kv.key.startswith(INSTANCES):
+            elif kind == "instance":
                 instances.append(_decode(kv, Instance.from_dict))
-            elif kv.key.startswith(FRONTENDS):
+            elif kind == "frontend":
                 frontends.append(_decode(kv, FrontendSpec.from_dict))
-            elif kv.key.startswith(BACKENDS):
+            elif kind == "backend":
                 backends.append(_decode(kv, BackendSpec.from_dict))
         return Registry(tuple(services), tuple(instances), tuple(frontends), tuple(backends), rev)
 
@@ -623,7 +622,7 @@ class RegistryStore:
             except Conflict:
                 continue
             return rev, changes
-        raise Conflict(f"{PREFIX}sources/{source}")
+        raise Conflict(source_key(source))
 
     # --- Thalassa frontends and backends -------------------------------------------------------------------
 
@@ -666,8 +665,23 @@ class RegistryStore:
     async def put_backend(self, spec: BackendSpec, if_match: int | None = None) -> tuple[int, bool]:
         return await self._put_doc(BACKENDS + spec.name, spec.to_dict(), if_match)
 
-    async def delete_key(self, kind: str, key: str, name: str, if_match: int | None = None) -> int:
-        return await self._delete_doc(kind, key, name, if_match)
+    async def get_frontend(self, name: str) -> tuple[FrontendSpec, int]:
+        kv = await self.store.get(FRONTENDS + name)
+        if kv is None:
+            raise NotFound("frontend", name)
+        return _decode(kv, FrontendSpec.from_dict), kv.mod_revision
+
+    async def get_backend(self, name: str) -> tuple[BackendSpec, int]:
+        kv = await self.store.get(BACKENDS + name)
+        if kv is None:
+            raise NotFound("backend", name)
+        return _decode(kv, BackendSpec.from_dict), kv.mod_revision
+
+    async def delete_frontend(self, name: str, if_match: int | None = None) -> int:
+        return await self._delete_doc("frontend", FRONTENDS + name, name, if_match)
+
+    async def delete_backend(self, name: str, if_match: int | None = None) -> int:
+        return await self._delete_doc("backend", BACKENDS + name, name, if_match)
 
     # --- Lambda-Registry tables ------------------------------------------------------------------------------
 
@@ -678,7 +692,7 @@ class RegistryStore:
         prefix = f"{TABLES}{payload.table}/"
         for _ in range(MAX_RETRIES):
             kvs, _ = await self.store.range(prefix)
-            stored = {kv.key[len(prefix):]: table_service_from_dict(json.loads(kv.value)) for kv in kvs}
+            stored = {_table_row(kv.key): table_service_from_dict(json.loads(kv.value)) for kv in kvs}
             revs = {kv.key: kv.mod_revision for kv in kvs}
             new, changes = merge(payload, stored)
             compares = [Compare(k, r) for k, r in revs.items()]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from haplane.errors import HaplaneError
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
-from haplane.registry import BACKENDS, FRONTENDS, INSTANCES, SERVICES
+from haplane.store import keys
 from haplane.store.base import KV, Event
 from haplane.tls import keys as tls_keys
 from haplane.tls.records import Certificate, CertificateKey, Challenge, bundle_of
@@ -148,29 +148,29 @@ class Mirror:
 
     def _put(self, key: str, value: str, touched: Touched) -> None:
         try:
-            data = json.loads(value)
-            if key.startswith(INSTANCES):
+            data = json.loads(value)  # first: a key under the watched prefix that is not JSON is reported
+            what = keys.decode(key)
+            if what is None or not what.record:
+                if self.certs.put(key, data, self.bad):  # a certificate, its key or an ACME challenge
+                    self._touch_cert(key, touched)
+                return
+            if what.kind == "instance":
                 inst = Instance.from_dict(data)
                 self.instances.setdefault(inst.service, {})[inst.id] = inst
                 touched.services.add(inst.service)
-            elif key.startswith(SERVICES):
+            elif what.kind == "service":
                 svc = Service.from_dict(data)
                 self.services[svc.name] = svc
                 touched.structural = True
-            elif key.startswith(FRONTENDS):
+            elif what.kind == "frontend":
                 fe = FrontendSpec.from_dict(data)
                 self.frontends[fe.name] = fe
                 touched.structural = True
-            elif key.startswith(BACKENDS):
+            else:
                 be = BackendSpec.from_dict(data)
                 self.backends[be.name] = be
                 touched.structural = True
                 touched.backends.add(be.name)
-            elif key.startswith(tls_keys.PREFIX) and self.certs.put(key, data, self.bad):
-                self._touch_cert(key, touched)
-                return
-            else:
-                return
             self.bad.pop(key, None)
         except (HaplaneError, ValueError, KeyError, TypeError) as exc:
             # a record written by a newer or broken writer must not stop the agent; it is reported
@@ -188,20 +188,22 @@ class Mirror:
         if self.certs.delete(key, self.bad):
             self._touch_cert(key, touched)
             return
-        if key.startswith(INSTANCES):
-            service, _, iid = key[len(INSTANCES):].partition("/")
-            by_id = self.instances.get(service)
-            if by_id is not None and by_id.pop(iid, None) is not None:
-                touched.services.add(service)
+        what = keys.decode(key)
+        if what is None:
+            return
+        if what.kind == "instance":
+            by_id = self.instances.get(what.parent)
+            if by_id is not None and by_id.pop(what.name, None) is not None:
+                touched.services.add(what.parent)
                 if not by_id:
-                    del self.instances[service]
-        elif key.startswith(SERVICES):
-            self.services.pop(key[len(SERVICES):], None)
+                    del self.instances[what.parent]
+        elif what.kind == "service":
+            self.services.pop(what.name, None)
             touched.structural = True
-        elif key.startswith(FRONTENDS):
-            self.frontends.pop(key[len(FRONTENDS):], None)
+        elif what.kind == "frontend":
+            self.frontends.pop(what.name, None)
             touched.structural = True
-        elif key.startswith(BACKENDS):
-            self.backends.pop(key[len(BACKENDS):], None)
+        elif what.kind == "backend":
+            self.backends.pop(what.name, None)
             touched.structural = True
-            touched.backends.add(key[len(BACKENDS):])
+            touched.backends.add(what.name)

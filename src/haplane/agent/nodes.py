@@ -24,9 +24,8 @@ from typing import Any
 from haplane.errors import NotFound, StoreError
 from haplane.model.haproxy import Config
 from haplane.store.base import Put, Store
+from haplane.store.keys import NODES, node_key
 from haplane.typing import NodeSource
-
-NODES = "/haplane-nodes/"
 
 log = logging.getLogger("haplane.agent.nodes")
 
@@ -75,7 +74,7 @@ class NodeReporter:
             return False
         if not self._lease:
             self._lease = await self.store.grant_lease(self.ttl)
-        await self.store.txn([], [Put(NODES + self.node, json.dumps({**doc, "updated_at": now}, sort_keys=True),
+        await self.store.txn([], [Put(node_key(self.node), json.dumps({**doc, "updated_at": now}, sort_keys=True),
                                       lease=self._lease)])
         self._last, self._written_at = doc, now
         return True

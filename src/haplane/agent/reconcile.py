@@ -42,9 +42,9 @@ from haplane.model.haproxy import Config
 from haplane.model.observed import CheckResult
 from haplane.model.records import Instance, Registry
 from haplane.plan import Plan, Reload, SlotMemory
-from haplane.registry import PREFIX
 from haplane.render import Rendered, render_config
 from haplane.store.base import Event, Store
+from haplane.store.keys import ROOT
 from haplane.typing import HAProxyControl, Reporter
 
 __all__ = ["Agent"]
@@ -141,7 +141,7 @@ class Agent:
         delay = 0.2
         while True:
             try:
-                kvs, rev = await self.store.range(PREFIX)
+                kvs, rev = await self.store.range(ROOT)
                 self.mirror.load(kvs, rev)
                 self.status.store_ok = True
                 return
@@ -174,7 +174,7 @@ class Agent:
         while True:
             start = self.mirror.revision + 1
             try:
-                async for batch in self.store.watch(PREFIX, start):
+                async for batch in self.store.watch(ROOT, start):
                     self._events.put_nowait(batch)
                     if not self.status.store_ok:
                         self.status.store_ok = True

@@ -119,7 +119,7 @@ class AcmeManager:
                 await watcher
 
     async def _watch_services(self) -> None:
-        from haplane.registry import SERVICES
+        from haplane.store.keys import SERVICES
 
         while True:
             try:

@@ -92,7 +92,7 @@ async def test_one_watcher_follows_every_service_dynamic_backends_name(tmp_path:
                 return await answer("jobs.test") == "backend=jobs1"
             await until(jobs, what="a new backend's service followed without a restart")
 
-            await reg.delete_key("backend", "/haplane/backends/jobs", "jobs")
+            await reg.delete_backend("jobs")
             async def let_go() -> bool:
                 return "jobs" not in follower.following and not [
                     i for i, _ in await reg.list_instances() if i.service == "jobs"]

@@ -285,7 +285,7 @@ def router(deps: ApiDeps) -> APIRouter:
         undefined: dict[str, int] = {}
         followed: set[str] = set()
         if any(inst.service not in ports for inst in instances):
-            from haplane.registry import BACKENDS
+            from haplane.store.keys import BACKENDS
 
             kvs, _rev = await reg.store.range(BACKENDS)  # dynamic backends follow services without a record
             followed = {str(json.loads(kv.value).get("name")) for kv in kvs}

@@ -7,7 +7,6 @@ checked the same way, so the registry never holds a record the agents would have
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,9 +16,8 @@ from haplane.api.deps import ApiDeps
 from haplane.api.rendering import render_registry, with_record
 from haplane.api.routes._util import body_doc, changed, if_match, json_body, object_body, same_name, set_etag
 from haplane.api.routes.services import HEALTH_SCHEMA
-from haplane.errors import ConfigCheckFailed, Forbidden, NotFound, ValidationError
+from haplane.errors import ConfigCheckFailed, Forbidden, ValidationError
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry
-from haplane.registry import BACKENDS, FRONTENDS
 
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["type", "operation", "value", "backend"],
@@ -95,11 +93,9 @@ def router(deps: ApiDeps) -> APIRouter:
 
     @r.get("/frontends/{name}", summary="One frontend (200, or 404)")
     async def get_frontend(name: str, response: Response, _: Principal = read) -> dict[str, Any]:
-        kv = await reg.store.get(FRONTENDS + name)
-        if kv is None:
-            raise NotFound("frontend", name)
-        set_etag(response, kv.mod_revision)
-        return FrontendSpec.from_dict(json.loads(kv.value)).to_dict()
+        spec, rev = await reg.get_frontend(name)
+        set_etag(response, rev)
+        return spec.to_dict()
 
     @r.put("/frontends/{name}", summary="Create or update a frontend", openapi_extra=body_doc(
         FRONTEND_SCHEMA, {"bind": "127.0.0.1:8081", "backend": "live", "rules": [
@@ -129,7 +125,7 @@ def router(deps: ApiDeps) -> APIRouter:
 
     @r.delete("/frontends/{name}", summary="Delete a frontend (200, or 404)")
     async def delete_frontend(name: str, request: Request, _: Principal = write) -> dict[str, Any]:
-        rev = await reg.delete_key("frontend", FRONTENDS + name, name, if_match(request))
+        rev = await reg.delete_frontend(name, if_match(request))
         changed(request, f"frontend {name} deleted at revision {rev}")
         return {"deleted": name, "revision": rev}
 
@@ -140,22 +136,16 @@ def router(deps: ApiDeps) -> APIRouter:
         snap = await reg.snapshot()
         return [{**b.to_dict(), "members": members_of(b, list(snap.instances))} for b in snap.backends]
 
-    async def _get_backend(name: str) -> tuple[BackendSpec, int]:
-        kv = await reg.store.get(BACKENDS + name)
-        if kv is None:
-            raise NotFound("backend", name)
-        return BackendSpec.from_dict(json.loads(kv.value)), kv.mod_revision
-
     @r.get("/backends/{name}", summary="One backend (200, or 404)")
     async def get_backend(name: str, response: Response, _: Principal = read) -> dict[str, Any]:
-        spec, rev = await _get_backend(name)
+        spec, rev = await reg.get_backend(name)
         set_etag(response, rev)
         instances = [i for i, _ in await reg.list_instances(spec.service)] if spec.service else []
         return {**spec.to_dict(), "members": members_of(spec, instances)}
 
     @r.get("/backends/{name}/members", summary="The backend's members (dynamic: the followed instances)")
     async def get_members(name: str, _: Principal = read) -> list[dict[str, Any]]:
-        spec, _rev = await _get_backend(name)
+        spec, _rev = await reg.get_backend(name)
         instances = [i for i, _ in await reg.list_instances(spec.service)] if spec.service else []
         return members_of(spec, instances)
 
@@ -185,7 +175,7 @@ def router(deps: ApiDeps) -> APIRouter:
         for key in d:
             if key not in ("version", "name"):
                 raise ValidationError(key, d[key], "is not a field of a version switch (version, name)")
-        spec, rev = await _get_backend(name)
+        spec, rev = await reg.get_backend(name)
         if spec.type != "dynamic":
             raise ValidationError("type", spec.type, "must be dynamic to follow a version")
         doc = {**spec.to_dict(), "version": d.get("version"), "name": d.get("name", spec.service)}
@@ -203,7 +193,7 @@ def router(deps: ApiDeps) -> APIRouter:
                  if f.backend == name or any(rule.backend == name for rule in f.rules)]
         if users:
             raise ValidationError("name", name, f"is still used by frontend(s) {', '.join(sorted(users))}")
-        rev = await reg.delete_key("backend", BACKENDS + name, name, if_match(request))
+        rev = await reg.delete_backend(name, if_match(request))
         changed(request, f"backend {name} deleted at revision {rev}")
         return {"deleted": name, "revision": rev}
 
