@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from haplane.backoff import backoff_delay
 from haplane.errors import ConfigurationError, HaplaneError, MissingDependency
 from haplane.model import values as v
 from haplane.model.records import Instance
@@ -210,14 +211,14 @@ class AwsAutoScalingSource:
             except (BotoCoreError, ClientError) as exc:
                 failures += 1
                 self.errors += 1
-                delay = min(self.max_backoff, self.interval * 2 ** min(failures, 16))
+                delay = backoff_delay(failures, self.interval, self.max_backoff)
                 log.warning("AWS answered with an error (%s); keeping the last view, next try in %.1fs",
                             _describe_error(exc), delay)
             except HaplaneError as exc:  # the sink failed: push the whole view again next time
                 failures += 1
                 self.errors += 1
                 self.pushed.clear()
-                delay = min(self.max_backoff, self.interval * 2 ** min(failures, 16))
+                delay = backoff_delay(failures, self.interval, self.max_backoff)
                 log.warning("could not push the AWS view (%s); retrying in %.1fs", exc, delay)
             self.delays = [*self.delays[-99:], delay]
             await asyncio.sleep(delay)

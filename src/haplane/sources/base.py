@@ -270,6 +270,3 @@ def wire_instance(inst: Instance) -> dict[str, Any]:
          "state": inst.state, "healthy": inst.healthy, "hostname": inst.hostname, "pid": inst.pid}
     return {k: v for k, v in d.items() if v is not None}
 
-
-async def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> None:
-    await asyncio.sleep(min(cap, base * (2 ** min(attempt, 10))))

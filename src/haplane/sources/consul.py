@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from haplane.backoff import backoff_delay
 from haplane.errors import ConfigurationError, HaplaneError, SourceUnavailable, ValidationError
 from haplane.model import values as v
 from haplane.model.records import Instance
@@ -267,7 +268,7 @@ class ConsulSource:
                 failures += 1
                 self.errors += 1
                 self.index = 0
-                delay = min(self.max_backoff, 0.2 * 2 ** min(failures, 16))
+                delay = backoff_delay(failures, 0.2, self.max_backoff)
                 log.warning("%s: %s; retrying in %.1fs", self.name, what, delay)
                 await asyncio.sleep(delay)
 

@@ -65,6 +65,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from haplane.backoff import backoff_delay
 from haplane.errors import MISSING, ConfigurationError, ValidationError
 from haplane.model.records import Instance, Service
 from haplane.sources.base import Sink
@@ -395,7 +396,7 @@ class DockerSource:
                 if self._down_since is None:
                     self._down_since = loop.time()
                 self._attempt += 1
-                delay = min(self.backoff_cap, 0.1 * 2 ** min(self._attempt, 10))
+                delay = backoff_delay(self._attempt, 0.1, self.backoff_cap)
                 if not sink_failed:
                     delay = await self._maybe_forget(sink, delay)
                 await asyncio.sleep(delay)

@@ -48,6 +48,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
+from haplane.backoff import backoff_delay
 from haplane.errors import (
     Compacted,
     ConfigurationError,
@@ -329,7 +330,7 @@ class DynamoDBStore:
                 try:
                     return await self._txn_once(client, compares, ops)
                 except _Retry:
-                    await asyncio.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)))
+                    await asyncio.sleep(backoff_delay(attempt, 0.005, 0.5))
         raise StoreUnavailable(f"{self.url}: txn gave up after {_RETRIES} attempts (too many concurrent writers)")
 
     async def _txn_once(self, client: Any, compares: Sequence[Compare], ops: Sequence[Op]) -> int:
@@ -573,7 +574,7 @@ class DynamoDBStore:
                     await self._commit(client, rev, events, items + lease_items, reason="sweep")
                     return
                 except _Retry:
-                    await asyncio.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)))
+                    await asyncio.sleep(backoff_delay(attempt, 0.005, 0.5))
             raise StoreUnavailable(f"{self.url}: could not expire leases {list(leases)}: too many writers")
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
