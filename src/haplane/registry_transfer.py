@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from haplane.errors import Conflict
-from haplane.generate import table_service_from_dict, table_service_to_dict
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
+from haplane.registry.payload import table_service_from_dict, table_service_to_dict
 from haplane.store import Compare, Delete, Op, Put, Store
 from haplane.transfer import ROOT, Document, ImportPlan, apply_to_registry, plan_import, section_of, to_document
 

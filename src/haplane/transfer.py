@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from haplane.errors import HaplaneError, ValidationError
-from haplane.generate import table_service_from_dict, table_service_to_dict
 from haplane.model import values as v
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
+from haplane.registry.payload import table_service_from_dict, table_service_to_dict
 
 FORMAT = 1
 SECTIONS = ("services", "instances", "frontends", "backends", "tables", "allocations", "extra")

@@ -128,7 +128,7 @@ def test_the_sdist_tests_pass_when_unpacked(dists: Dists, tmp_path: Path) -> Non
     # CI: every unit test and the golden configs; the normal suite: the pure core, the parsers, the sources' views,
     # the agent over its fake HAProxy and the golden configs (the rest of tests/unit runs from the checkout anyway)
     subset = ["tests/unit", "tests/golden"] if run_slow() else [
-        "tests/unit/model/test_values.py", "tests/unit/test_plan.py", "tests/unit/test_generate.py",
+        "tests/unit/model/test_values.py", "tests/unit/test_plan.py", "tests/unit/test_lambda_payload.py",
         "tests/unit/haproxy", "tests/unit/sources", "tests/unit/agent", "tests/golden"]
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *subset],

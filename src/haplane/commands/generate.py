@@ -54,7 +54,7 @@ async def _run(args: argparse.Namespace) -> int:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url(), settings.store_settings())
     try:
-        services, _changes, _rev = await RegistryStore(store).generate(data)
+        services, _changes, _rev = await RegistryStore(store).apply_payload(data)
     finally:
         await store.close()
     cfg = render(compose_table(services, (bind,)), template)

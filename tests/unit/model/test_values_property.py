@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from haplane.compose import compose_table
 from haplane.errors import ValidationError
-from haplane.generate import merge, parse_payload
+from haplane.registry.payload import merge_payload, parse_payload
 from haplane.render import render
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -95,7 +95,7 @@ def test_every_string_is_rejected_or_stays_in_place(case: str, value: str) -> No
     payload = base()
     setter(payload, value)
     try:
-        table, _ = merge(parse_payload(payload), {})
+        table, _ = merge_payload(parse_payload(payload), {})
     except ValidationError as exc:
         expected_field = "candidates[0].predicate" if case == "path-predicate" else case
         assert exc.field == expected_field, (exc.field, str(exc))

@@ -94,7 +94,7 @@ def router(deps: ApiDeps) -> APIRouter:
 
         b = Bind(*values.ip_or_wildcard_bind(bind, "bind"))
         data = await json_body(request)
-        services, changes, rev = await deps.registry.generate(data)
+        services, changes, rev = await deps.registry.apply_payload(data)
         if changes:
             changed(request, f"generate: {len(changes)} change(s) at revision {rev}")
         text = render(compose_table(services, (b,)))

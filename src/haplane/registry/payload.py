@@ -1,7 +1,10 @@
-"""Lambda-Registry's ``/generate``: payload + stored table → new table. PURE.
+"""A Lambda-Registry payload and what it does to its table: stored table + payload → new table. PURE.
+
+``parse_payload`` validates a ``/generate`` body; ``merge_payload`` applies it to the table's stored services
+(``tables.py`` reads and writes them; ``compose.compose_table`` turns a table into a config).
 
 The payload is Lambda-Registry's ``{table, running, candidates}``. Per table (Lambda-Registry's rules, with
-its known bugs fixed — see ``merge``):
+its known bugs fixed — see ``merge_payload``):
 - a candidate for a service the table does not hold yet is stored as given; its servers are its containers;
 - a stored service stays while at least one ``running`` entry names it; its servers are its stored containers
   still running, then its candidates' containers, then its ``running`` entries (first occurrence wins);
@@ -135,7 +138,7 @@ def _dedupe(containers: list[Container]) -> tuple[Container, ...]:
     return tuple(out)
 
 
-def merge(payload: Payload, stored: dict[str, TableService]) -> tuple[dict[str, TableService], list[Change]]:
+def merge_payload(payload: Payload, stored: dict[str, TableService]) -> tuple[dict[str, TableService], list[Change]]:
     """The table after ``payload``, and what changed.
 
     Fixed from Lambda-Registry: every stored service is considered (it processed only the first); a

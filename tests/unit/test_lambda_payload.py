@@ -10,7 +10,7 @@ import pytest
 
 from haplane.compose import TableService, compose_table
 from haplane.errors import ValidationError
-from haplane.generate import merge, parse_payload
+from haplane.registry.payload import merge_payload, parse_payload
 from haplane.render import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -22,7 +22,7 @@ def seed() -> dict[str, Any]:
 
 
 def apply(payload: dict[str, Any], stored: dict[str, TableService] | None = None) -> dict[str, TableService]:
-    new, _ = merge(parse_payload(payload), stored or {})
+    new, _ = merge_payload(parse_payload(payload), stored or {})
     return new
 
 
@@ -117,7 +117,7 @@ def test_port_from_service_when_ip_has_none() -> None:
 ])
 def test_bad_payloads_name_the_field(payload: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as exc:
-        merge(parse_payload(payload), {})
+        merge_payload(parse_payload(payload), {})
     assert exc.value.field == field
 
 

@@ -1,0 +1,76 @@
+"""The registry's reads: the records compose reads (``snapshot``, at one revision) and each record with the
+revision a caller sends back as ``If-Match``."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from haplane.errors import NotFound
+from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
+from haplane.registry.core import RegistryCore, parse
+from haplane.store import keys
+
+SERVICE_PORT_TTL = 1.0  # seconds a service's default port is taken from this process's copy
+
+T = TypeVar("T")
+
+
+class Reads(RegistryCore):
+    async def snapshot(self) -> Registry:
+        """Everything compose needs, read at one revision."""
+        kvs, rev = await self.store.range(keys.ROOT)
+        services, instances, frontends, backends = [], [], [], []
+        for kv in kvs:
+            what = keys.decode(kv.key)
+            kind = what.kind if what is not None else None
+            if kind == "service":
+                services.append(parse(kv, Service.from_dict))
+            elif kind == "instance":
+                instances.append(parse(kv, Instance.from_dict))
+            elif kind == "frontend":
+                frontends.append(parse(kv, FrontendSpec.from_dict))
+            elif kind == "backend":
+                backends.append(parse(kv, BackendSpec.from_dict))
+        return Registry(tuple(services), tuple(instances), tuple(frontends), tuple(backends), rev)
+
+    async def _get(self, key: str, kind: str, name: str, parse_doc: Callable[[dict[str, Any]], T]) -> tuple[T, int]:
+        kv = await self.store.get(key)
+        if kv is None:
+            raise NotFound(kind, name)
+        return parse(kv, parse_doc), kv.mod_revision
+
+    async def get_service(self, name: str) -> tuple[Service, int]:
+        return await self._get(keys.service_key(name), "service", name, Service.from_dict)
+
+    async def service_port(self, name: str) -> int | None:
+        """The service's default port for its instances, from a copy at most ``SERVICE_PORT_TTL`` old (one
+        registration after another need not read the service each time; this process's own service writes
+        refresh it at once; another process's change of the port is seen within that time). ``NotFound`` for an
+        unknown service."""
+        now = self.clock()
+        cached = self._ports.get(name)
+        if cached is not None and now - cached[1] < SERVICE_PORT_TTL:
+            return cached[0]
+        svc, _ = await self.get_service(name)
+        self._ports[name] = (svc.port, now)
+        if len(self._ports) > 10_000:
+            self._ports.clear()
+        return svc.port
+
+    async def list_services(self) -> list[tuple[Service, int]]:
+        kvs, _ = await self.store.range(keys.SERVICES)
+        return [(parse(kv, Service.from_dict), kv.mod_revision) for kv in kvs]
+
+    async def get_instance(self, service: str, iid: str) -> tuple[Instance, int]:
+        return await self._get(keys.instance_key(service, iid), "instance", f"{service}/{iid}", Instance.from_dict)
+
+    async def list_instances(self, service: str | None = None) -> list[tuple[Instance, int]]:
+        prefix = keys.INSTANCES if service is None else keys.instances_of(service)
+        kvs, _ = await self.store.range(prefix)
+        return [(parse(kv, Instance.from_dict), kv.mod_revision) for kv in kvs]
+
+    async def get_frontend(self, name: str) -> tuple[FrontendSpec, int]:
+        return await self._get(keys.frontend_key(name), "frontend", name, FrontendSpec.from_dict)
+
+    async def get_backend(self, name: str) -> tuple[BackendSpec, int]:
+        return await self._get(keys.backend_key(name), "backend", name, BackendSpec.from_dict)
