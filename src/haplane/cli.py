@@ -6,15 +6,16 @@ No logic lives here that tests would need; each subcommand is a module in ``hapl
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from haplane import __version__, logsetup
 from haplane.errors import HaplaneError
+from haplane.importer import import_module
 
-# name -> module in haplane.commands; the order is the order in --help
+# name -> module in haplane.commands (each has HELP, configure(parser), run(args)); the order is --help's.
+# Every entry must load: a missing module is an error, never a command silently left out.
 COMMANDS: dict[str, str] = {
     "up": "haplane.commands.up",
     "generate": "haplane.commands.generate",
@@ -55,12 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _log_options(parser, "info", None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a subcommand not built yet
+        module = import_module(module_name, f"the command {name!r}")
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _log_options(p, argparse.SUPPRESS, argparse.SUPPRESS)  # also after the command: haplane up --log-format json
@@ -70,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except HaplaneError as exc:  # a command that cannot be loaded: a broken install, said in one line
+        print(f"haplane: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     log_format = args.log_format or os.environ.get("HAPLANE_LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in logsetup.FORMATS:

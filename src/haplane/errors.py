@@ -23,6 +23,8 @@
     │   └── SourceUnavailable
     ├── AcmeError              an ACME order failed (the CA's own words: validation, rate limit, network)
     └── ConfigurationError     haplane's own settings are wrong, or an optional dependency is missing
+        ├── MissingDependency  an optional Python package (boto3, ...) is not installed; names it
+        └── MissingImplementation  a name → import-string table names a module or attribute that is not there
 
 This module imports nothing of haplane's, so every layer may import it. Foreign exceptions
 (sqlite3, OSError, httpx, botocore) are translated at the adapter that meets them; callers
@@ -234,4 +236,18 @@ class ConfigurationError(HaplaneError):
 
 class MissingDependency(ConfigurationError):
     def __init__(self, what: str, package: str) -> None:
+        self.what = what
+        self.package = package
         super().__init__(f"{what} needs the Python package {package!r}; install it (pip install {package})")
+
+
+class MissingImplementation(ConfigurationError):
+    """``target`` (``module`` or ``module:attribute``), which a table names for ``what``, cannot be loaded:
+    ``missing`` is the module or attribute that is not there (a broken install, or a table naming a module
+    nobody wrote)."""
+
+    def __init__(self, what: str, target: str, missing: str) -> None:
+        self.what = what
+        self.target = target
+        self.missing = missing
+        super().__init__(f"{what} cannot be loaded from {target}: {missing} does not exist")

@@ -1,21 +1,17 @@
 """The registry's HTTP API: ``create_app(deps)`` builds the FastAPI application.
 
 Routers are found through a table of import strings (each module exposes ``router(deps) -> APIRouter``),
-so optional parts (the web UI, /metrics) are mounted when they are installed and skipped when not.
+resolved by ``haplane.importer``: a router that cannot be loaded is an error, never a part silently missing.
 """
 
 from __future__ import annotations
-
-import importlib
-import logging
 
 from fastapi import FastAPI
 
 from haplane import __version__
 from haplane.api import errors
 from haplane.api.deps import ApiDeps
-
-log = logging.getLogger("haplane.api")
+from haplane.importer import import_module
 
 ROUTERS: tuple[str, ...] = (
     "haplane.api.routes.system",
@@ -62,14 +58,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     errors.install(app)
     install_docs(app)
     for name in ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            log.debug("%s is not installed: not mounted", name)
-            continue
-        app.include_router(module.router(deps))
+        app.include_router(import_module(name, f"the API router {name}").router(deps))
     install_contract(app)
     return app
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -104,25 +103,11 @@ async def local_overview(settings: Settings, directory: Path) -> dict[str, Any]:
         await store.close()
 
 
-async def _nodes(store: Any) -> list[dict[str, Any]] | None:
-    """The agents reporting to this store (``haplane.agent.nodes``, where installed)."""
-    try:
-        nodes_mod = importlib.import_module("haplane.agent.nodes")
-    except ModuleNotFoundError:
-        return None
-    read_nodes = getattr(nodes_mod, "read_nodes", None)
-    if read_nodes is None:
-        return None
-    nodes = await read_nodes(store)
-    out = []
-    for n in nodes:
-        if hasattr(n, "to_dict"):
-            out.append(n.to_dict())
-        elif isinstance(n, dict):
-            out.append(n)
-        else:
-            out.append({"node": str(n)})
-    return out
+async def _nodes(store: Any) -> list[dict[str, Any]]:
+    """The agents reporting to this store."""
+    from haplane.agent.nodes import read_nodes
+
+    return await read_nodes(store)
 
 
 async def _certificates(store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

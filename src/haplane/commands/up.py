@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import ipaddress
 import logging
 import os
@@ -155,15 +154,12 @@ async def _run(settings: Settings, docker: bool) -> int:
 def _docker_watcher(registry: RegistryStore, settings: Settings) -> Coroutine[Any, Any, None] | None:
     """A coroutine watching the local Docker daemon, if one is reachable; None otherwise."""
     from haplane.sources.base import StoreSink
+    from haplane.sources.docker import DockerSource, docker_socket_reachable
 
-    try:
-        docker = importlib.import_module("haplane.sources.docker")
-    except ModuleNotFoundError:
-        return None
-    if not docker.docker_socket_reachable(settings):
+    if not docker_socket_reachable(settings):
         log.info("no Docker daemon reachable (DOCKER_HOST or /var/run/docker.sock): not watching Docker")
         return None
-    source = docker.DockerSource.from_settings(settings)
+    source = DockerSource.from_settings(settings)
     log.info("watching the local Docker daemon as source %s", source.name)
     run: Coroutine[Any, Any, None] = source.run(StoreSink(registry))
     return run

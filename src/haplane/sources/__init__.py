@@ -1,28 +1,25 @@
 """Discovery sources: watchers that turn something outside (a Docker host, AutoScaling groups, a Consul
-catalog) into instances. See ``base.py`` for the contract; engines load lazily from ``SOURCES``."""
+catalog) into instances, pushed as source sets through a ``Sink``. The contract is ``base.py``; the sources'
+command lines (``haplane watch NAME``) are ``commands/watch.py``."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from haplane.errors import ConfigurationError
+from haplane.importer import import_from_string
 
-# name -> "module:factory"; loaded only when used, so boto3 or docker clients are optional
+# name -> "module:class"; loaded only when used (through haplane.importer), so boto3 loads only for aws
 SOURCES: dict[str, str] = {
     "docker": "haplane.sources.docker:DockerSource",
-    "aws": "haplane.sources.aws_autoscaling:AutoScalingSource",
+    "aws": "haplane.sources.aws_autoscaling:AwsAutoScalingSource",
     "consul": "haplane.sources.consul:ConsulSource",
 }
 
 
 def load_source(name: str) -> Any:
+    """The source class named ``name`` (a key of ``SOURCES``)."""
     target = SOURCES.get(name)
     if target is None:
         raise ConfigurationError(f"unknown source {name!r}; expected one of: {', '.join(SOURCES)}")
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigurationError(f"the {name} source could not be loaded: {exc}") from exc
-    return getattr(module, attr)
+    return import_from_string(target, f"the {name} source")

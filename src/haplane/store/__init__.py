@@ -1,16 +1,17 @@
 """Stores: where the registry's records live. ``open_store(url)`` picks an engine by the URL's scheme.
 
-Engines load lazily from the table below, so etcd's or AWS's client libraries are imported only when that
-engine is used; a missing one is a ``MissingDependency`` naming the package.
+Engines load lazily from the table below (through ``haplane.importer``), so etcd's or AWS's client libraries
+are imported only when that engine is used; a missing one is a ``MissingDependency`` naming the package.
+The key layout every engine holds is ``keys.py``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from haplane.errors import ConfigurationError
+from haplane.importer import import_from_string
 from haplane.store._events import redact_url
 from haplane.store.base import KV, Compare, Delete, Event, Op, Put, Store, prefix_end
 
@@ -46,11 +47,6 @@ def open_store(url: str, settings: Mapping[str, str | None] | None = None) -> St
                                  + ", ".join(f"{s}://" for s in ENGINES))
     options = {name[len(scheme) + 1:]: value for name, value in (settings or {}).items()
                if name.startswith(scheme + "_") and value not in (None, "")}
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigurationError(f"the {scheme} store engine could not be loaded: {exc}") from exc
-    factory = getattr(module, attr)
+    factory = import_from_string(target, f"the {scheme} store engine")
     store: Store = factory(url, **options) if options else factory(url)
     return store
