@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from haplane import api, cli, sources, store
+from haplane.commands import watch
 from haplane.errors import MissingDependency, MissingImplementation
 from haplane.importer import import_from_string, import_module
 from haplane.settings import Settings
@@ -50,6 +51,7 @@ def test_every_table_resolves_to_what_its_callers_use() -> None:
         assert callable(import_from_string(target, scheme)), scheme
     for name in sources.SOURCES:
         assert callable(sources.load_source(name).run), name
+    assert list(watch.WATCHES) == list(sources.SOURCES), "every source has its haplane watch command"
 
 
 def test_help_lists_exactly_the_commands_that_load(capsys: pytest.CaptureFixture[str]) -> None:

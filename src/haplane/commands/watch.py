@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
 import socket
-from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from haplane.commands._common import add_settings_options, load_settings
 from haplane.errors import ConfigurationError
+from haplane.sources import load_source
+from haplane.sources.base import Source
 
 HELP = "run a discovery source (docker, aws, consul) and push what it sees to the store or a remote API"
 DESCRIPTION = """\
@@ -35,32 +37,202 @@ seconds and pushes its own view. The election is a lease-bound key in the store,
       --service web --port 8080
 """
 
-# name -> module; each exposes WATCH_HELP, configure_watch(parser), source_from_args(args, settings)
-SOURCES: dict[str, str] = {
-    "docker": "haplane.sources.docker",
-    "aws": "haplane.sources.aws_autoscaling",
-    "consul": "haplane.sources.consul",
-}
-
 log = logging.getLogger("haplane.watch")
 
 
-def _modules() -> dict[str, ModuleType]:
-    out = {}
-    for name, module_name in SOURCES.items():
-        try:
-            out[name] = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-    return out
+@dataclass(frozen=True)
+class WatchCommand:
+    """One source's command line: its options, and how they (with the settings) make the source. The source's
+    class comes from ``sources.SOURCES`` and loads only when the command runs (boto3 only for aws)."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    build: Callable[[argparse.Namespace, Any], Source]
+    description: str | None = None
+
+
+# --- haplane watch docker ---------------------------------------------------------------------------------------
+
+DOCKER_HELP = "turn the containers of a Docker host into instances (events, with a full resync on reconnect)"
+DOCKER_DESCRIPTION = f"""\
+{DOCKER_HELP}.
+
+Which containers: a name containing the keyword (any case; default asteroid), or the label haplane.enable=true.
+What they are (a label wins over the env var):
+  label haplane.service   env SERVICE_NAME  the service (required)
+  label haplane.port      env PORT          the port the container listens on (required)
+  label haplane.mode      env CONFIG_MODE   host or path routing (default host)
+  label haplane.predicate env PREDICATE     the host name or path prefix requests are routed by
+  label haplane.cookie    env COOKIE        a sticky-session cookie
+  label haplane.tls       HTTPS for its host: on (default), off, redirect (308 to HTTPS), auto (an ACME
+                          certificate, then redirect); true/false as Traefik's tls=true
+  label haplane.hsts      Strict-Transport-Security max-age in seconds, on HTTPS answers
+  label haplane.version, haplane.weight, haplane.zone, and haplane.address (where to reach it; default: the
+  host address for --network host, else its network address, else the published PORT)
+A container with a HEALTHCHECK is routed only while healthy; a stopped, killed, paused or dying one leaves at
+once. A container with a bad value is skipped with a warning naming it and the value.
+
+  DOCKER_HOST=unix:///var/run/docker.sock haplane watch docker
+  docker run -d --name web-asteroid-1 -e SERVICE_NAME=web -e PREDICATE=web.example.com -e PORT=8080 IMAGE
+"""
+
+
+def configure_docker(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--docker-host", metavar="URL",
+                   help="the daemon, unix:///path or tcp://host:port (default: setting docker_host, else "
+                        "DOCKER_HOST, else unix:///var/run/docker.sock); DOCKER_TLS_VERIFY and DOCKER_CERT_PATH "
+                        "apply to tcp:// as for the docker CLI")
+    p.add_argument("--keyword", metavar="WORD", help="pick containers whose name contains WORD, any case "
+                                                     "(default: setting docker_keyword, asteroid); the label "
+                                                     "haplane.enable=true also picks")
+    p.add_argument("--source", metavar="NAME", help="the source id (default: docker-<hostname>)")
+    p.add_argument("--host-address", metavar="ADDR",
+                   help="this host's address, for --network host containers and published ports "
+                        "(default: setting docker_host_address, 127.0.0.1)")
+    p.add_argument("--forget-after", type=float, metavar="SECONDS",
+                   help="with the daemon unreachable this long, withdraw its instances until it is back; 0 keeps "
+                        "them (default: setting docker_forget_after, 60)")
+
+
+def docker_from_args(args: argparse.Namespace, settings: Any) -> Source:
+    def pick(arg: Any, setting: str, default: Any) -> Any:
+        return arg if arg is not None else getattr(settings, setting, default)
+
+    source: Source = load_source("docker")(
+        host=args.docker_host or getattr(settings, "docker_host", None) or None,
+        keyword=pick(args.keyword, "docker_keyword", "asteroid"),
+        name=args.source or getattr(settings, "docker_source", None) or None,
+        host_address=pick(args.host_address, "docker_host_address", "127.0.0.1"),
+        forget_after=pick(args.forget_after, "docker_forget_after", 60.0))
+    return source
+
+
+# --- haplane watch aws ------------------------------------------------------------------------------------------
+
+AWS_HELP = "turn the in-service instances of AWS AutoScaling groups into instances (one set per group)"
+
+
+def configure_aws(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--asg", metavar="NAME[,NAME...]",
+                   help="the AutoScaling groups (default: setting aws_asg_names, HSDO's SERVER_ASG_NAMES)")
+    p.add_argument("--service", metavar="NAME", help="the service the instances belong to (default: setting "
+                                                     "aws_service, HSDO's CLIENT_HAPROXY_BACKEND_NAME)")
+    p.add_argument("--port", type=int, metavar="PORT", help="the port the instances listen on (default: setting "
+                                                            "aws_port, HSDO's CLIENT_HAPROXY_BACKEND_SERVER_PORT)")
+    p.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="seconds between polls (default: setting poll_interval, HSDO's INTERVAL)")
+    p.add_argument("--weight", type=int, default=10, metavar="N", help="the instances' weight (default: 10)")
+    p.add_argument("--region", metavar="REGION", help="AWS region (default: setting aws_region, else boto3's: "
+                                                      "AWS_DEFAULT_REGION, ~/.aws/config)")
+    p.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint (default: setting aws_endpoint_url, else "
+                                                         "boto3's: AWS_ENDPOINT_URL)")
+
+
+def aws_from_args(args: argparse.Namespace, settings: Any) -> Source:
+    groups = tuple(p.strip() for p in (args.asg or "").split(",") if p.strip()) or \
+        tuple(getattr(settings, "aws_asg_names", ()) or ())
+    service = args.service or getattr(settings, "aws_service", None)
+    port = args.port if args.port is not None else getattr(settings, "aws_port", None)
+    if not service:
+        raise ConfigurationError("watch aws: no service given (--service NAME, setting aws_service, or HSDO's "
+                                 "CLIENT_HAPROXY_BACKEND_NAME)")
+    if port is None:
+        raise ConfigurationError("watch aws: no port given (--port PORT, setting aws_port, or HSDO's "
+                                 "CLIENT_HAPROXY_BACKEND_SERVER_PORT)")
+    source: Source = load_source("aws")(
+        groups, service, port,
+        interval=args.interval if args.interval is not None else getattr(settings, "poll_interval", 10.0),
+        region=args.region or getattr(settings, "aws_region", None) or None,
+        endpoint_url=args.endpoint_url or getattr(settings, "aws_endpoint_url", None) or None, weight=args.weight)
+    return source
+
+
+# --- haplane watch consul ---------------------------------------------------------------------------------------
+
+CONSUL_HELP = "turn the healthy instances of a Consul service into instances (blocking queries), with versions"
+
+
+def configure_consul(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tag", metavar="TAG", help="follow every Consul service carrying TAG (the catalog, through a "
+                                                "blocking query) instead of the dynamic backends' services")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="following the dynamic backends: how often their names are read again (default: 2)")
+    p.add_argument("--service", metavar="NAME", help="follow this one Consul service; without it (and without "
+                                                     "--tag), every service a dynamic backend names is followed, "
+                                                     "as Thalassa subscribed to its backends' names (default: "
+                                                     "setting consul_service, HSDO's "
+                                                     "SERVER_CONSUL_SERVICE_NAME)")
+    p.add_argument("--consul", metavar="URL", help="Consul's HTTP address (default: setting consul_address, "
+                                                   "else CONSUL_HTTP_ADDR, else http://127.0.0.1:8500); an https:// "
+                                                   "address is checked against HAPLANE_CONSUL_CACERT (else "
+                                                   "CONSUL_CACERT), with a client certificate from "
+                                                   "HAPLANE_CONSUL_CERT/HAPLANE_CONSUL_KEY (else CONSUL_CLIENT_CERT/"
+                                                   "CONSUL_CLIENT_KEY); the ACL token is HAPLANE_CONSUL_TOKEN (else "
+                                                   "CONSUL_HTTP_TOKEN)")
+    p.add_argument("--as", dest="as_service", metavar="NAME", help="the haplane service the instances belong to "
+                                                                   "(default: the Consul service's name)")
+    p.add_argument("--version-from", choices=("tag", "meta"), default="tag",
+                   help="where an instance's version is: a tag PREFIX<version> or ServiceMeta[KEY] (default: tag)")
+    p.add_argument("--version-prefix", default="version=", metavar="PREFIX",
+                   help="with --version-from tag: the tag prefix (default: version=)")
+    p.add_argument("--version-key", default="version", metavar="KEY",
+                   help="with --version-from meta: the ServiceMeta key (default: version)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long one blocking query may wait (default: 60; Consul caps it at 600)")
+    p.add_argument("--dc", metavar="DATACENTER", help="the datacenter to query (default: the agent's)")
+    p.add_argument("--source", metavar="NAME", help="the source id (default: consul-<service>)")
+
+
+def consul_from_args(args: argparse.Namespace, settings: Any) -> Source:
+    """One ``ConsulSource`` for ``--service``; else a ``ConsulFollower`` of the dynamic backends' services (or of
+    every service with ``--tag``)."""
+    service = args.service or getattr(settings, "consul_service", None)
+    if service and args.tag:
+        raise ConfigurationError("watch consul: --tag follows many services; drop --service (or setting "
+                                 "consul_service) to use it")
+    if not service and args.as_service:
+        raise ConfigurationError("watch consul: --as names the one service of --service; following many, each "
+                                 "keeps its own name")
+    address = args.consul or os.environ.get("CONSUL_HTTP_ADDR") or getattr(settings, "consul_address", None) \
+        or "http://127.0.0.1:8500"
+    if not args.consul and getattr(settings, "consul_address", "http://127.0.0.1:8500") != "http://127.0.0.1:8500":
+        address = settings.consul_address  # an explicit setting wins over the environment's default
+    if "://" not in address and os.environ.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
+        address = "https://" + address
+    token = getattr(settings, "consul_token", None) or os.environ.get("CONSUL_HTTP_TOKEN") or None
+    cacert = getattr(settings, "consul_cacert", None) or os.environ.get("CONSUL_CACERT") or None
+    cert = getattr(settings, "consul_cert", None) or os.environ.get("CONSUL_CLIENT_CERT") or None
+    key = getattr(settings, "consul_key", None) or os.environ.get("CONSUL_CLIENT_KEY") or None
+    consul_source = load_source("consul")
+
+    def make(name: str, source_id: str | None = None) -> Any:
+        return consul_source(name, address=address, target=args.as_service, version_from=args.version_from,
+                             tag_prefix=args.version_prefix, meta_key=args.version_key, wait=args.wait, token=token,
+                             datacenter=args.dc, name=source_id, cacert=cacert, cert=cert, key=key)
+
+    if service:
+        one: Source = make(service, args.source)
+        return one
+    from haplane.sources.consul_follow import ConsulFollower
+
+    probe = make("consul")  # checks the address and the TLS files now, before anything runs
+    follower: Source = ConsulFollower(make, tag=args.tag, address=probe.address, token=token, datacenter=args.dc,
+                                      interval=args.interval, wait=args.wait, verify=probe.verify)
+    return follower
+
+
+# the order is --help's; one entry per name in sources.SOURCES
+WATCHES: dict[str, WatchCommand] = {
+    "docker": WatchCommand(DOCKER_HELP, configure_docker, docker_from_args, DOCKER_DESCRIPTION),
+    "aws": WatchCommand(AWS_HELP, configure_aws, aws_from_args),
+    "consul": WatchCommand(CONSUL_HELP, configure_consul, consul_from_args),
+}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
-    for name, module in _modules().items():
-        sp = sub.add_parser(name, help=module.WATCH_HELP,
-                            description=getattr(module, "WATCH_DESCRIPTION", module.WATCH_HELP),
+    for name, command in WATCHES.items():
+        sp = sub.add_parser(name, help=command.help, description=command.description or command.help,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         add_settings_options(sp)
         sp.add_argument("--api", metavar="URL", help="push to this registry API instead of the store")
@@ -78,8 +250,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                              "of several watchers on other hosts; needs the store, not --api)")
         sp.add_argument("--elect-ttl", type=float, default=10.0, metavar="SECONDS",
                         help="with --elect: a dead leader is replaced within this (default: 10)")
-        module.configure_watch(sp)
-        sp.set_defaults(_module=module)
+        command.configure(sp)
+        sp.set_defaults(_watch=command)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +281,7 @@ async def define_tls(source: Any, sink: Any, settings: Any) -> None:
 async def _run(args: argparse.Namespace, settings: Any) -> int:
     from haplane.sources.base import ApiSink, Sink, StoreSink, parse_define
 
-    source = args._module.source_from_args(args, settings)
+    source = args._watch.build(args, settings)
     define = getattr(args, "define", None)
     definition = None
     if define:
@@ -154,10 +326,10 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
     if definition is not None:
         await sink.define([definition])
     if election is not None:
-        module = args._module
+        command: WatchCommand = args._watch
 
         async def lead() -> None:  # a fresh source each term: it pushes its whole view when it takes over
-            await module.source_from_args(args, settings).run(sink)
+            await command.build(args, settings).run(sink)
 
         log.info("campaigning in election %s as %s (ttl %gs)", args.elect, election.node, election.ttl)
         task = asyncio.create_task(election.run(lead))

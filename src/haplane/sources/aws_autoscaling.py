@@ -21,7 +21,6 @@ address and availability zone, as one source-owned set per group.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import logging
@@ -35,7 +34,7 @@ from haplane.model import values as v
 from haplane.model.records import Instance
 from haplane.sources.base import Sink
 
-__all__ = ["WATCH_HELP", "AwsAutoScalingSource", "GroupView", "configure_watch", "group_views", "source_from_args"]
+__all__ = ["AwsAutoScalingSource", "GroupView", "group_views"]
 
 log = logging.getLogger("haplane.sources.aws")
 
@@ -241,43 +240,3 @@ def _diff(old: Sequence[Instance], new: Sequence[Instance]) -> str:
     if a - b:
         parts.append("-" + ",".join(sorted(a - b)))
     return " ".join(parts) or "changed"
-
-
-# --- haplane watch aws ------------------------------------------------------------------------------------------
-
-WATCH_HELP = "turn the in-service instances of AWS AutoScaling groups into instances (one set per group)"
-
-
-def configure_watch(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--asg", metavar="NAME[,NAME...]",
-                   help="the AutoScaling groups (default: setting aws_asg_names, HSDO's SERVER_ASG_NAMES)")
-    p.add_argument("--service", metavar="NAME", help="the service the instances belong to (default: setting "
-                                                     "aws_service, HSDO's CLIENT_HAPROXY_BACKEND_NAME)")
-    p.add_argument("--port", type=int, metavar="PORT", help="the port the instances listen on (default: setting "
-                                                            "aws_port, HSDO's CLIENT_HAPROXY_BACKEND_SERVER_PORT)")
-    p.add_argument("--interval", type=float, metavar="SECONDS",
-                   help="seconds between polls (default: setting poll_interval, HSDO's INTERVAL)")
-    p.add_argument("--weight", type=int, default=10, metavar="N", help="the instances' weight (default: 10)")
-    p.add_argument("--region", metavar="REGION", help="AWS region (default: setting aws_region, else boto3's: "
-                                                      "AWS_DEFAULT_REGION, ~/.aws/config)")
-    p.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint (default: setting aws_endpoint_url, else "
-                                                         "boto3's: AWS_ENDPOINT_URL)")
-
-
-def source_from_args(args: argparse.Namespace, settings: Any) -> AwsAutoScalingSource:
-    groups = tuple(p.strip() for p in (args.asg or "").split(",") if p.strip()) or \
-        tuple(getattr(settings, "aws_asg_names", ()) or ())
-    service = args.service or getattr(settings, "aws_service", None)
-    port = args.port if args.port is not None else getattr(settings, "aws_port", None)
-    if not service:
-        raise ConfigurationError("watch aws: no service given (--service NAME, setting aws_service, or HSDO's "
-                                 "CLIENT_HAPROXY_BACKEND_NAME)")
-    if port is None:
-        raise ConfigurationError("watch aws: no port given (--port PORT, setting aws_port, or HSDO's "
-                                 "CLIENT_HAPROXY_BACKEND_SERVER_PORT)")
-    return AwsAutoScalingSource(
-        groups, service, port,
-        interval=args.interval if args.interval is not None else getattr(settings, "poll_interval", 10.0),
-        region=args.region or getattr(settings, "aws_region", None) or None,
-        endpoint_url=args.endpoint_url or getattr(settings, "aws_endpoint_url", None) or None,
-        weight=args.weight)

@@ -29,10 +29,8 @@ their version, as one source-owned set, so Thalassa-style dynamic backends (name
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -45,8 +43,7 @@ from haplane.model import values as v
 from haplane.model.records import Instance
 from haplane.sources.base import Sink
 
-__all__ = ["WATCH_HELP", "ConsulSource", "configure_watch", "instances_from_catalog", "instances_from_health",
-           "source_from_args"]
+__all__ = ["ConsulSource", "instances_from_catalog", "instances_from_health"]
 
 log = logging.getLogger("haplane.sources.consul")
 
@@ -282,73 +279,3 @@ def _transport_error(exc: BaseException) -> str:
             return f"TLS failed ({seen}); check consul_cert/consul_key and consul_cacert"
         seen = seen.__cause__ or seen.__context__
     return repr(exc)
-
-
-# --- haplane watch consul ---------------------------------------------------------------------------------------
-
-WATCH_HELP = "turn the healthy instances of a Consul service into instances (blocking queries), with versions"
-
-
-def configure_watch(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tag", metavar="TAG", help="follow every Consul service carrying TAG (the catalog, through a "
-                                                "blocking query) instead of the dynamic backends' services")
-    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
-                   help="following the dynamic backends: how often their names are read again (default: 2)")
-    p.add_argument("--service", metavar="NAME", help="follow this one Consul service; without it (and without "
-                                                     "--tag), every service a dynamic backend names is followed, "
-                                                     "as Thalassa subscribed to its backends' names (default: "
-                                                     "setting consul_service, HSDO's "
-                                                     "SERVER_CONSUL_SERVICE_NAME)")
-    p.add_argument("--consul", metavar="URL", help="Consul's HTTP address (default: setting consul_address, "
-                                                   "else CONSUL_HTTP_ADDR, else http://127.0.0.1:8500); an https:// "
-                                                   "address is checked against HAPLANE_CONSUL_CACERT (else "
-                                                   "CONSUL_CACERT), with a client certificate from "
-                                                   "HAPLANE_CONSUL_CERT/HAPLANE_CONSUL_KEY (else CONSUL_CLIENT_CERT/"
-                                                   "CONSUL_CLIENT_KEY); the ACL token is HAPLANE_CONSUL_TOKEN (else "
-                                                   "CONSUL_HTTP_TOKEN)")
-    p.add_argument("--as", dest="as_service", metavar="NAME", help="the haplane service the instances belong to "
-                                                                   "(default: the Consul service's name)")
-    p.add_argument("--version-from", choices=("tag", "meta"), default="tag",
-                   help="where an instance's version is: a tag PREFIX<version> or ServiceMeta[KEY] (default: tag)")
-    p.add_argument("--version-prefix", default="version=", metavar="PREFIX",
-                   help="with --version-from tag: the tag prefix (default: version=)")
-    p.add_argument("--version-key", default="version", metavar="KEY",
-                   help="with --version-from meta: the ServiceMeta key (default: version)")
-    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                   help="how long one blocking query may wait (default: 60; Consul caps it at 600)")
-    p.add_argument("--dc", metavar="DATACENTER", help="the datacenter to query (default: the agent's)")
-    p.add_argument("--source", metavar="NAME", help="the source id (default: consul-<service>)")
-
-
-def source_from_args(args: argparse.Namespace, settings: Any) -> Any:
-    """One ``ConsulSource`` for ``--service``; else a ``ConsulFollower`` of the dynamic backends' services (or of
-    every service with ``--tag``)."""
-    service = args.service or getattr(settings, "consul_service", None)
-    if service and args.tag:
-        raise ConfigurationError("watch consul: --tag follows many services; drop --service (or setting "
-                                 "consul_service) to use it")
-    if not service and args.as_service:
-        raise ConfigurationError("watch consul: --as names the one service of --service; following many, each "
-                                 "keeps its own name")
-    address = args.consul or os.environ.get("CONSUL_HTTP_ADDR") or getattr(settings, "consul_address", None) \
-        or "http://127.0.0.1:8500"
-    if not args.consul and getattr(settings, "consul_address", "http://127.0.0.1:8500") != "http://127.0.0.1:8500":
-        address = settings.consul_address  # an explicit setting wins over the environment's default
-    if "://" not in address and os.environ.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
-        address = "https://" + address
-    token = getattr(settings, "consul_token", None) or os.environ.get("CONSUL_HTTP_TOKEN") or None
-    cacert = getattr(settings, "consul_cacert", None) or os.environ.get("CONSUL_CACERT") or None
-    cert = getattr(settings, "consul_cert", None) or os.environ.get("CONSUL_CLIENT_CERT") or None
-    key = getattr(settings, "consul_key", None) or os.environ.get("CONSUL_CLIENT_KEY") or None
-    def make(name: str, source_id: str | None = None) -> ConsulSource:
-        return ConsulSource(name, address=address, target=args.as_service, version_from=args.version_from,
-                            tag_prefix=args.version_prefix, meta_key=args.version_key, wait=args.wait, token=token,
-                            datacenter=args.dc, name=source_id, cacert=cacert, cert=cert, key=key)
-
-    if service:
-        return make(service, args.source)
-    from haplane.sources.consul_follow import ConsulFollower
-
-    probe = make("consul")  # checks the address and the TLS files now, before anything runs
-    return ConsulFollower(make, tag=args.tag, address=probe.address, token=token, datacenter=args.dc,
-                          interval=args.interval, wait=args.wait, verify=probe.verify)

@@ -16,12 +16,13 @@ import httpx
 import pytest
 from tests.support.pki import Pki, make_pki
 
+from haplane.commands.watch import configure_consul, consul_from_args
 from haplane.errors import ConfigurationError, SourceUnavailable
 from haplane.model.records import Instance
 from haplane.registry import RegistryStore
 from haplane.settings import Settings
 from haplane.sources.base import StoreSink
-from haplane.sources.consul import ConsulSource, configure_watch, source_from_args
+from haplane.sources.consul import ConsulSource
 from haplane.store.memory import MemoryStore
 from haplane.testing_consul import ConsulStandIn
 
@@ -117,13 +118,13 @@ async def test_an_untrusted_server_certificate_or_no_client_certificate_says_so(
 def test_files_and_token_come_from_settings_or_consuls_own_variables(consul: ConsulStandIn, pki: Pki,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     p = argparse.ArgumentParser()
-    configure_watch(p)
+    configure_consul(p)
     args = p.parse_args(["--service", "api"])
     for name, value in {"CONSUL_HTTP_ADDR": consul.address.removeprefix("https://"), "CONSUL_HTTP_SSL": "true",
                         "CONSUL_HTTP_TOKEN": TOKEN, "CONSUL_CACERT": str(pki.ca),
                         "CONSUL_CLIENT_CERT": str(pki.client_cert), "CONSUL_CLIENT_KEY": str(pki.client_key)}.items():
         monkeypatch.setenv(name, value)
-    src = source_from_args(args, Settings())
+    src = consul_from_args(args, Settings())
     assert src.address == consul.address and src.token == TOKEN
     instances, _ = asyncio.run(query(src))
     assert [i.id for i in instances] == ["node1-a1"]
@@ -132,7 +133,7 @@ def test_files_and_token_come_from_settings_or_consuls_own_variables(consul: Con
     for name in ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_TOKEN", "CONSUL_CACERT", "CONSUL_CLIENT_CERT",
                  "CONSUL_CLIENT_KEY"):
         monkeypatch.delenv(name)
-    instances, _ = asyncio.run(query(source_from_args(args, settings)))
+    instances, _ = asyncio.run(query(consul_from_args(args, settings)))
     assert [i.id for i in instances] == ["node1-a1"]
 
 

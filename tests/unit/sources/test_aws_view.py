@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from haplane.commands.watch import aws_from_args, configure_aws
 from haplane.compose import FALLBACK_SUFFIX, ComposeOptions, service_backends
 from haplane.errors import ConfigurationError, ValidationError
 from haplane.model.records import Instance, Service
 from haplane.settings import load
-from haplane.sources.aws_autoscaling import AwsAutoScalingSource, configure_watch, group_views, source_from_args
+from haplane.sources.aws_autoscaling import AwsAutoScalingSource, group_views
 
 
 def asg(name: str, *members: tuple[str, str, str]) -> dict[str, Any]:
@@ -69,12 +70,12 @@ def test_source_settings_are_checked() -> None:
 
 def test_watch_options_fall_back_to_hsdo_settings() -> None:
     p = argparse.ArgumentParser()
-    configure_watch(p)
+    configure_aws(p)
     settings = load(env={"SERVER_ASG_NAMES": "g1, g2", "INTERVAL": "3", "HAPLANE_AWS_REGION": "eu-west-3"})
-    src = source_from_args(p.parse_args(["--service", "web", "--port", "8080"]), settings)
+    src = aws_from_args(p.parse_args(["--service", "web", "--port", "8080"]), settings)
     assert (src.groups, src.interval, src.region, src.name) == (("g1", "g2"), 3.0, "eu-west-3",
                                                                 "aws-asg-g1,aws-asg-g2")
-    src = source_from_args(p.parse_args(["--asg", "x", "--service", "web", "--port", "80", "--interval", "0.5"]),
+    src = aws_from_args(p.parse_args(["--asg", "x", "--service", "web", "--port", "80", "--interval", "0.5"]),
                            settings)
     assert (src.groups, src.interval) == (("x",), 0.5)
 

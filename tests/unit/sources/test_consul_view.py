@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from haplane.commands.watch import configure_consul, consul_from_args
 from haplane.errors import ConfigurationError, ValidationError
 from haplane.settings import load
-from haplane.sources.consul import ConsulSource, configure_watch, instances_from_health, source_from_args
+from haplane.sources.consul import ConsulSource, instances_from_health
 
 
 def entry(node: str, sid: str, address: str, port: Any, *, tags: list[str] | None = None,
@@ -69,23 +70,23 @@ def test_index_rules_follow_consuls_docs() -> None:
 
 def test_settings_and_options() -> None:
     p = argparse.ArgumentParser()
-    configure_watch(p)
+    configure_consul(p)
     settings = load(env={"SERVER_CONSUL_API_URL": "http://127.0.0.1:8600", "SERVER_CONSUL_SERVICE_NAME": "web"})
-    src = source_from_args(p.parse_args([]), settings)
+    src = consul_from_args(p.parse_args([]), settings)
     assert (src.service, src.address, src.target, src.name) == ("web", "http://127.0.0.1:8600", "web",
                                                                "consul-web")
-    src = source_from_args(p.parse_args(["--service", "api", "--consul", "127.0.0.1:9", "--as", "apisvc",
+    src = consul_from_args(p.parse_args(["--service", "api", "--consul", "127.0.0.1:9", "--as", "apisvc",
                                          "--version-from", "meta"]), load(env={}))
     assert (src.address, src.target, src.version_from) == ("http://127.0.0.1:9", "apisvc", "meta")
     from haplane.sources.consul_follow import ConsulFollower
 
-    follower = source_from_args(p.parse_args([]), load(env={}))  # no service: the dynamic backends' services
+    follower = consul_from_args(p.parse_args([]), load(env={}))  # no service: the dynamic backends' services
     assert isinstance(follower, ConsulFollower) and follower.tag is None and follower.names is None
-    tagged = source_from_args(p.parse_args(["--tag", "haplane"]), load(env={}))
+    tagged = consul_from_args(p.parse_args(["--tag", "haplane"]), load(env={}))
     assert isinstance(tagged, ConsulFollower) and tagged.tag == "haplane"
     with pytest.raises(ConfigurationError, match="--tag follows many services"):
-        source_from_args(p.parse_args(["--service", "api", "--tag", "t"]), load(env={}))
+        consul_from_args(p.parse_args(["--service", "api", "--tag", "t"]), load(env={}))
     with pytest.raises(ConfigurationError, match="--as names the one service"):
-        source_from_args(p.parse_args(["--as", "x"]), load(env={}))
+        consul_from_args(p.parse_args(["--as", "x"]), load(env={}))
     with pytest.raises(ConfigurationError, match="version_from"):
         ConsulSource("api", version_from="label")

@@ -17,13 +17,13 @@ from haplane.errors import ConfigurationError
 from haplane.sources.docker import (
     ContainerView,
     DockerSource,
-    _endpoint,
     container_view,
     docker_host,
     docker_socket_reachable,
     signal_number,
     tls_context,
 )
+from haplane.sources.docker.daemon import endpoint
 
 RECORDED = Path(__file__).parent / "docker_inspect"
 
@@ -171,12 +171,12 @@ def test_bad_values_skip_the_container_naming_it_and_the_value(env: list[str], l
 def test_docker_host_follows_the_docker_cli() -> None:
     assert docker_host({}) == "unix:///var/run/docker.sock"
     assert docker_host({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) == "tcp://127.0.0.1:2375"
-    assert _endpoint("unix:///run/d.sock", {}) == ("http://docker", {"uds": "/run/d.sock"})
-    assert _endpoint("tcp://127.0.0.1", {}) == ("http://127.0.0.1:2375", {"verify": True})
-    assert _endpoint("tcp://[::1]:2000", {})[0] == "http://[::1]:2000"
+    assert endpoint("unix:///run/d.sock", {}) == ("http://docker", {"uds": "/run/d.sock"})
+    assert endpoint("tcp://127.0.0.1", {}) == ("http://127.0.0.1:2375", {"verify": True})
+    assert endpoint("tcp://[::1]:2000", {})[0] == "http://[::1]:2000"
     for bad in ("ssh://me@host", "unix://", "tcp://"):
         with pytest.raises(ConfigurationError, match="DOCKER_HOST"):
-            _endpoint(bad, {})
+            endpoint(bad, {})
 
 
 def test_tls_as_the_docker_cli_reads_it(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_tls_as_the_docker_cli_reads_it(tmp_path: Path) -> None:
         tls_context({"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)})
     ctx = tls_context({"DOCKER_TLS": "1", "DOCKER_CERT_PATH": str(tmp_path)})
     assert ctx is not None and not ctx.check_hostname
-    base, kw = _endpoint("tcp://127.0.0.1", {"DOCKER_TLS": "1", "DOCKER_CERT_PATH": str(tmp_path)})
+    base, kw = endpoint("tcp://127.0.0.1", {"DOCKER_TLS": "1", "DOCKER_CERT_PATH": str(tmp_path)})
     assert base == "https://127.0.0.1:2376" and kw["verify"] is not True
 
 
