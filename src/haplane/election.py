@@ -1,12 +1,15 @@
 """Singleton work on one node at a time (an AWS poller, for example), through a store lease.
 
-``Election(store, name, node, ttl).run(work)`` campaigns for ``/haplane-election/{name}``: a key created only
+``Election(store, name, node, ttl).run(work)`` campaigns for ``store.keys.election_key(name)``
+(``/haplane-election/{name}``, outside the prefix the agents watch): a key created only
 if absent, bound to a lease of ``ttl`` seconds that the leader keeps alive every ``ttl/3``. While it leads it
 runs ``work()``; when it loses the lease (keepalive fails: the store was unreachable longer than ``ttl``, or
 someone revoked it) it cancels ``work`` at once and campaigns again. When the leader dies its lease expires
 after at most ``ttl`` and another node takes over. Works on every Store engine (memory, sqlite, etcd...).
 
-Who calls it: ``haplane watch ... --elect NAME`` style callers that must not run twice.
+Who calls it: code that must not run twice at once, such as a cloud poller run on several hosts for redundancy
+(``Election(store, "aws-poller", node).run(poll)``). No command takes an election option yet; the library is
+tested on a real etcd cluster (tests/integration/etcd/test_many_nodes.py).
 """
 
 from __future__ import annotations

@@ -1,25 +1,27 @@
 """``dynamodb://TABLE?region=R[&endpoint=URL]`` — the Store on one Amazon DynamoDB table (HSDO's AWS-native setup).
 
-Needs the ``aws`` extra (boto3); without it opening the store raises ``MissingDependency`` naming it. The table
-is created (on-demand billing, keys ``pk``/``sk``, both strings) if it does not exist. Credentials, region and
-endpoint come from boto3's usual chain (``AWS_*`` variables, ``~/.aws``, instance roles; boto3 ≥ 1.28 reads
-``AWS_ENDPOINT_URL`` itself); ``region=`` and ``endpoint=`` in the URL win over them.
+Needs the ``aws`` extra (boto3); without it the store's first operation raises ``MissingDependency`` naming it
+(``open_dynamodb`` only checks the URL). The table is created (on-demand billing, keys ``pk``/``sk``, both
+strings) if it does not exist. Credentials, region and endpoint come from boto3's usual chain (``AWS_*``
+variables, ``~/.aws``, instance roles; boto3 ≥ 1.28 reads ``AWS_ENDPOINT_URL`` itself); ``region=`` and
+``endpoint=`` in the URL win over them.
 
 Layout (one table, four item families):
 - ``pk="meta", sk="rev"`` — the store-wide revision counter; ``sk="leaseseq"`` — the lease id counter;
 - ``pk="kv", sk=KEY`` — a key with its value, create/mod revision and lease (``sk`` is compared as UTF-8 bytes,
   which is code point order, so a ``begins_with`` query is an ordered prefix range);
 - ``pk="log", sk=REVISION`` (zero-padded) — the change log: the events of that revision's txn;
-- ``pk="lease", sk=ID`` — a lease with its ttl and expiry (Unix time).
+- ``pk="lease", sk=ID`` (zero-padded) — a lease with its ttl and expiry (Unix time).
 
 How the contract is kept:
 - **txn / compare-and-swap**: under a per-process lock, the txn reads the revision and the keys it touches
   (consistent reads), checks the compares against that snapshot, then writes everything in ONE
   ``TransactWriteItems``: the data items, the change-log item, and the counter ``rev`` with the condition
   ``rev = <the revision read>``. Any other writer that committed meanwhile (another process, another host) makes
-  the condition fail; the txn is then retried from the reads. So every txn bumps the revision by exactly one, is
-  all-or-nothing, and compares can never pass on a stale read. A ``Conflict`` is raised only when the compare
-  fails on a snapshot whose revision did not move while it was read.
+  the condition fail; the txn is then retried from the reads (with ``backoff_delay``). So every txn bumps the
+  revision by exactly one, is all-or-nothing, and compares can never pass on a stale read. A ``Conflict`` is
+  raised when a compare fails on the consistent read of its key: a key's revision only moves forward, so the
+  compare did fail at that read.
 - **size**: a DynamoDB transaction holds at most 100 items (``max_items=``; moto allows 25). A txn needs one
   item per put or deleted key, one per distinct lease it puts with, plus two; a bigger txn is refused with a
   ``ValidationError`` naming the limit (nothing is written), never split (it would not be atomic).
@@ -137,8 +139,9 @@ class DynamoDBStore:
                                               config=cfg)
 
     async def _call(self, fn: Callable[..., T], **kwargs: Any) -> T:
-        """Run a blocking boto3 call in a thread; AWS and network errors become StoreUnavailable (callers
-        that expect a conditional failure catch ``_ClientError`` first through ``_call_raw``)."""
+        """Run a blocking boto3 call in a thread; AWS and network errors become StoreUnavailable. Calls that
+        expect a conditional failure (``keepalive``, ``_commit``, ``_expire``) run boto3 through
+        ``asyncio.to_thread`` themselves and read the ``ClientError``'s code first."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
