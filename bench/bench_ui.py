@@ -107,7 +107,7 @@ async def measure(n: int, runs: int, haproxy: str) -> None:
 
                 traffic = traffic_text(rows.values(), names_of(config))
                 metrics._collector.gathered = Gathered(rows=dict(rows), overview=doc, traffic=traffic)
-                generate_latest(metrics.registry) + traffic.encode()
+                generate_latest(metrics.collectors) + traffic.encode()
 
             t_metrics = await best(scrape, runs)
             servers = sum(len(b.servers) for b in config.backends)

@@ -164,31 +164,32 @@ class _ScrapeCollector(Collector):
 
 
 class Metrics:
-    """haplane's metrics over an optional in-process agent (``AgentView``) and an optional registry store."""
+    """haplane's metrics, in the prometheus ``collectors`` given, over an optional in-process agent (``AgentView``)
+    and an optional store."""
 
-    def __init__(self, registry: CollectorRegistry, agent: AgentReader | None = None, store: Store | None = None
+    def __init__(self, collectors: CollectorRegistry, agent: AgentReader | None = None, store: Store | None = None
                  ) -> None:
-        self.registry = registry
+        self.collectors = collectors
         self.agent = agent
         self.store = store
         self.routable = Histogram("haplane_event_to_routable_seconds", "From a batch of store events reaching "
                                   "the agent to HAProxy routing accordingly (runtime commands sent)",
-                                  buckets=ROUTABLE_BUCKETS, registry=registry)
+                                  buckets=ROUTABLE_BUCKETS, registry=collectors)
         self.reloads = Counter("haplane_reloads", "HAProxy reloads (and failed attempts) by reason and result",
-                               ["reason", "result"], registry=registry)
+                               ["reason", "result"], registry=collectors)
         self.commands = Counter("haplane_runtime_commands", "Runtime API commands sent, by command and result",
-                                ["command", "result"], registry=registry)
+                                ["command", "result"], registry=collectors)
         self.checks_failed = Counter("haplane_config_checks_failed", "Configs haproxy -c rejected (in whole, "
-                                     "or lines of quarantined items)", ["kind"], registry=registry)
+                                     "or lines of quarantined items)", ["kind"], registry=collectors)
         self.changes = Counter("haplane_changes", "Every change the agent made or decided, by kind and result",
-                               ["kind", "result"], registry=registry)
+                               ["kind", "result"], registry=collectors)
         self.source_events = Counter("haplane_source_events", "Instance events from the store, by the source "
                                      "that wrote them (api: written through the API)", ["source", "event"],
-                                     registry=registry)
+                                     registry=collectors)
         self.acme: Any = None  # haplane.tls.manager.AcmeManager, when this process orders certificates
         self._collector = _ScrapeCollector()
         self._names: tuple[object, dict[tuple[str, str], tuple[str, str | None]]] | None = None
-        registry.register(self._collector)
+        collectors.register(self._collector)
         if agent is not None:
             agent.activity.listeners.append(self.on_activity)
             agent.on_routable(self.routable.observe)
@@ -243,8 +244,8 @@ class Metrics:
                 if self._names is None or self._names[0] is not desired:  # once per new config
                     self._names = (desired, names_of(desired))
                 g.traffic = traffic_text(g.rows.values(), self._names[1])
-            registry = self.agent.registry()
-            for inst in registry.instances:
+            records = self.agent.registry()
+            for inst in records.instances:
                 g.groups[inst.id] = inst.group
                 key = (inst.service, inst.state if inst.healthy else "unhealthy")
                 g.instances[key] = g.instances.get(key, 0) + 1
@@ -275,4 +276,4 @@ class Metrics:
     async def scrape(self) -> bytes:
         gathered = self._collector.gathered = await self.gather()
         # the traffic families come as text (haplane.traffic: tens of thousands of samples at 1,000 services)
-        return generate_latest(self.registry) + gathered.traffic.encode()
+        return generate_latest(self.collectors) + gathered.traffic.encode()

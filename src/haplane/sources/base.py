@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from haplane.errors import HaplaneError, SourceUnavailable
 from haplane.model.records import Instance, Service
+
+if TYPE_CHECKING:
+    from haplane.registry import RegistryStore
 
 log = logging.getLogger("haplane.sources")
 
@@ -50,8 +53,8 @@ class Source(Protocol):
 class StoreSink:
     """Writes straight into a local store (the source runs on the HAProxy host)."""
 
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry  # haplane.registry.RegistryStore
+    def __init__(self, registry: RegistryStore) -> None:
+        self.registry = registry
 
     async def replace(self, source: str, instances: Sequence[Instance]) -> None:
         await self.registry.replace_source(source, instances)
