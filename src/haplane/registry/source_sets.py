@@ -29,23 +29,6 @@ def keep_operator(new: Instance, stored: Instance) -> Instance:
 
 
 class SourceSets(SlotReads):
-    async def _source_lease(self, source: str, ttl: float) -> tuple[int, Put | None]:
-        """The lease binding ``source``'s instances: the current one, kept alive, or a new one (then the
-        returned Put records it, to be written in the same transaction as the instances)."""
-        key = source_key(source)
-        kv = await self.store.get(key)
-        if kv is not None:
-            rec = json.loads(kv.value)
-            lease = int(rec.get("lease", 0))
-            if lease and float(rec.get("ttl", 0)) == ttl:
-                try:
-                    await self.store.keepalive(lease)
-                    return lease, None
-                except NotFound:
-                    pass  # expired: its instances are gone already; start again with a new lease
-        lease = await self.store.grant_lease(ttl)
-        return lease, Put(key, dumps({"lease": lease, "ttl": ttl}), lease=lease)
-
     async def replace_source(self, source: str, instances: Sequence[Instance], ttl: float | None = None
                              ) -> tuple[int, list[Change]]:
         """Make the instances owned by ``source`` exactly ``instances``, in one transaction: a watcher that
@@ -131,3 +114,20 @@ class SourceSets(SlotReads):
                 continue
             return rev, changes
         raise Conflict(source_key(source))
+
+    async def _source_lease(self, source: str, ttl: float) -> tuple[int, Put | None]:
+        """The lease binding ``source``'s instances: the current one, kept alive, or a new one (then the
+        returned Put records it, to be written in the same transaction as the instances)."""
+        key = source_key(source)
+        kv = await self.store.get(key)
+        if kv is not None:
+            rec = json.loads(kv.value)
+            lease = int(rec.get("lease", 0))
+            if lease and float(rec.get("ttl", 0)) == ttl:
+                try:
+                    await self.store.keepalive(lease)
+                    return lease, None
+                except NotFound:
+                    pass  # expired: its instances are gone already; start again with a new lease
+        lease = await self.store.grant_lease(ttl)
+        return lease, Put(key, dumps({"lease": lease, "ttl": ttl}), lease=lease)
