@@ -13,7 +13,6 @@ from haplane.errors import HaplaneError
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
 from haplane.store import keys
 from haplane.store.base import KV, Event
-from haplane.tls import keys as tls_keys
 from haplane.tls.records import Certificate, CertificateKey, Challenge, bundle_of
 
 
@@ -27,17 +26,18 @@ class _Certs:
         self.served: dict[str, RegistryCert] = {}
         self.challenges: dict[str, str] = {}  # token → key authorization
 
-    def put(self, key: str, data: object, bad: dict[str, str]) -> bool:
-        """Take a record under the tls keys; False for a key that is none of them."""
-        if key.startswith(tls_keys.CERTIFICATES):
+    def put(self, key: str, what: keys.Key, data: object, bad: dict[str, str]) -> bool:
+        """Take a certificate, its private key or an ACME challenge (``what``: ``key`` decoded); False for a key
+        that is none of them."""
+        if what.kind == "certificate":
             cert = Certificate.from_dict(data)
             self.records[cert.name] = cert
             self._pair(cert.name, bad)
-        elif key.startswith(tls_keys.CERTIFICATE_KEYS):
+        elif what.kind == "private_key":
             k = CertificateKey.from_dict(data)
             self.keys[k.name] = k
             self._pair(k.name, bad)
-        elif key.startswith(tls_keys.ACME_CHALLENGES):
+        elif what.kind == "acme_challenge":
             ch = Challenge.from_dict(data)
             self.challenges[ch.token] = ch.key_authorization
             bad.pop(key, None)
@@ -45,26 +45,24 @@ class _Certs:
             return False
         return True
 
-    def delete(self, key: str, bad: dict[str, str]) -> bool:
-        if key.startswith(tls_keys.CERTIFICATES):
-            name = key[len(tls_keys.CERTIFICATES):]
-            self.records.pop(name, None)
-        elif key.startswith(tls_keys.CERTIFICATE_KEYS):
-            name = key[len(tls_keys.CERTIFICATE_KEYS):]
-            self.keys.pop(name, None)
-        elif key.startswith(tls_keys.ACME_CHALLENGES):
-            self.challenges.pop(key[len(tls_keys.ACME_CHALLENGES):], None)
+    def delete(self, what: keys.Key, bad: dict[str, str]) -> bool:
+        if what.kind == "certificate":
+            self.records.pop(what.name, None)
+        elif what.kind == "private_key":
+            self.keys.pop(what.name, None)
+        elif what.kind == "acme_challenge":
+            self.challenges.pop(what.name, None)
             return True
         else:
             return False
-        self._pair(name, bad)
+        self._pair(what.name, bad)
         return True
 
     def _pair(self, name: str, bad: dict[str, str]) -> None:
         import time
 
         cert, key = self.records.get(name), self.keys.get(name)
-        where = tls_keys.certificate_key(name)
+        where = keys.certificate_key(name)
         self.served.pop(name, None)
         bad.pop(where, None)
         if cert is None or key is None:
@@ -151,8 +149,8 @@ class Mirror:
             data = json.loads(value)  # first: a key under the watched prefix that is not JSON is reported
             what = keys.decode(key)
             if what is None or not what.record:
-                if self.certs.put(key, data, self.bad):  # a certificate, its key or an ACME challenge
-                    self._touch_cert(key, touched)
+                if what is not None and self.certs.put(key, what, data, self.bad):  # certificate, key, challenge
+                    self._touch_cert(what, touched)
                 return
             if what.kind == "instance":
                 inst = Instance.from_dict(data)
@@ -177,19 +175,19 @@ class Mirror:
             self.bad[key] = str(exc)
 
     @staticmethod
-    def _touch_cert(key: str, touched: Touched) -> None:
-        if key.startswith(tls_keys.ACME_CHALLENGES):
+    def _touch_cert(what: keys.Key, touched: Touched) -> None:
+        if what.kind == "acme_challenge":
             touched.maps = True
         else:
-            touched.certs.add(key.rsplit("/", 1)[-1])
+            touched.certs.add(what.name)
 
     def _delete(self, key: str, touched: Touched) -> None:
         self.bad.pop(key, None)
-        if self.certs.delete(key, self.bad):
-            self._touch_cert(key, touched)
-            return
         what = keys.decode(key)
         if what is None:
+            return
+        if self.certs.delete(what, self.bad):
+            self._touch_cert(what, touched)
             return
         if what.kind == "instance":
             by_id = self.instances.get(what.parent)

@@ -14,12 +14,18 @@ so writing them never wakes an agent.
     /haplane/alloc/{service}              the service's slot allocation record:           kind "alloc"
                                           {"freed": {slot: time}, "held": [slot...]}
     /haplane/sources/{source}             a source set's lease {"lease", "ttl"}           kind "source"
+    /haplane/certificates/{name}          Certificate (public: chain, hosts, validity)    kind "certificate"
+    /haplane/certificate-keys/{name}      CertificateKey (the private key, apart)         kind "private_key"
+    /haplane/acme/challenges/{token}      an HTTP-01 challenge every node answers         kind "acme_challenge"
+    /haplane/acme/orders/{name}           an ACME order's last result and back-off        kind "acme_order"
+    /haplane/acme/account                 the ACME account key and URL                    kind "acme_account"
     /haplane-nodes/{node}                 an agent's report (agent/nodes.py)              kind "node"
     /haplane-election/{name}              an election's leader (election.py)              kind "election"
 
-Who writes what: the registry (``haplane.registry``) every key under ``ROOT``; each agent its own node
-report; an ``Election`` its key. Who reads: the agent's mirror (records), the registry (everything under
-``ROOT``), metrics (instances), the API through the registry, ``read_nodes`` (node reports).
+Who writes what: the registry (``haplane.registry``) the records, tables, allocation records and source sets;
+``haplane.tls`` the certificates and ACME state; each agent its own node report; an ``Election`` its key.
+Who reads: the agent's mirror (records), the registry (everything it writes), metrics (instances), the API
+through the registry and ``tls.store``, ``read_nodes`` (node reports).
 """
 
 from __future__ import annotations
@@ -35,15 +41,25 @@ BACKENDS = ROOT + "backends/"
 TABLES = ROOT + "tables/"
 ALLOC = ROOT + "alloc/"
 SOURCES = ROOT + "sources/"
+CERTIFICATES = ROOT + "certificates/"
+CERTIFICATE_KEYS = ROOT + "certificate-keys/"
+ACME = ROOT + "acme/"
+ACME_CHALLENGES = ACME + "challenges/"
+ACME_ORDERS = ACME + "orders/"
+ACME_ACCOUNT = ACME + "account"
 NODES = "/haplane-nodes/"
 ELECTIONS = "/haplane-election/"
+ACME_ELECTION = "acme"  # the Election name of the ACME manager (its key: election_key(ACME_ELECTION))
 
-KeyKind: TypeAlias = Literal["service", "instance", "frontend", "backend", "table", "alloc", "source", "node",
+KeyKind: TypeAlias = Literal["service", "instance", "frontend", "backend", "table", "alloc", "source",
+                             "certificate", "private_key", "acme_challenge", "acme_order", "acme_account", "node",
                              "election"]
 
 # the folder right under ROOT -> the kind of key it holds
 _UNDER_ROOT: dict[str, KeyKind] = {"services": "service", "instances": "instance", "frontends": "frontend",
-                                   "backends": "backend", "tables": "table", "alloc": "alloc", "sources": "source"}
+                                   "backends": "backend", "tables": "table", "alloc": "alloc", "sources": "source",
+                                   "certificates": "certificate", "certificate-keys": "private_key"}
+_UNDER_ACME: dict[str, KeyKind] = {"challenges": "acme_challenge", "orders": "acme_order"}
 _NESTED: frozenset[KeyKind] = frozenset({"instance", "table"})  # {parent}/{name}
 RECORDS: frozenset[KeyKind] = frozenset({"service", "instance", "frontend", "backend"})  # what compose reads
 
@@ -69,6 +85,8 @@ def decode(key: str) -> Key | None:
     second part missing (``/haplane/instances/web``, never written by haplane) still decodes by its prefix,
     with an empty ``name``."""
     if key.startswith(ROOT):
+        if key.startswith(ACME):
+            return _decode_acme(key[len(ACME):])
         folder, sep, rest = key[len(ROOT):].partition("/")
         kind = _UNDER_ROOT.get(folder)
         if kind is None or not sep:
@@ -82,6 +100,14 @@ def decode(key: str) -> Key | None:
     if key.startswith(ELECTIONS):
         return Key("election", key[len(ELECTIONS):])
     return None
+
+
+def _decode_acme(rest: str) -> Key | None:
+    if rest == "account":
+        return Key("acme_account", "")
+    folder, sep, name = rest.partition("/")
+    kind = _UNDER_ACME.get(folder)
+    return Key(kind, name) if kind is not None and sep else None
 
 
 def service_key(name: str) -> str:
@@ -124,3 +150,21 @@ def node_key(node: str) -> str:
 
 def election_key(name: str) -> str:
     return ELECTIONS + name
+
+
+def certificate_key(name: str) -> str:
+    """A certificate's public record."""
+    return CERTIFICATES + name
+
+
+def private_key_key(name: str) -> str:
+    """A certificate's private key, kept apart from its public record (never answered by the API)."""
+    return CERTIFICATE_KEYS + name
+
+
+def challenge_key(token: str) -> str:
+    return ACME_CHALLENGES + token
+
+
+def order_key(name: str) -> str:
+    return ACME_ORDERS + name

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from haplane.backoff import backoff_delay
 from haplane.errors import AcmeError, HaplaneError, StoreError
 from haplane.model.records import Service
 from haplane.store.base import Store
@@ -94,7 +95,7 @@ class AcmeManager:
     async def run(self) -> None:
         """Campaign forever; order while leading."""
         from haplane.election import Election
-        from haplane.tls.keys import ACME_ELECTION
+        from haplane.store.keys import ACME_ELECTION
 
         await Election(self.store, ACME_ELECTION, self.node).run(self._lead)
 
@@ -178,7 +179,7 @@ class AcmeManager:
             await self.certs.put(name, bundle, "acme")
         except HaplaneError as exc:
             failures = (last.failures if last and last.result == "failed" else 0) + 1
-            delay = min(self.options.retry_cap, self.options.retry_base * 2 ** (failures - 1))
+            delay = backoff_delay(failures - 1, self.options.retry_base, self.options.retry_cap)
             self.results["failed"] += 1
             if isinstance(exc, AcmeError) and "account" in str(exc).lower():
                 self.client = None  # the account may be gone: find or make it again next time

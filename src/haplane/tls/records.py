@@ -1,7 +1,7 @@
 """Certificate and ACME records: what the API, the certificates directory and the ACME client write into the
 store, and what the agent reads. PURE (no I/O).
 
-A certificate is two store keys written in one transaction (``haplane.tls.keys``): the public record
+A certificate is two store keys written in one transaction (``haplane.store.keys``): the public record
 (``Certificate``: the chain and what it says: hosts, issuer, validity, source) and the private key
 (``CertificateKey``) apart, so nothing that lists or shows certificates can hand a key out by mistake.
 """

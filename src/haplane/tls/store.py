@@ -2,7 +2,7 @@
 ACME client). Every write is one transaction guarded by compare-and-swap; a caller's ``If-Match`` revision
 that is not the current one is ``PreconditionFailed``.
 
-A certificate is two keys written and deleted together (``haplane.tls.keys``): its public record and, apart,
+A certificate is two keys written and deleted together (``haplane.store.keys``): its public record and, apart,
 its private key. Nothing here returns a key to a caller outside the process: ``get``/``list`` give the public
 record; ``key_of`` exists for the node that serves it and for ``haplane status`` on the agent's own host.
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from haplane.errors import NotFound, PreconditionFailed, ValidationError
-from haplane.store.base import KV, Compare, Delete, Op, Put, Store
-from haplane.tls import keys
+from haplane.errors import NotFound, ValidationError
+from haplane.registry.core import guard_write
+from haplane.store import keys
+from haplane.store.base import Compare, Delete, Op, Put, Store
 from haplane.tls.certs import CertBundle, validate_cert_name
 from haplane.tls.records import Certificate, CertificateKey, Challenge, OrderState, records_of
 
@@ -23,11 +24,6 @@ __all__ = ["CertificateStore"]
 
 def _dumps(data: object) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def _check(kv: KV | None, key: str, if_match: int | None) -> None:
-    if if_match is not None and (kv is None or kv.mod_revision != if_match):
-        raise PreconditionFailed(key, if_match, kv.mod_revision if kv else 0)
 
 
 class CertificateStore:
@@ -42,10 +38,9 @@ class CertificateStore:
         cert, key = records_of(name, bundle, source)
         ck, kk = keys.certificate_key(name), keys.private_key_key(name)
         current = await self.store.get(ck)
-        _check(current, ck, if_match)
+        guarded = guard_write(ck, current, if_match)
         key_now = await self.store.get(kk)
-        compares = [Compare(ck, current.mod_revision if current else 0),
-                    Compare(kk, key_now.mod_revision if key_now else 0)]
+        compares = [guarded, Compare(kk, key_now.mod_revision if key_now else 0)]
         rev = await self.store.txn(compares, [Put(ck, _dumps(cert.to_dict())), Put(kk, _dumps(key.to_dict()))])
         return cert, rev, current is None
 
@@ -74,8 +69,7 @@ class CertificateStore:
         current = await self.store.get(ck)
         if current is None:
             raise NotFound("certificate", name)
-        _check(current, ck, if_match)
-        return await self.store.txn([Compare(ck, current.mod_revision)],
+        return await self.store.txn([guard_write(ck, current, if_match)],
                                     [Delete(ck), Delete(keys.private_key_key(name))])
 
     async def replace_source(self, source: str, bundles: Mapping[str, CertBundle]) -> tuple[int, list[str]]:

@@ -25,6 +25,11 @@ from haplane.store.keys import Key
     (keys.table_prefix("demo") + "web", Key("table", "web", "demo")),
     (keys.alloc_key("web"), Key("alloc", "web")),
     (keys.source_key("docker-a"), Key("source", "docker-a")),
+    (keys.certificate_key("www"), Key("certificate", "www")),
+    (keys.private_key_key("www"), Key("private_key", "www")),
+    (keys.challenge_key("tok-1"), Key("acme_challenge", "tok-1")),
+    (keys.order_key("www"), Key("acme_order", "www")),
+    (keys.ACME_ACCOUNT, Key("acme_account", "")),
     (keys.node_key("lb1"), Key("node", "lb1")),
     (keys.election_key("aws"), Key("election", "aws")),
 ])
@@ -33,7 +38,8 @@ def test_every_key_written_decodes_to_what_it_is(key: str, expected: Key) -> Non
 
 
 @pytest.mark.parametrize("key", ["/haplane/services", "/haplane/agents/n1", "/haplane/servicesx/web", "/other/web",
-                                 "haplane/services/web", "", "/haplane-nodes"])
+                                 "haplane/services/web", "", "/haplane-nodes", "/haplane/acme/x/y",
+                                 "/haplane/acme/accounts"])
 def test_a_key_haplane_does_not_write_decodes_to_none(key: str) -> None:
     assert keys.decode(key) is None
 
@@ -44,6 +50,9 @@ def test_records_are_the_four_kinds_compose_reads_and_all_live_under_the_watched
         assert key.startswith(keys.ROOT)
         what = keys.decode(key)
         assert what is not None and what.record
+    for key in (keys.certificate_key("a"), keys.challenge_key("t"), keys.alloc_key("a")):
+        what = keys.decode(key)
+        assert what is not None and not what.record  # the mirror skips them
     for key in (keys.node_key("n"), keys.election_key("e")):  # reports never wake an agent
         assert not key.startswith(keys.ROOT)
 
