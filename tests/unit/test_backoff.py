@@ -21,6 +21,7 @@ def test_doubles_from_base_up_to_cap() -> None:
     ("consul watcher", lambda a, cap: min(cap, 0.2 * 2 ** min(a, 16)), 0.2, 30.0),
     ("aws poller", lambda a, cap: min(cap, 10.0 * 2 ** min(a, 16)), 10.0, 300.0),
     ("dynamodb txn/sweep", lambda a, cap: min(cap, 0.005 * 2 ** min(a, 7)), 0.005, 0.5),
+    ("acme order retry (attempt = failures - 1)", lambda a, cap: min(cap, 300.0 * 2 ** a), 300.0, 86400.0),
 ])
 def test_same_waits_as_the_formulas_it_replaced(name: str, old: Callable[[int, float], float], base: float,
                                                 cap: float) -> None:
