@@ -31,6 +31,7 @@ from haplane.errors import HaplaneError, ValidationError
 from haplane.model import values as v
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
 from haplane.registry.payload import table_service_from_dict, table_service_to_dict
+from haplane.store import keys
 
 FORMAT = 1
 SECTIONS = ("services", "instances", "frontends", "backends", "tables", "allocations", "extra")
@@ -252,39 +253,43 @@ def dumps(document: dict[str, Any]) -> str:
 
 # --- what an import writes ---------------------------------------------------------------------------------------
 
-ROOT = "/haplane/"
-_FOLDERS = {"services": "services", "instances": "instances", "frontends": "frontends", "backends": "backends",
-            "tables": "tables", "alloc": "allocations"}
-NOT_PORTABLE = ("sources/",)  # source sets' leases: bound to the store that granted them
+ROOT = keys.ROOT
+# the document section of each kind of key (store.keys); another kind under the root (certificates, ACME state,
+# a key of a newer haplane) is carried as "extra"
+_SECTIONS: dict[str, str] = {"service": "services", "instance": "instances", "frontend": "frontends",
+                             "backend": "backends", "table": "tables", "alloc": "allocations"}
+_BARE_FOLDERS = frozenset({"services", "instances", "frontends", "backends", "tables", "alloc"})
+NOT_PORTABLE = frozenset({"source"})  # source sets' leases: bound to the store that granted them
 
 
 def section_of(key: str) -> str | None:
     """The document section a store key belongs to; None for keys outside the registry or not portable."""
     if not key.startswith(ROOT):
         return None
-    rel = key[len(ROOT):]
-    if rel.startswith(NOT_PORTABLE):
+    what = keys.decode(key)
+    if what is None:  # not a key haplane writes: carried as it is, unless it is a bare folder name
+        return None if key[len(ROOT):] in _BARE_FOLDERS else "extra"
+    if what.kind in NOT_PORTABLE:
         return None
-    folder = rel.split("/", 1)[0]
-    return _FOLDERS.get(folder, "extra") if "/" in rel or folder not in _FOLDERS else None
+    return _SECTIONS.get(what.kind, "extra")
 
 
 def document_keys(doc: Document) -> dict[str, dict[str, Any]]:
     """section -> {store key: value} for every section the document carries."""
     out: dict[str, dict[str, Any]] = {}
     if doc.services is not None:
-        out["services"] = {f"{ROOT}services/{s.name}": s.to_dict() for s in doc.services}
+        out["services"] = {keys.service_key(s.name): s.to_dict() for s in doc.services}
     if doc.instances is not None:
-        out["instances"] = {f"{ROOT}instances/{i.service}/{i.id}": {**i.to_dict(), "lease": 0}
+        out["instances"] = {keys.instance_key(i.service, i.id): {**i.to_dict(), "lease": 0}
                             for i in doc.instances}
     if doc.frontends is not None:
-        out["frontends"] = {f"{ROOT}frontends/{f.name}": f.to_dict() for f in doc.frontends}
+        out["frontends"] = {keys.frontend_key(f.name): f.to_dict() for f in doc.frontends}
     if doc.backends is not None:
-        out["backends"] = {f"{ROOT}backends/{b.name}": b.to_dict() for b in doc.backends}
+        out["backends"] = {keys.backend_key(b.name): b.to_dict() for b in doc.backends}
     if doc.tables is not None:
-        out["tables"] = {f"{ROOT}tables/{t}/{s}": row for t, rows in doc.tables.items() for s, row in rows.items()}
+        out["tables"] = {keys.table_prefix(t) + s: row for t, rows in doc.tables.items() for s, row in rows.items()}
     if doc.allocations is not None:
-        out["allocations"] = {f"{ROOT}alloc/{s}": rec for s, rec in doc.allocations.items()}
+        out["allocations"] = {keys.alloc_key(s): rec for s, rec in doc.allocations.items()}
     if doc.extra is not None:
         out["extra"] = {ROOT + rel: value for rel, value in doc.extra.items()}
     return out
@@ -308,8 +313,8 @@ def plan_import(doc: Document, current: dict[str, str]) -> ImportPlan:
     puts: dict[str, str] = {}
     deletes: list[str] = []
     changes: list[tuple[str, str]] = []
-    for section, keys in wanted.items():
-        for key, value in keys.items():
+    for section, rows in wanted.items():
+        for key, value in rows.items():
             old = current.get(key)
             if old is not None and _same(old, value):
                 continue

@@ -19,6 +19,7 @@ def test_doubles_from_base_up_to_cap() -> None:
 @pytest.mark.parametrize(("name", "old", "base", "cap"), [
     ("docker watcher", lambda a, cap: min(cap, 0.1 * 2 ** min(a, 10)), 0.1, 10.0),
     ("consul watcher", lambda a, cap: min(cap, 0.2 * 2 ** min(a, 16)), 0.2, 30.0),
+    ("consul follower (attempt = failures - 1)", lambda a, cap: min(cap, 0.2 * 2 ** min(a, 16)), 0.2, 30.0),
     ("aws poller", lambda a, cap: min(cap, 10.0 * 2 ** min(a, 16)), 10.0, 300.0),
     ("dynamodb txn/sweep", lambda a, cap: min(cap, 0.005 * 2 ** min(a, 7)), 0.005, 0.5),
     ("acme order retry (attempt = failures - 1)", lambda a, cap: min(cap, 300.0 * 2 ** a), 300.0, 86400.0),

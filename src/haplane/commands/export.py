@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from haplane.commands._common import refuse_a_foreign_store
-    from haplane.registry_transfer import export_document
+    from haplane.registry.transfer import export_document
     from haplane.store import open_store
     from haplane.transfer import dumps
 

@@ -47,7 +47,7 @@ async def _run(args: argparse.Namespace) -> int:
     from haplane.errors import ConfigCheckFailed, PayloadError
     from haplane.haproxy.check import check_rendered
     from haplane.model.records import Registry
-    from haplane.registry_transfer import import_document
+    from haplane.registry.transfer import import_document
     from haplane.store import open_store
     from haplane.transfer import DocumentInvalid, parse_document
 

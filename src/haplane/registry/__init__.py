@@ -15,6 +15,8 @@ One room per job, all sharing ``core.RegistryCore`` (the store, the clock, the o
     source_sets.py  SourceSets: replace_source, a source's whole set in one transaction, bound to a lease
     payload.py      PURE: a Lambda-Registry payload, parsed and merged into its table
     tables.py       LambdaTables: apply_payload, the table in the store (``POST /generate``)
+    transfer.py     export_document / import_document: the whole registry at one revision, in one transaction
+                    (the document itself is ``haplane.transfer``, PURE)
 
 The key layout is ``haplane.store.keys``.
 """

@@ -22,6 +22,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from haplane.backoff import backoff_delay
 from haplane.errors import HaplaneError, SourceUnavailable
 from haplane.sources.base import Sink
 from haplane.sources.consul import ConsulSource
@@ -61,7 +62,7 @@ class ConsulFollower:
                     failures = 0
                 except (HaplaneError, OSError) as exc:
                     failures += 1
-                    delay = min(self.max_backoff, 0.2 * 2 ** min(failures - 1, 16))
+                    delay = backoff_delay(failures - 1, 0.2, self.max_backoff)
                     log.warning("consul: cannot read which services to follow (%s); following %s, again in %.1fs",
                                 exc, sorted(self.following) or "none", delay)
                     await asyncio.sleep(delay)

@@ -14,7 +14,7 @@ from tests.integration.agent.conftest import Backend, Rig, agent_rig, free_port,
 from tests.support.fixtures import load_json
 
 from haplane.model.records import Instance, Service
-from haplane.registry_transfer import export_document, import_document
+from haplane.registry.transfer import export_document, import_document
 from haplane.store import Delete
 from haplane.transfer import parse_document
 

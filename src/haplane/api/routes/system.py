@@ -131,7 +131,7 @@ def router(deps: ApiDeps) -> APIRouter:
     @r.get("/export", tags=["system"], summary="The whole registry as one JSON document (admin; holds private "
                                               "keys of certificates)")
     async def export(_: Principal = admin) -> JSONResponse:
-        from haplane.registry_transfer import export_document
+        from haplane.registry.transfer import export_document
 
         doc = await export_document(deps.registry.store)
         return JSONResponse(doc, headers={"ETag": f'"{doc["revision"]}"', "Cache-Control": "no-store"})
@@ -144,7 +144,7 @@ def router(deps: ApiDeps) -> APIRouter:
     async def import_(request: Request, dry_run: bool = False, _: Principal = admin) -> dict[str, Any]:
         from haplane.errors import ConfigCheckFailed
         from haplane.model.records import Registry
-        from haplane.registry_transfer import import_document
+        from haplane.registry.transfer import import_document
         from haplane.transfer import parse_document
 
         doc = parse_document(await json_body(request))

@@ -16,7 +16,7 @@ from typing import Any
 from haplane.errors import Conflict
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
 from haplane.registry.payload import table_service_from_dict, table_service_to_dict
-from haplane.store import Compare, Delete, Op, Put, Store
+from haplane.store import Compare, Delete, Op, Put, Store, keys
 from haplane.transfer import ROOT, Document, ImportPlan, apply_to_registry, plan_import, section_of, to_document
 
 Check = Callable[[Registry], Awaitable[None]]
@@ -63,14 +63,14 @@ async def export_document(store: Store) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     for key, text in values.items():
         section = section_of(key)
-        rel = key[len(ROOT):]
-        if section == "tables":
-            _, table, service = rel.split("/", 2)
-            tables.setdefault(table, {})[service] = table_service_to_dict(table_service_from_dict(json.loads(text)))
-        elif section == "allocations":
-            allocations[rel.split("/", 1)[1]] = json.loads(text)
+        what = keys.decode(key)
+        if section == "tables" and what is not None:
+            tables.setdefault(what.parent, {})[what.name] = table_service_to_dict(
+                table_service_from_dict(json.loads(text)))
+        elif section == "allocations" and what is not None:
+            allocations[what.name] = json.loads(text)
         elif section == "extra":
-            extra[rel] = json.loads(text)
+            extra[key[len(ROOT):]] = json.loads(text)
     return to_document(registry, tables, allocations, extra)
 
 
