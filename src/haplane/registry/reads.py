@@ -2,6 +2,7 @@
 revision a caller sends back as ``If-Match``."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,3 +75,10 @@ class Reads(RegistryCore):
 
     async def get_backend(self, name: str) -> tuple[BackendSpec, int]:
         return await self._get(keys.backend_key(name), "backend", name, BackendSpec.from_dict)
+
+    async def followed_services(self) -> set[str]:
+        """The services dynamic backends follow (Thalassa's name + version): their instances have a home even
+        without a service record. Read from the stored documents as they are, not through ``BackendSpec``."""
+        kvs, _ = await self.store.range(keys.BACKENDS)
+        docs = [json.loads(kv.value) for kv in kvs]
+        return {str(d["name"]) for d in docs if isinstance(d, dict) and d.get("type") == "dynamic" and d.get("name")}

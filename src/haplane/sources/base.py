@@ -63,15 +63,13 @@ class StoreSink:
 
     async def _what_waits(self, source: str, instances: Sequence[Instance]) -> None:
         """Say at once (and again whenever it changes) when pushed instances wait for an undefined service."""
-        import json
 
         from haplane.overview import waiting_message
 
         defined = {s.name for s, _ in await self.registry.list_services()}
         undefined = {i.service for i in instances} - defined
         if undefined:
-            kvs, _rev = await self.registry.store.range("/haplane/backends/")  # dynamic backends follow these
-            undefined -= {str(json.loads(kv.value).get("name")) for kv in kvs}
+            undefined -= await self.registry.followed_services()  # dynamic backends follow these
         counts: dict[str, int] = {}
         for inst in instances:
             if inst.service in undefined:

@@ -133,20 +133,17 @@ class ConsulFollower:
 async def followed_services(sink: Any) -> set[str]:
     """The services dynamic backends name, read where ``sink`` writes: its store (``StoreSink``) or its API
     (``ApiSink``: ``GET /backends``)."""
-    import json
-
     registry = getattr(sink, "registry", None)
     if registry is not None:
-        kvs, _rev = await registry.store.range("/haplane/backends/")
-        docs = [json.loads(kv.value) for kv in kvs]
-    else:
-        import httpx
+        followed: set[str] = await registry.followed_services()
+        return followed
+    import httpx
 
-        try:
-            resp = await sink.client.get("/backends")
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"registry API: GET /backends: {exc}") from None
-        if resp.status_code != 200:
-            raise SourceUnavailable(f"registry API: GET /backends answered {resp.status_code}")
-        docs = resp.json()
+    try:
+        resp = await sink.client.get("/backends")
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(f"registry API: GET /backends: {exc}") from None
+    if resp.status_code != 200:
+        raise SourceUnavailable(f"registry API: GET /backends answered {resp.status_code}")
+    docs = resp.json()
     return {str(d["name"]) for d in docs if isinstance(d, dict) and d.get("type") == "dynamic" and d.get("name")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -285,10 +284,7 @@ def router(deps: ApiDeps) -> APIRouter:
         undefined: dict[str, int] = {}
         followed: set[str] = set()
         if any(inst.service not in ports for inst in instances):
-            from haplane.store.keys import BACKENDS
-
-            kvs, _rev = await reg.store.range(BACKENDS)  # dynamic backends follow services without a record
-            followed = {str(json.loads(kv.value).get("name")) for kv in kvs}
+            followed = await reg.followed_services()  # dynamic backends follow services without a record
         for inst in instances:
             if inst.service not in ports and inst.service not in followed:
                 undefined[inst.service] = undefined.get(inst.service, 0) + 1
