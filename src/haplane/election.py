@@ -7,9 +7,9 @@ runs ``work()``; when it loses the lease (keepalive fails: the store was unreach
 someone revoked it) it cancels ``work`` at once and campaigns again. When the leader dies its lease expires
 after at most ``ttl`` and another node takes over. Works on every Store engine (memory, sqlite, etcd...).
 
-Who calls it: code that must not run twice at once, such as a cloud poller run on several hosts for redundancy
-(``Election(store, "aws-poller", node).run(poll)``). No command takes an election option yet; the library is
-tested on a real etcd cluster (tests/integration/etcd/test_many_nodes.py).
+Who calls it: work that must not run twice at once: ``haplane watch SOURCE --elect NAME`` (a poller run on
+several hosts for redundancy; only the leader runs the source) and the ACME manager (``tls/manager.py``: one
+node orders certificates at a time).
 """
 
 from __future__ import annotations
