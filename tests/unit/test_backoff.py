@@ -4,6 +4,7 @@ attempt count), so moving them onto it changed no delay."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import reduce
 
 import pytest
 
@@ -23,6 +24,8 @@ def test_doubles_from_base_up_to_cap() -> None:
     ("aws poller", lambda a, cap: min(cap, 10.0 * 2 ** min(a, 16)), 10.0, 300.0),
     ("dynamodb txn/sweep", lambda a, cap: min(cap, 0.005 * 2 ** min(a, 7)), 0.005, 0.5),
     ("acme order retry (attempt = failures - 1)", lambda a, cap: min(cap, 300.0 * 2 ** a), 300.0, 86400.0),
+    ("agent: store load and watch (delay = min(delay * 2, 5.0) from 0.2)",
+     lambda a, cap: reduce(lambda d, _: min(d * 2, cap), range(a), 0.2), 0.2, 5.0),
 ])
 def test_same_waits_as_the_formulas_it_replaced(name: str, old: Callable[[int, float], float], base: float,
                                                 cap: float) -> None:

@@ -35,6 +35,7 @@ from haplane.agent.mirror import Mirror, Touched
 from haplane.agent.planning import Composer, compose_observe_plan
 from haplane.agent.quarantine import Quarantine
 from haplane.agent.state import AgentOptions, AgentStatus
+from haplane.backoff import backoff_delay
 from haplane.compose import ComposeOptions
 from haplane.errors import Compacted, HaplaneError, HAProxyError, StoreError
 from haplane.model.change import Change, ReloadCause
@@ -51,6 +52,7 @@ __all__ = ["Agent"]
 
 log = logging.getLogger("haplane.agent")
 NEVER = float("inf")
+STORE_RETRY_BASE, STORE_RETRY_CAP = 0.2, 5.0  # seconds: the first wait for a store that failed, the longest
 
 
 class Agent:
@@ -138,7 +140,7 @@ class Agent:
                         await task
 
     async def _load_store(self) -> None:
-        delay = 0.2
+        failures = 0
         while True:
             try:
                 kvs, rev = await self.store.range(ROOT)
@@ -148,9 +150,10 @@ class Agent:
             except StoreError as exc:
                 self.status.store_ok = False
                 self.status.last_error = f"store: {exc}"
+                delay = backoff_delay(failures, STORE_RETRY_BASE, STORE_RETRY_CAP)
+                failures += 1
                 log.warning("store unreachable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _first_apply(self) -> None:
         self.desired = self._compose_full()
@@ -170,7 +173,7 @@ class Agent:
     # --- the loop --------------------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        delay = 0.2
+        failures = 0  # since the watch last delivered
         while True:
             start = self.mirror.revision + 1
             try:
@@ -178,7 +181,7 @@ class Agent:
                     self._events.put_nowait(batch)
                     if not self.status.store_ok:
                         self.status.store_ok = True
-                    delay = 0.2
+                    failures = 0
             except Compacted as exc:
                 log.warning("watch fell behind (%s): full resync", exc)
                 self._resync_requested = True
@@ -186,9 +189,10 @@ class Agent:
             except StoreError as exc:
                 self.status.store_ok = False
                 self.status.last_error = f"store: {exc}"
+                delay = backoff_delay(failures, STORE_RETRY_BASE, STORE_RETRY_CAP)
+                failures += 1
                 log.warning("store watch failed (%s); serving the last good config, retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 self._resync_requested = True
                 self._events.put_nowait([])
 
