@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +32,9 @@ from haplane.errors import HaplaneError
 from haplane.store import keys
 from haplane.store.base import Event, Store
 from haplane.typing import AgentReader
+
+if TYPE_CHECKING:
+    from haplane.tls.manager import AcmeManager
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("up", "down", "draining", "maint")
@@ -186,7 +189,7 @@ class Metrics:
         self.source_events = Counter("haplane_source_events", "Instance events from the store, by the source "
                                      "that wrote them (api: written through the API)", ["source", "event"],
                                      registry=collectors)
-        self.acme: Any = None  # haplane.tls.manager.AcmeManager, when this process orders certificates
+        self.acme: AcmeManager | None = None  # when this process orders certificates
         self._collector = _ScrapeCollector()
         self._names: tuple[object, dict[tuple[str, str], tuple[str, str | None]]] | None = None
         collectors.register(self._collector)

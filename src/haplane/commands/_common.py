@@ -8,6 +8,7 @@ from typing import Any
 
 from haplane import settings as settings_mod
 from haplane.errors import ConfigurationError
+from haplane.store.base import Store
 
 
 def add_settings_options(p: argparse.ArgumentParser, *, store: bool = True, state_dir: bool = True) -> None:
@@ -63,7 +64,7 @@ def read_text(path: str, what: str) -> str:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-async def refuse_a_foreign_store(store: Any) -> None:
+async def refuse_a_foreign_store(store: Store) -> None:
     """A store that is not haplane's (HSDO's DynamoDB table) stops the command at once with its own message; a
     store that is only unreachable now does not (the API answers 503, the agent waits, until it is back)."""
     import asyncio

@@ -15,8 +15,9 @@ from typing import Any
 
 from haplane.commands._common import add_settings_options, load_settings
 from haplane.errors import ConfigurationError
+from haplane.settings import Settings
 from haplane.sources import load_source
-from haplane.sources.base import Source
+from haplane.sources.base import Sink, Source
 
 HELP = "run a discovery source (docker, aws, consul) and push what it sees to the store or a remote API"
 DESCRIPTION = """\
@@ -47,7 +48,7 @@ class WatchCommand:
 
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
-    build: Callable[[argparse.Namespace, Any], Source]
+    build: Callable[[argparse.Namespace, Settings], Source]
     description: str | None = None
 
 
@@ -94,7 +95,7 @@ def configure_docker(p: argparse.ArgumentParser) -> None:
                         "them (default: setting docker_forget_after, 60)")
 
 
-def docker_from_args(args: argparse.Namespace, settings: Any) -> Source:
+def docker_from_args(args: argparse.Namespace, settings: Settings) -> Source:
     def pick(arg: Any, setting: str, default: Any) -> Any:
         return arg if arg is not None else getattr(settings, setting, default)
 
@@ -128,7 +129,7 @@ def configure_aws(p: argparse.ArgumentParser) -> None:
                                                          "boto3's: AWS_ENDPOINT_URL)")
 
 
-def aws_from_args(args: argparse.Namespace, settings: Any) -> Source:
+def aws_from_args(args: argparse.Namespace, settings: Settings) -> Source:
     groups = tuple(p.strip() for p in (args.asg or "").split(",") if p.strip()) or \
         tuple(getattr(settings, "aws_asg_names", ()) or ())
     service = args.service or getattr(settings, "aws_service", None)
@@ -183,7 +184,7 @@ def configure_consul(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="NAME", help="the source id (default: consul-<service>)")
 
 
-def consul_from_args(args: argparse.Namespace, settings: Any) -> Source:
+def consul_from_args(args: argparse.Namespace, settings: Settings) -> Source:
     """One ``ConsulSource`` for ``--service``; else a ``ConsulFollower`` of the dynamic backends' services (or of
     every service with ``--tag``)."""
     service = args.service or getattr(settings, "consul_service", None)
@@ -262,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args, settings))
 
 
-async def define_tls(source: Any, sink: Any, settings: Any) -> None:
+async def define_tls(source: Source, sink: Sink, settings: Settings) -> None:
     """The HTTPS policy of the service an AWS or Consul watcher feeds, from the settings ``tls_policy`` and
     ``tls_hsts`` (those sources have no labels to say it): set on the service, the rest of it kept. Nothing is
     written when the settings keep the defaults."""
@@ -278,8 +279,8 @@ async def define_tls(source: Any, sink: Any, settings: Any) -> None:
     await sink.define([{"name": service, "tls": settings.tls_policy, "hsts": settings.tls_hsts}])
 
 
-async def _run(args: argparse.Namespace, settings: Any) -> int:
-    from haplane.sources.base import ApiSink, Sink, StoreSink, parse_define
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from haplane.sources.base import ApiSink, StoreSink, parse_define
 
     source = args._watch.build(args, settings)
     define = getattr(args, "define", None)

@@ -9,6 +9,7 @@ Who calls what:
 - ``Source.run(sink)`` — the CLI (``haplane watch ...``) or ``haplane up``; runs until cancelled, never
   raises for a flaky upstream (it backs off and resyncs), only for bad settings.
 - ``Sink.replace(source, instances)`` — the source, with its full view.
+- ``Sink.followed_services()`` — a source that follows what dynamic backends name (``consul_follow``).
 - ``Sink.close()`` — the CLI at shutdown.
 """
 
@@ -37,6 +38,11 @@ class Sink(Protocol):
         ``Service`` replaces the stored definition; a mapping (``{"name": ..., <fields>}``) sets only the
         fields it names and keeps the others as stored (an operator's balance or health check survives).
         A definition equal to the stored one writes nothing."""
+        ...
+
+    async def followed_services(self) -> set[str]:
+        """The services the dynamic backends name, read where this sink writes (the store, or the API's
+        ``GET /backends``); ``SourceUnavailable`` when that cannot be read now."""
         ...
 
     async def close(self) -> None:
@@ -97,6 +103,9 @@ class StoreSink:
                 log.info("service %s %s by a source: %s", svc.name, "defined" if current is None else "updated",
                          _service_diff(current, svc))
                 break
+
+    async def followed_services(self) -> set[str]:
+        return await self.registry.followed_services()
 
     async def close(self) -> None:
         await self.registry.store.close()
@@ -196,6 +205,18 @@ class ApiSink:
                         log.info("renewed %s's instances again", source)
                         failing.discard(source)
 
+    async def followed_services(self) -> set[str]:
+        import httpx
+
+        try:
+            resp = await self.client.get("/backends")
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(f"registry API: GET /backends: {exc}") from None
+        if resp.status_code != 200:
+            raise SourceUnavailable(f"registry API: GET /backends answered {resp.status_code}")
+        docs = resp.json()
+        return {str(d["name"]) for d in docs if isinstance(d, dict) and d.get("type") == "dynamic" and d.get("name")}
+
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
@@ -252,7 +273,7 @@ def parse_define(text: str, service: str) -> dict[str, Any]:
     return fields
 
 
-def report_waiting(sink: Any, source: str, messages: list[str]) -> None:
+def report_waiting(sink: object, source: str, messages: list[str]) -> None:
     """Log what of a source's set waits for an undefined service, once each time that changes."""
     said: dict[str, list[str]] = sink.__dict__.setdefault("_waiting_said", {})
     if said.get(source, []) == messages:

@@ -100,7 +100,7 @@ class ConsulFollower:
             return await self.names()
         if self.tag is not None:
             return await self._tagged()
-        return await followed_services(sink)
+        return await sink.followed_services()
 
     async def _tagged(self) -> set[str]:
         """Every service of Consul's catalog carrying the tag (a blocking query on its index)."""
@@ -128,22 +128,3 @@ class ConsulFollower:
         if self._index <= 0:
             self._index = 1
         return {name for name, tags in data.items() if isinstance(tags, list) and self.tag in tags}
-
-
-async def followed_services(sink: Any) -> set[str]:
-    """The services dynamic backends name, read where ``sink`` writes: its store (``StoreSink``) or its API
-    (``ApiSink``: ``GET /backends``)."""
-    registry = getattr(sink, "registry", None)
-    if registry is not None:
-        followed: set[str] = await registry.followed_services()
-        return followed
-    import httpx
-
-    try:
-        resp = await sink.client.get("/backends")
-    except httpx.HTTPError as exc:
-        raise SourceUnavailable(f"registry API: GET /backends: {exc}") from None
-    if resp.status_code != 200:
-        raise SourceUnavailable(f"registry API: GET /backends answered {resp.status_code}")
-    docs = resp.json()
-    return {str(d["name"]) for d in docs if isinstance(d, dict) and d.get("type") == "dynamic" and d.get("name")}
