@@ -4,10 +4,14 @@ command lines (``haplane watch NAME``) are ``commands/watch.py``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from haplane.errors import ConfigurationError
 from haplane.importer import import_from_string
+
+if TYPE_CHECKING:
+    from haplane.sources.base import Source
 
 # name -> "module:class"; loaded only when used (through haplane.importer), so boto3 loads only for aws
 SOURCES: dict[str, str] = {
@@ -17,9 +21,10 @@ SOURCES: dict[str, str] = {
 }
 
 
-def load_source(name: str) -> Any:
-    """The source class named ``name`` (a key of ``SOURCES``)."""
+def load_source(name: str) -> Callable[..., Source]:
+    """The source class named ``name`` (a key of ``SOURCES``); each takes its own options."""
     target = SOURCES.get(name)
     if target is None:
         raise ConfigurationError(f"unknown source {name!r}; expected one of: {', '.join(SOURCES)}")
-    return import_from_string(target, f"the {name} source")
+    cls: Callable[..., Source] = import_from_string(target, f"the {name} source")
+    return cls

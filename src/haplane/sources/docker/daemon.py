@@ -9,12 +9,15 @@ import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
 
 from haplane.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from haplane.settings import Settings
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -25,7 +28,7 @@ def docker_host(env: Mapping[str, str] | None = None) -> str:
     return env.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
 
 
-def host_and_env(settings_or_env: Any = None) -> tuple[str, Mapping[str, str]]:
+def host_and_env(settings_or_env: Settings | Mapping[str, str] | None = None) -> tuple[str, Mapping[str, str]]:
     """(host, env) from a Settings-like object (its ``docker_host``, else the environment), a mapping of
     environment variables, or None (the process environment)."""
     if settings_or_env is None:
@@ -90,7 +93,7 @@ def client(host: str, env: Mapping[str, str], timeout: float | None = 10.0) -> h
                              trust_env=False)
 
 
-def docker_socket_reachable(settings_or_env: Any = None) -> bool:
+def docker_socket_reachable(settings_or_env: Settings | Mapping[str, str] | None = None) -> bool:
     """Does a Docker daemon answer ``/_ping`` where the watcher would look (``settings.docker_host``, else
     ``DOCKER_HOST``, else the default socket)? Cheap (1 s at most); never raises."""
     try:

@@ -37,7 +37,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -47,6 +47,9 @@ from haplane.model.records import Instance
 from haplane.sources.base import Sink
 from haplane.sources.docker.containers import TERMINATING, ContainerView, container_view, signal_number
 from haplane.sources.docker.daemon import client, docker_host, endpoint
+
+if TYPE_CHECKING:
+    from haplane.settings import Settings
 
 log = logging.getLogger("haplane.sources.docker")
 
@@ -88,7 +91,7 @@ class DockerSource:
         self._sink_was_down = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DockerSource:
+    def from_settings(cls, settings: Settings) -> DockerSource:
         return cls(host=getattr(settings, "docker_host", None) or None,
                    keyword=getattr(settings, "docker_keyword", "asteroid"),
                    name=getattr(settings, "docker_source", None) or None,
