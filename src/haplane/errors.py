@@ -6,6 +6,7 @@
     │   ├── BadRequest         fields that do not go together (Thalassa answers these with 400)  → 400
     │   ├── Invalid            several items of a batch broke rules: every one named, nothing done → 422
     │   └── TooLarge           a batch past a configured limit (names the setting)               → 413
+    │       └── TxnTooLarge    one store transaction past the store's own limit (names it)       → 413
     ├── NotFound               a named object does not exist                                     → 404
     ├── Conflict               another writer won a compare-and-swap                             → 409
     │   └── PreconditionFailed the caller's If-Match revision is not the current one              → 412
@@ -115,7 +116,7 @@ class TooLarge(ValidationError):
 
     def __init__(self, field: str, count: int, limit: int, setting: str) -> None:
         self.count = count
-        self.limit = limit
+        self.limit: int | None = limit
         self.setting = setting
         super().__init__(field, _MISSING, f"has {count} items, more than the limit of {limit} (setting {setting}, "
                                           f"HAPLANE_{setting.upper()}); split the batch")
@@ -126,6 +127,22 @@ class TooLarge(ValidationError):
     def to_dict(self) -> dict[str, Any]:
         return {"error": "TooLarge", "field": self.field, "detail": str(self), "limit": self.limit,
                 "setting": self.setting}
+
+
+class TxnTooLarge(TooLarge):
+    """The store refused one transaction as larger than it takes (etcd's ``--max-txn-ops``, 128 operations by
+    default, and ``--max-request-bytes``, 1.5 MiB; DynamoDB's items per transaction): nothing was written. The
+    registry splits batches of independent writes when it meets this; a write that must be one transaction (a
+    source's whole set) is refused with it, naming the store's limit and how to raise it."""
+
+    def __init__(self, field: str, count: int, limit: int | None, setting: str, what: str = "operations") -> None:
+        self.count = count
+        self.limit = limit
+        self.setting = setting
+        self.what = what
+        bound = f"the store's limit of {limit}" if limit is not None else "the store's limit"
+        ValidationError.__init__(self, field, _MISSING, f"needs one store transaction of {count} {what}, more than "
+                                 f"{bound} ({setting}); nothing was written: split it or raise the limit")
 
 
 class NotFound(HaplaneError):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
 from haplane.batching import Batcher
-from haplane.errors import Conflict, NotFound, PreconditionFailed, ValidationError
+from haplane.errors import Conflict, NotFound, PreconditionFailed, TxnTooLarge, ValidationError
 from haplane.model.records import Instance
 from haplane.registry.core import MAX_RETRIES, dumps, guard_write, parse
 from haplane.registry.reads import Reads
@@ -26,6 +27,7 @@ from haplane.registry.slots import SlotAllocation, SlotTaker, moved
 from haplane.store.base import Compare, Delete, Op, Put
 from haplane.store.keys import alloc_key, instance_key
 
+log = logging.getLogger("haplane.registry")
 WriteResult = tuple[Instance, int, bool] | int  # a put's (stored instance, revision, created); a delete's revision
 
 
@@ -95,6 +97,23 @@ class InstanceWrites(Reads):
         return result
 
     async def _write_instances(self, service: str, writes: Sequence[_Write]) -> list[WriteResult | BaseException]:
+        """A batch of one service's writes; when the store refuses its transaction as too large (etcd takes 128
+        operations by default, DynamoDB 100 items), the batch is written as two halves, and later batches are
+        kept under the size that was refused (nothing of a refused transaction was written)."""
+        try:
+            return await self._write_batch(service, writes)
+        except TxnTooLarge as exc:
+            if len(writes) < 2:
+                raise
+            half = len(writes) // 2
+            if self._writes.max_items > half:
+                log.info("the store refused a transaction of %d writes to service %s (%s): batches of a "
+                         "service's writes are now at most %d", len(writes), service, exc.setting, half)
+                self._writes.max_items = half
+        return [*await self._write_instances(service, writes[:half]),
+                *await self._write_instances(service, writes[half:])]
+
+    async def _write_batch(self, service: str, writes: Sequence[_Write]) -> list[WriteResult | BaseException]:
         """One batch of one service's instance writes (distinct ids) in one store transaction: read every
         record and the allocation record in one round trip, apply the writes in order against one allocation,
         commit once. A write whose ``if_match`` is stale fails alone (``PreconditionFailed``) and the others go
@@ -108,7 +127,6 @@ class InstanceWrites(Reads):
                 break
             kvs = await self.store.get_many([akey, *(instance_key(service, writes[i].iid) for i in todo)])
             alloc = SlotAllocation(kvs[0], self.slot_cooldown, self.clock(), self.min_slots)
-            before = alloc.dump()
             taker = SlotTaker(self.store, service, alloc)
             compares: list[Compare] = []
             ops: list[Op] = []
@@ -168,7 +186,7 @@ class InstanceWrites(Reads):
                 if item is not None:
                     ops.append(Put(instance_key(service, writes[i].iid), dumps(item[0].to_dict()),
                                    lease=item[0].lease))
-            if alloc.dump() != before:
+            if alloc.changed:
                 compares.append(Compare(akey, alloc.key_rev))
                 ops.append(Put(akey, alloc.dump()))
             if not ops:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
-from haplane.errors import Conflict, Invalid, NotFound, ValidationError
+from haplane.errors import Conflict, Invalid, NotFound, TxnTooLarge, ValidationError
 from haplane.model import values as v
 from haplane.model.change import Change
 from haplane.model.records import Instance
@@ -112,6 +112,9 @@ class SourceSets(SlotReads):
                 rev = await self.commit(compares, ops)
             except Conflict:
                 continue
+            except TxnTooLarge as exc:  # a source's set is one transaction or nothing: never half of it
+                raise TxnTooLarge("instances", exc.count, exc.limit, exc.setting,
+                                  f"{exc.what} for {len(instances)} instances") from None
             return rev, changes
         raise Conflict(source_key(source))
 

@@ -24,7 +24,7 @@ How the contract is kept:
   compare did fail at that read.
 - **size**: a DynamoDB transaction holds at most 100 items (``max_items=``; moto allows 25). A txn needs one
   item per put or deleted key, one per distinct lease it puts with, plus two; a bigger txn is refused with a
-  ``ValidationError`` naming the limit (nothing is written), never split (it would not be atomic).
+  ``TxnTooLarge`` naming the limit (nothing is written), never split (it would not be atomic).
 - **watch**: polls the change log every ``poll=`` seconds (default 0.2) with a consistent ``Query`` from the
   watcher's next revision. Latency is therefore up to ``poll`` plus one round trip (about 0.2 to 0.3 s against
   AWS in one region); each watcher costs one read request per ``poll`` when idle.
@@ -58,6 +58,7 @@ from haplane.errors import (
     MissingDependency,
     NotFound,
     StoreUnavailable,
+    TxnTooLarge,
     ValidationError,
 )
 from haplane.store._events import DEFAULT_HISTORY, check_options, check_txn, float_option, int_option, split_url
@@ -400,8 +401,8 @@ class DynamoDBStore:
         new = rev + 1
         total = len(items) + 2
         if total > self.max_items:
-            raise ValidationError("txn", f"{total} items", f"is more than DynamoDB's {self.max_items} items per "
-                                  "transaction (one per put or deleted key, one per lease, plus 2); split it")
+            raise TxnTooLarge("txn", total, self.max_items, f"DynamoDB's {self.max_items} items per transaction: one "
+                              "per put or deleted key, one per lease, plus 2; the store URL's max_items", "items")
         counter: dict[str, Any] = {"Update": {
             "TableName": self.table, "Key": {"pk": _s("meta"), "sk": _s("rev")},
             "UpdateExpression": "SET r = :new",

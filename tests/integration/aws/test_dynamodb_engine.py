@@ -10,7 +10,7 @@ import uuid
 import pytest
 from tests.integration.aws.conftest import Account
 
-from haplane.errors import ConfigurationError, Conflict, ValidationError
+from haplane.errors import ConfigurationError, Conflict, TxnTooLarge
 from haplane.store import Compare, Put, open_store
 from haplane.store.dynamodb import DynamoDBStore
 
@@ -65,9 +65,10 @@ async def test_a_txn_bigger_than_a_dynamodb_transaction_is_refused_whole(account
     store = open_store(url(account, f"big-{uuid.uuid4().hex[:8]}", max_items=25))
     try:
         before = await store.revision()
-        with pytest.raises(ValidationError) as err:
+        with pytest.raises(TxnTooLarge) as err:
             await store.txn([], [Put(f"/k{i}", "v") for i in range(24)])
         assert err.value.field == "txn" and "25 items per transaction" in str(err.value)
+        assert (err.value.count, err.value.limit) == (26, 25)
         assert await store.revision() == before and (await store.range("/"))[0] == []
         assert await store.txn([], [Put(f"/k{i}", "v") for i in range(23)]) == before + 1
     finally:

@@ -51,8 +51,11 @@ async def test_50_unconditional_puts_of_one_service_all_succeed(make_client: Mak
                                      for n in range(50)))
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] * 49 + [201], codes  # no 409: a write without If-Match asked for no condition
-    final = (await client.get("/services/web", headers=W)).json()
-    assert final["port"] in {8000 + n for n in range(50)}
+    revisions = sorted(int(a.headers["etag"].strip('"')) for a in answers)
+    assert len(set(revisions)) == 50, "each write landed as a revision of its own: none was lost"
+    last = next(a for a in answers if a.headers["etag"] == f'"{revisions[-1]}"')
+    final = await client.get("/services/web", headers=W)
+    assert final.headers["etag"] == last.headers["etag"] and final.json()["port"] == last.json()["port"]
 
 
 async def test_if_match_on_a_stale_revision_is_412_even_in_a_batch(make_client: MakeClient) -> None:
@@ -103,3 +106,22 @@ async def test_a_registration_answer_is_a_5xx_never(make_client: MakeClient) -> 
     assert sorted({a.status_code for a in answers}) == [201, 422]
     assert len((await client.get("/services/web/instances", headers=W)).json()) == 20
 
+
+
+async def test_a_batch_fills_the_holes_first_then_grows() -> None:
+    """One batch of takes walks the service's slots once: holes left by deletes (rested: cooldown 0) are taken
+    lowest first, then the batch grows past the top; distinct, nothing lost."""
+    store = open_store("memory://")
+    reg = RegistryStore(store, slot_cooldown=0)
+    await reg.put_service(Service("web", port=80))
+    for n in range(1, 11):
+        await reg.put_instance(Instance(f"old{n}", "web", f"127.0.0.{n}", 80))
+    for n in (3, 7, 8):
+        await reg.delete_instance("web", f"old{n}")
+    results = await asyncio.gather(*(reg.put_instance(Instance(f"new{n}", "web", f"127.0.1.{n + 1}", 80))
+                                     for n in range(6)))
+    assert [inst.slot for inst, _, _ in results] == [3, 7, 8, 11, 12, 13]
+    assert reg._writes.batches == 10 + 3 + 1, "the six were one batch"
+    stored = sorted(i.slot for i, _ in await reg.list_instances("web"))
+    assert stored == list(range(1, 14))
+    await store.close()
