@@ -177,7 +177,8 @@ async def bench(rounds: int, seconds: float, in_process: bool = False) -> None:
     try:
         if not in_process:
             total, writes, agent_step, haproxy_side = await moves_with_agent_processes(url, rounds, tmp, backends)
-            print("etcd: 3 members on loopback; 3 `haplane agent` processes, each with its own HAProxy")
+            print("etcd: 3 members on loopback; 3 `haplane agent` processes, each with its own HAProxy; "
+                  f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
             print(f"  write -> routable on all 3 nodes  p50 {pct(total, .5):7.1f} ms  p99 {pct(total, .99):7.1f} ms  "
                   f"(n={len(total)})")
             print(f"    of which the write (replace_source)      p50 {pct(writes, .5):6.1f} ms  "
@@ -238,7 +239,8 @@ async def bench(rounds: int, seconds: float, in_process: bool = False) -> None:
             print(f"  write -> routable on all 3 nodes  p50 {pct(lat, .5):7.1f} ms  p99 {pct(lat, .99):7.1f} ms  "
                   f"(n={len(lat)}; one keep-alive probe per node)")
         print(f"  floor: bare etcd put (leader)     p50 {pct(floor, .5):7.1f} ms  p99 {pct(floor, .99):7.1f} ms")
-        print(f"  registrations through haplane serve on etcd, 10 clients: {rate:.0f}/s "
+        print(f"  registrations through haplane serve on etcd, 10 clients: {rate:.0f}/s (load average "
+              f"{os.getloadavg()[0]:.1f}) "
               f"(floor: 1 / bare put p50 = {1 / (pct(floor, .5) / 1000):.0f}/s per sequential writer)")
     finally:
         for b in backends:

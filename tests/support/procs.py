@@ -578,7 +578,7 @@ class EtcdCluster:
 
     def __init__(self, n: int = 3, etcd_bin: str | None = None, base_dir: Path | None = None,
                  heartbeat_ms: int = 50, election_ms: int = 500, tls: EtcdTLS | None = None,
-                 auth_token_ttl: int | None = None) -> None:
+                 auth_token_ttl: int | None = None, extra_args: Sequence[str] = ()) -> None:
         if n < 1:
             raise ValueError("an etcd cluster needs at least one member")
         found = etcd_bin or find_binary("etcd", "/usr/bin/etcd", env="HAPLANE_ETCD_BIN")
@@ -592,6 +592,7 @@ class EtcdCluster:
         self.token = f"hp-{uuid.uuid4().hex[:8]}"
         self.tls = tls
         self.auth_token_ttl = auth_token_ttl  # seconds etcd's simple auth tokens live (etcd's default: 300)
+        self.extra_args = list(extra_args)  # more etcd flags, e.g. --max-txn-ops
         self.auth: tuple[str, str] | None = None  # (user, password) once enable_auth ran
         self.members: list[EtcdMember] = []
         self._allocate()
@@ -840,6 +841,7 @@ class EtcdCluster:
                 argv.append("--client-cert-auth")
         if self.auth_token_ttl is not None:
             argv += ["--auth-token-ttl", str(self.auth_token_ttl)]
+        argv += self.extra_args
         env = dict(os.environ)
         env.update(_etcd_arch_env())
         # Never let ETCD_* variables from the environment change what the flags above say.
