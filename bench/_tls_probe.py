@@ -1,6 +1,6 @@
 """A TLS prober in its own process, so its handshakes never compete with an in-process agent for the GIL.
 
-    python bench/_tls_probe.py CAFILE
+    python bench/_tls_probe.py CAFILE [PAUSE_MS]
 
 Reads lines ``PORT SNI SERIAL`` (SERIAL in hex) on stdin; handshakes with 127.0.0.1:PORT, SNI given, the chain
 verified against CAFILE, until the leaf presented has SERIAL, then prints the CLOCK_MONOTONIC time
@@ -20,6 +20,7 @@ from cryptography import x509
 
 def main() -> None:
     ctx = ssl.create_default_context(cafile=sys.argv[1])
+    pause = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0005
     for line in sys.stdin:
         port, sni, serial_hex = line.split()
         want = int(serial_hex, 16)
@@ -36,7 +37,7 @@ def main() -> None:
                     break
             except (OSError, ssl.SSLError):  # the default certificate (not trusted) or the old one: not yet
                 pass
-            time.sleep(0.0005)
+            time.sleep(pause)
         print(result, flush=True)
 
 

@@ -85,8 +85,9 @@ class TlsProber:
     """bench/_tls_probe.py in its own process (as real clients are): its handshakes never take the GIL from the
     in-process agent. Asked before the change is made, it polls while the change happens."""
 
-    def __init__(self, cafile: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_tls_probe.py"), cafile],
+    def __init__(self, cafile: str, pause_ms: float) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_tls_probe.py"), cafile,
+                                      str(pause_ms)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(self, port: int, sni: str, serial: int) -> None:
@@ -208,6 +209,8 @@ async def main() -> int:
     ap.add_argument("--rotations", type=int, default=None)
     ap.add_argument("--reloads", type=int, default=None)
     ap.add_argument("--only-haplane", action="store_true", help="measure 1. only")
+    ap.add_argument("--probe-pause-ms", type=float, default=0.5,
+                    help="pause of the TLS prober between handshakes (default 0.5; each handshake costs CPU)")
     ap.add_argument("--haproxy-bin", default=os.environ.get("HAPLANE_HAPROXY_BIN", "haproxy"))
     args = ap.parse_args()
     n = args.certs or (50 if args.quick else 1000)
@@ -222,9 +225,9 @@ async def main() -> int:
     cafile = ca.write_root(base / "ca.pem")
     ctx = ssl.create_default_context(cafile=cafile)
     logging.getLogger("haplane").setLevel(logging.ERROR)  # HAProxy's own start/stop chatter
-    print(f"bench_tls: {n} certificates loaded, HAProxy {args.haproxy_bin}, 2-core machine shared with the client",
-          flush=True)
-    prober = TlsProber(cafile)
+    print(f"bench_tls: {n} certificates loaded, HAProxy {args.haproxy_bin}, 2-core machine shared with the client "
+          f"(load {os.getloadavg()[0]:.1f}; prober pause {args.probe_pause_ms:g} ms)", flush=True)
+    prober = TlsProber(cafile, args.probe_pause_ms)
     try:
         print("1. haplane (API -> store -> agent -> Runtime API; the TLS client in its own process)", flush=True)
         await bench_haplane(base, ca, n, rotations, ctx, prober)

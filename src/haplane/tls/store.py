@@ -37,9 +37,8 @@ class CertificateStore:
         """Store a validated bundle under ``name``; (record, revision, created)."""
         cert, key = records_of(name, bundle, source)
         ck, kk = keys.certificate_key(name), keys.private_key_key(name)
-        current = await self.store.get(ck)
+        current, key_now = await self.store.get_many([ck, kk])  # one read at one revision
         guarded = guard_write(ck, current, if_match)
-        key_now = await self.store.get(kk)
         compares = [guarded, Compare(kk, key_now.mod_revision if key_now else 0)]
         rev = await self.store.txn(compares, [Put(ck, _dumps(cert.to_dict())), Put(kk, _dumps(key.to_dict()))])
         return cert, rev, current is None
