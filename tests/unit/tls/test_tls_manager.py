@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from haplane.model.records import Service
+from haplane.registry import RegistryStore
+from haplane.store.memory import MemoryStore
 from haplane.testing_tls import TestCA
 from haplane.tls.certs import parse_bundle
-from haplane.tls.manager import DAY, acme_name, wanted_orders
+from haplane.tls.manager import DAY, AcmeManager, AcmeOptions, acme_name, wanted_orders
 from haplane.tls.records import OrderState, records_of
 
 NOW = time.time()
@@ -39,3 +43,54 @@ def test_a_failed_order_waits_for_its_back_off() -> None:
 def test_long_host_names_still_make_file_names() -> None:
     host = ".".join(["x" * 60] * 4)
     assert len(acme_name(host)) <= 100 and acme_name(host).startswith("acme-")
+
+
+class _Recorder(AcmeManager):
+    """An AcmeManager whose order stores a test CA's certificate instead of asking a CA, and says who ordered."""
+
+    def __init__(self, store: MemoryStore, node: str, ordered: list[tuple[str, str]]) -> None:
+        super().__init__(store, AcmeOptions("https://acme.invalid/directory", interval=0.2), node)
+        self.ordered = ordered
+
+    async def order(self, name: str, hosts: tuple[str, ...], last: OrderState | None = None) -> bool:
+        self.ordered.append((self.node, hosts[0]))
+        leaf = CA.issue(list(hosts), days=90)
+        await self.certs.put(name, parse_bundle(leaf.chain_pem, leaf.key_pem, time.time()), "acme")
+        return True
+
+
+async def test_one_node_orders_at_a_time_and_another_takes_over() -> None:
+    """Two nodes on one store: only the election's leader orders; when it stops, the other orders."""
+    store = MemoryStore()
+    reg = RegistryStore(store)
+    ordered: list[tuple[str, str]] = []
+    managers = {n: _Recorder(store, n, ordered) for n in ("n1", "n2")}
+    tasks = {n: asyncio.create_task(m.run()) for n, m in managers.items()}
+
+    async def until_ordered(host: str, timeout: float = 15.0) -> str:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not any(h == host for _, h in ordered):
+            assert asyncio.get_running_loop().time() < deadline, f"{host} never ordered: {ordered}"
+            await asyncio.sleep(0.02)
+        return next(n for n, h in ordered if h == host)
+
+    try:
+        await reg.put_service(Service.from_dict({"predicate": "a.test", "tls": "auto"}, name="a"))
+        leader = await until_ordered("a.test")
+        await reg.put_service(Service.from_dict({"predicate": "b.test", "tls": "auto"}, name="b"))
+        assert await until_ordered("b.test") == leader
+        for m in managers.values():
+            m.wake()  # both scan again: nothing is ordered twice, and never by the follower
+        await asyncio.sleep(0.5)
+        assert sorted(ordered) == sorted([(leader, "a.test"), (leader, "b.test")])
+
+        tasks[leader].cancel()  # the leader stops without resigning: its lease runs out (5 s)
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[leader]
+        await reg.put_service(Service.from_dict({"predicate": "c.test", "tls": "auto"}, name="c"))
+        other = await until_ordered("c.test")
+        assert other != leader and [h for _, h in ordered].count("c.test") == 1
+    finally:
+        for t in tasks.values():
+            t.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
