@@ -14,7 +14,7 @@ HAProxy 2.6) to the same behaviour for the same operations. Tests of real behavi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from haplane.errors import HAProxyUnavailable, ReloadFailed, ValidationError
@@ -41,6 +41,7 @@ class FakeHAProxy:
         self.reload_count = 0
         self.running = False
         self.fail_next_reload = False
+        self.exit_callbacks: list[Callable[[], None]] = []
 
     # --- HAProxyControl ------------------------------------------------------------------------------------
 
@@ -56,6 +57,15 @@ class FakeHAProxy:
             raise HAProxyUnavailable("no last good config")
         self._load(self.last_good, keep_state=False)
         self.running = True
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        self.exit_callbacks.append(callback)
+
+    def kill(self) -> None:
+        """HAProxy dies (as a SIGKILL would do): nothing answers, the exit callbacks are called."""
+        self.running = False
+        for callback in self.exit_callbacks:
+            callback()
 
     async def check(self, config: Rendered) -> CheckResult:
         bad = [n for n, line in enumerate(config.text.splitlines(), 1) if any(p in line for p in self.poison)]
@@ -97,9 +107,6 @@ class FakeHAProxy:
         self.running = False
 
     # --- helpers -------------------------------------------------------------------------------------------
-
-    def kill(self) -> None:
-        self.running = False
 
     def slot(self, backend: str, server: str) -> SlotObs:
         return self.backends[backend][server]

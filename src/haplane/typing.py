@@ -139,6 +139,12 @@ class HAProxyControl(HAProxyReader, Protocol):
         """HAProxy died: start it again from the last good config on disk."""
         ...
 
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called (in the event loop, at once) whenever HAProxy exits without being asked to,
+        so the agent heals it without waiting for its next resync. A control that does not run HAProxy (the
+        attached one) never calls it: the agent finds that one dead at its next step or resync."""
+        ...
+
     async def check(self, config: Rendered) -> CheckResult:
         """``haproxy -c`` on ``config`` with its maps; nothing in force changes."""
         ...

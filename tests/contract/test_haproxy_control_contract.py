@@ -218,3 +218,29 @@ async def test_certificates_put_replace_remove_and_refuse_alike(rig: Rig) -> Non
                                          CertDel("b", files.path_of("b"), lst, C)])  # gone already: not an error
     assert [r.ok for r in results] == [True, True]
     assert await rig.control.certificates(lst) == {files.path_of("a"): b["a2"].info.sha1}
+
+
+async def test_an_exit_is_reported_and_a_stop_is_not(rig: Rig) -> None:
+    """``on_exit`` callbacks run when HAProxy dies (a SIGKILL of the master here), never for a stop asked for;
+    ``restart_from_last_good`` brings back the last config started."""
+    import asyncio
+    import os
+    import signal
+
+    exits: list[str] = []
+    rig.control.on_exit(lambda: exits.append("exit"))
+    await rig.control.start(rig.rendered(a1()))
+    if isinstance(rig.control, FakeHAProxy):
+        rig.control.kill()
+    else:
+        os.kill(rig.control.process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    for _ in range(200):
+        if exits:
+            break
+        await asyncio.sleep(0.01)
+    assert exits == ["exit"] and not await rig.control.alive()
+    await rig.control.restart_from_last_good()
+    assert (await rig.control.servers())["app"]["s1"] == SlotObs("127.0.0.2", 8080, 5, False, False)
+    await rig.control.stop()
+    await asyncio.sleep(0.1)
+    assert exits == ["exit"]

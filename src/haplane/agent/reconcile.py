@@ -80,19 +80,23 @@ class Agent:
         self.event_callbacks: list[Callable[[list[Event]], None]] = []  # store events, before they are applied
         self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
         self._resync_requested = False
+        self._heal_requested = False
+        self._healing = False
         self._reload_wanted: Reload | None = None
         self._reloading = False
         self._last_reload_at = -NEVER
         self._wake_at = NEVER
         self._wake_backends: set[str] = set()
         self._next_resync = NEVER
+        control.on_exit(self._haproxy_exited)
 
     # --- what readers may ask ----------------------------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
         """Nothing queued, no reload pending or running (for tests, node reports and `haplane plan`)."""
-        return self._events.empty() and self._reload_wanted is None and not self._reloading
+        return (self._events.empty() and self._reload_wanted is None and not self._reloading
+                and not self._heal_requested and not self._healing)
 
     @property
     def reload_pending(self) -> Reload | None:
@@ -172,6 +176,11 @@ class Agent:
 
     # --- the loop --------------------------------------------------------------------------------------------
 
+    def _haproxy_exited(self) -> None:
+        """HAProxy exited without being asked to (the control saw it): heal it at the loop's next turn, now."""
+        self._heal_requested = True
+        self._events.put_nowait([])
+
     async def _watch(self) -> None:
         failures = 0  # since the watch last delivered
         while True:
@@ -227,6 +236,11 @@ class Agent:
     async def _step(self, batches: list[list[Event]]) -> None:
         t0 = self.clock()
         events = [e for b in batches for e in b]
+        if self._heal_requested:
+            self._heal_requested = False
+            await self._heal()
+            if events:  # the events that came with the exit are in the store: a full pass takes them in
+                self._resync_requested = True
         now = self.clock()
         if self._resync_requested or now >= self._next_resync:
             self._resync_requested = False
@@ -257,15 +271,35 @@ class Agent:
         self._next_resync = self.clock() + self.options.resync_interval
 
     async def _heal(self) -> None:
-        """HAProxy is gone or not answering: restart it from the last good config and converge again."""
+        """HAProxy is gone or not answering: restart it from the last good config and converge again. If the
+        restart fails (the ports still held, say), the next try comes half a second later."""
         if await self.control.alive():
             return
-        self.activity.record(Change("restart", "haproxy", "HAProxy was not running: restarted from the last "
-                                                          "good config"))
-        await self.control.restart_from_last_good()
+        self._healing = True
+        try:
+            await self._restart()
+        finally:
+            self._healing = False
+
+    async def _restart(self) -> None:
+        t0 = self.clock()
+        try:
+            await self.control.restart_from_last_good()
+        except HaplaneError as exc:
+            self.status.haproxy_ok = False
+            self.status.last_error = f"haproxy: restart failed: {exc}"
+            log.error("HAProxy could not be restarted from the last good config (%s); trying again in 0.5s", exc)
+            self.activity.record(Change("restart", "haproxy", "HAProxy was not running and could not be "
+                                                              "restarted from the last good config",
+                                        {"error": str(exc)}), "failed")
+            asyncio.get_running_loop().call_later(0.5, self._haproxy_exited)
+            return
         self.memory.clear()
         self.status.haproxy_ok = True
         await self._converge(None)
+        took = self.clock() - t0
+        self.activity.record(Change("restart", "haproxy", "HAProxy was not running: restarted from the last "
+                                                          "good config", {"seconds": round(took, 3)}))
 
     # --- converge: compose, observe, plan, apply -----------------------------------------------------------
 

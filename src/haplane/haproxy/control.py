@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from haplane.errors import HAProxyUnavailable, RuntimeCommandError
@@ -142,7 +142,8 @@ class ManagedHAProxy(_RuntimeOps):
     it dies."""
 
     def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy") -> None:
-        self.process = HAProxyProcess(state_dir, haproxy_bin)
+        self.process = HAProxyProcess(state_dir, haproxy_bin, on_exit=self._exited)
+        self._exit_callbacks: list[Callable[[], None]] = []
         self.haproxy_bin = haproxy_bin
         self.check_dir = Path(state_dir)
         self.runtime = self.process.runtime
@@ -157,6 +158,13 @@ class ManagedHAProxy(_RuntimeOps):
 
     async def restart_from_last_good(self) -> None:
         await self.process.restart_from_last_good()
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        self._exit_callbacks.append(callback)
+
+    def _exited(self, _code: int) -> None:
+        for callback in self._exit_callbacks:
+            callback()
 
     async def reload(self, config: Rendered) -> int:
         await self._sync_cert_files(config)
@@ -199,6 +207,9 @@ class AttachedHAProxy(_RuntimeOps):
         raise HAProxyUnavailable("the attached HAProxy is not answering; haplane does not run it, so it cannot "
                                  "restart it: restart it yourself (its last good config is "
                                  f"{self.files.last_good_path})")
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        return None  # haplane does not run this HAProxy: it sees it gone when the admin socket stops answering
 
     async def reload(self, config: Rendered) -> int:
         """``reload.reload_with_last_good``: save server state (minus servers the new config moves), write the

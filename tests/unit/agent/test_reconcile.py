@@ -142,6 +142,28 @@ async def test_dead_haproxy_is_restarted() -> None:
         assert any(r.kind == "restart" for r in rig.activity.records)
 
 
+async def test_haproxy_exit_is_healed_at_once_without_an_event() -> None:
+    """The control reports the exit: the agent restarts HAProxy at once, not at its resync (an hour away)."""
+    async with running(setup=app_service) as rig:
+        await rig.reg.put_instance(inst("a"))
+        await until(lambda: not rig.fake.slot("app", "s1").maint)
+        rig.fake.kill()
+        await until(lambda: rig.fake.running and not rig.fake.slot("app", "s1").maint, timeout=1)
+        await until(lambda: rig.agent.idle)
+        assert [r.result for r in rig.activity.records if r.kind == "restart"] == ["ok"]
+
+
+async def test_failed_restart_is_tried_again() -> None:
+    async with running(setup=app_service) as rig:
+        last_good, rig.fake.last_good = rig.fake.last_good, None  # the first restart fails
+        rig.fake.kill()
+        await until(lambda: any(r.kind == "restart" and r.result == "failed" for r in rig.activity.records))
+        assert not rig.fake.running and rig.agent.status.haproxy_ok is False
+        rig.fake.last_good = last_good
+        await until(lambda: rig.fake.running, timeout=2)
+        await until(lambda: rig.agent.status.haproxy_ok)
+
+
 async def test_weights_ramp() -> None:
     policy = Policy(ramp_min=1, ramp_step=5, ramp_interval=0.1, drain_timeout=0)
     async with running(setup=app_service, policy=policy) as rig:
