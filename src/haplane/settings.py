@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     haproxy_bin: str = "haproxy"
     admin_socket: str | None = None  # attach to an operator-run HAProxy instead of starting one
     master_socket: str | None = None
+    keep_haproxy: bool = False  # a clean stop of haplane leaves the HAProxy it runs serving (the next one adopts it)
     reload_interval: float = Field(1.0, ge=0)  # at most one reload per this many seconds
     coalesce_ms: float = Field(1.0, ge=0)  # events closer than this are applied together
     resync_interval: float = Field(30.0, gt=0)  # full resync against HAProxy and the store

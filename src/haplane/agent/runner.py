@@ -207,7 +207,7 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
         control = AttachedHAProxy(settings.admin_socket, settings.master_socket, str(state_dir / "haproxy.cfg"),
                                   settings.haproxy_bin)
     else:
-        control = ManagedHAProxy(state_dir, settings.haproxy_bin)
+        control = ManagedHAProxy(state_dir, settings.haproxy_bin, keep_running=settings.keep_haproxy)
     template = None
     if settings.template:
         try:

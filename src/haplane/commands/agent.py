@@ -16,7 +16,9 @@ DESCRIPTION = """\
 Watch the store, compose the desired HAProxy configuration, and apply it: membership changes through the
 Runtime API (no reload), structural changes through a checked seamless reload. By default haplane starts
 HAProxy itself in STATE_DIR (master.sock, admin.sock, haproxy.cfg, its last good copy, the server-state
-file); with --admin-socket and --master-socket it drives an HAProxy you run.
+file); with --admin-socket and --master-socket it drives an HAProxy you run. The HAProxy haplane starts
+outlives it: killed, haplane leaves it serving, and the next agent on STATE_DIR attaches to it; a clean
+stop (SIGTERM, Ctrl-C) stops it too unless --keep-haproxy.
 
   haplane agent --state-dir /var/lib/haplane --http-port 80
   haplane agent --store etcd://10.0.0.1:2379,10.0.0.2:2379/haplane --state-dir /var/lib/haplane
@@ -36,6 +38,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--admin-socket", metavar="PATH", help="attach to a running HAProxy: its admin socket")
     p.add_argument("--master-socket", metavar="PATH", help="attach to a running HAProxy: its master CLI socket")
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
+    p.add_argument("--keep-haproxy", action="store_true", default=None,
+                   help="on SIGTERM/Ctrl-C, leave the HAProxy haplane runs serving; the next agent on this state "
+                        "directory attaches to it (HAPLANE_KEEP_HAPROXY; default: it is stopped)")
     p.add_argument("--reload-interval", type=float, metavar="SECONDS",
                    help="at most one reload per this many seconds (default: 1)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args, http_port=args.http_port, http_address=args.http_address,
                              admin_socket=args.admin_socket, master_socket=args.master_socket,
                              haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval,
+                             keep_haproxy=args.keep_haproxy,
                              metrics_port=args.metrics_port, **tls_overrides(args))
     return asyncio.run(_run(settings))
 

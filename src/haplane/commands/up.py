@@ -30,7 +30,11 @@ Start everything on this machine, with all state under STATE_DIR (default ./.sta
   - a Docker watcher when a Docker daemon is reachable (DOCKER_HOST or /var/run/docker.sock), unless
     --no-docker.
 The admin token comes from HAPLANE_TOKEN, or is made once and kept in STATE_DIR/admin.token; a login link
-for the UI is printed at start. Ctrl-C stops everything, HAProxy included.
+for the UI is printed at start. Ctrl-C (or SIGTERM) stops everything, HAProxy included, unless
+--keep-haproxy (HAPLANE_KEEP_HAPROXY=1) leaves it serving. HAProxy runs in its own session: if haplane is
+killed, HAProxy keeps serving with the last config it was given, and the next `haplane up` on the same
+STATE_DIR attaches to it (same master pid, no restart) instead of starting another. A second haplane on the
+same STATE_DIR, or a proxy port another process holds, is refused with a one-line message.
 
   haplane up
   haplane up --state-dir /var/lib/haplane --listen 127.0.0.1:9090 --http-port 80
@@ -49,6 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", metavar="FILE", help="render haproxy.cfg with this Jinja2 template")
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
     p.add_argument("--no-docker", action="store_true", help="do not watch a local Docker daemon")
+    p.add_argument("--keep-haproxy", action="store_true", default=None,
+                   help="on Ctrl-C/SIGTERM, stop haplane but leave HAProxy serving; the next haplane on this "
+                        "state directory attaches to it (HAPLANE_KEEP_HAPROXY; default: HAProxy is stopped)")
     add_traffic_options(p)
     from haplane.tls.wiring import add_tls_options
 
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if tls["https_port"] is None and "HAPLANE_HTTPS_PORT" not in os.environ:
         tls["https_port"] = UP_HTTPS_PORT
     settings = load_settings(args, listen=args.listen, http_port=args.http_port, http_address=args.http_address,
-                             haproxy_bin=args.haproxy_bin, **tls)
+                             haproxy_bin=args.haproxy_bin, keep_haproxy=args.keep_haproxy, **tls)
     return asyncio.run(_run(settings, docker=not args.no_docker))
 
 
@@ -194,5 +201,6 @@ def _banner(settings: object, state_dir: Path, host: str, port: int, token: str 
         lines.append(f"  stats   {stats}   (HAProxy's stats page and /metrics; user {settings.haproxy_stats_user}, "
                      "password in "
                      f"{state_dir}/haproxy-stats.password unless HAPLANE_HAPROXY_STATS_PASSWORD is set)")
-    lines.append("Ctrl-C stops everything, HAProxy included.")
+    lines.append("Ctrl-C stops everything, HAProxy included." if not settings.keep_haproxy else
+                 "Ctrl-C stops haplane and leaves HAProxy serving (--keep-haproxy).")
     print("\n".join(lines), flush=True)

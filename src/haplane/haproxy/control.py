@@ -20,6 +20,7 @@ from haplane.haproxy.check import check_rendered
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.master import MasterClient
 from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_map, parse_stat
+from haplane.haproxy.ports import PortHeld, refuse_held_ports
 from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.reload import reload_with_last_good
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
@@ -139,19 +140,35 @@ class _RuntimeOps(RuntimeReader):
 
 class ManagedHAProxy(_RuntimeOps):
     """haplane starts HAProxy (master-worker) in ``state_dir`` and restarts it from the last good config if
-    it dies."""
+    it dies. HAProxy outlives haplane: ``start`` first attaches to an HAProxy a previous haplane left running in
+    ``state_dir`` (same master, no restart: traffic never stops), reloading it only if the config differs.
+    ``stop`` stops HAProxy, unless ``keep_running`` (then it is left serving for the next haplane)."""
 
-    def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy") -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy", *,
+                 keep_running: bool = False) -> None:
         self.process = HAProxyProcess(state_dir, haproxy_bin, on_exit=self._exited)
         self._exit_callbacks: list[Callable[[], None]] = []
+        self.keep_running = keep_running
         self.haproxy_bin = haproxy_bin
         self.check_dir = Path(state_dir)
         self.runtime = self.process.runtime
         self.config_path = str(self.process.config_path)
 
     async def start(self, config: Rendered) -> None:
-        await self._sync_cert_files(config)
-        await self.process.start(config.text, config.maps)
+        if await self.process.adopt() is None:
+            try:
+                await asyncio.to_thread(refuse_held_ports, config.config)
+            except PortHeld:
+                await self.process.stop()  # lets go of the state directory's lock
+                raise
+            await self._sync_cert_files(config)
+            await self.process.start(config.text, config.maps)
+            return
+        last = await self.process.files.read_last_good()
+        if last is not None and last == (config.text, dict(config.maps)):
+            await self._sync_cert_files(config)  # what a restart would load
+            return  # it runs this very config: nothing to reload
+        await self.reload(config)
 
     async def alive(self) -> bool:
         return await self.process.alive()
@@ -175,7 +192,10 @@ class ManagedHAProxy(_RuntimeOps):
         return await _reload_count(self.process.master)
 
     async def stop(self) -> None:
-        await self.process.stop()
+        if self.keep_running:
+            await self.process.leave_running()
+        else:
+            await self.process.stop()
 
 
 class AttachedHAProxy(_RuntimeOps):

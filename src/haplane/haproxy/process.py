@@ -27,18 +27,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
+import json
 import logging
 import os
 import re
 import signal
-import sys
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from haplane.errors import HAProxyError, HAProxyUnavailable
-from haplane.haproxy.files import ConfigFiles
+from haplane.haproxy.files import ConfigFiles, atomic_write
 from haplane.haproxy.master import MasterClient
 from haplane.haproxy.reload import Servers, reload_with_last_good, save_server_state
 from haplane.haproxy.runtime import RuntimeClient
@@ -50,6 +50,8 @@ log = logging.getLogger("haplane.haproxy")
 
 ADMIN_SOCKET = "admin.sock"
 MASTER_SOCKET = "master.sock"
+MASTER_RECORD = "haproxy.master"  # the master haplane runs: {pid, started (/proc start time), config}
+LOCK_FILE = "haproxy.lock"  # held (flock) by the haplane that manages the HAProxy of this state directory
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./@+-]+")
 
 
@@ -78,7 +80,8 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
       addresses, weights and admin states survive a reload (haplane dumps ``show servers state`` into the
       file just before each reload);
     - ``hard-stop-after``: an old worker finishing its connections after a reload is stopped after this;
-    - ``mworker-max-reloads``: a worker that survived this many reloads gets SIGTERM.
+    - ``mworker-max-reloads``: a worker that survived this many reloads gets SIGTERM;
+    - ``noreuseport``: the listeners are not SO_REUSEPORT, so a second HAProxy cannot bind haplane's ports.
     """
     d = os.fspath(state_dir).rstrip("/") or "/"
     if not _SAFE_PATH.fullmatch(d):
@@ -99,6 +102,9 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
             f"server-state-file {d}/server-state",
             f"hard-stop-after {hard_stop_after}",
             f"mworker-max-reloads {int(mworker_max_reloads)}",
+            # no SO_REUSEPORT: no other process can share (and split) haplane's ports; reloads hand the
+            # listening sockets over instead of binding them again (haproxy/ports.py)
+            "noreuseport",
         ),
         defaults_lines=("load-server-state-from-file global",),
     )
@@ -127,14 +133,82 @@ def output_level(line: str, starting: bool = False) -> int:
     return logging.INFO
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: HAProxy's master gets SIGTERM if haplane dies, instead of holding the ports as an orphan."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+class _Master:
+    """HAProxy's master process as haplane holds it: a child it started (``popen``) or one it adopted from a
+    haplane that died (no parent link: only its pid). Its exit is seen through a pidfd (Linux; polled elsewhere),
+    so both kinds are watched alike and nothing ties HAProxy's life to haplane's (no asyncio transport that
+    kills its child when closed, no parent-death signal)."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.popen = popen
+        self.returncode: int | None = None
+        self._done = asyncio.Event()
+        self._task = asyncio.create_task(self._watch(), name=f"haproxy-master-{pid}")
+
+    @property
+    def adopted(self) -> bool:
+        return self.popen is None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        fd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            fd = os.pidfd_open(self.pid)
+        try:
+            if fd is not None:
+                readable: asyncio.Future[None] = loop.create_future()
+
+                def ready() -> None:
+                    if not readable.done():
+                        readable.set_result(None)
+
+                loop.add_reader(fd, ready)
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(fd)
+            else:  # pragma: no cover - no pidfd (not Linux >= 5.3)
+                while self._running():
+                    await asyncio.sleep(0.05)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if self.popen is not None:
+            self.returncode = await asyncio.to_thread(self.popen.wait)  # exited: reaps at once
+        else:
+            self.returncode = -1  # not our child: its exit status went to its new parent
+        self._done.set()
+
+    def _running(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return _pid_alive(self.pid)
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    async def wait(self) -> int:
+        await self._done.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    async def forget(self) -> None:
+        """Stop watching (haplane leaves HAProxy running)."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 class HAProxyProcess:
-    """One supervised HAProxy (master + worker) with its state in ``state_dir``."""
+    """One supervised HAProxy (master + worker) with its state in ``state_dir``.
+
+    HAProxy outlives haplane: it runs in its own session with no parent-death signal, so a haplane killed (or
+    upgraded) leaves it serving; ``adopt()`` (called by ``start``) attaches a new haplane to it again. While
+    haplane manages it, it holds ``<state_dir>/haproxy.lock``: a second haplane on the same state directory is
+    refused instead of driving the same HAProxy twice."""
 
     def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy", *,
                  start_timeout: float = 10.0, reload_timeout: float = 15.0, stop_timeout: float = 10.0,
@@ -148,19 +222,22 @@ class HAProxyProcess:
         self.files = ConfigFiles(self.state_dir)
         self.admin_socket = self.state_dir / ADMIN_SOCKET
         self.master_socket = self.state_dir / MASTER_SOCKET
+        self.record_path = self.state_dir / MASTER_RECORD
         self.runtime = RuntimeClient(self.admin_socket)
         self.master = MasterClient(self.master_socket)
         self.output: collections.deque[str] = collections.deque(maxlen=keep_lines)
         self._lines_seen = 0
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: _Master | None = None
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()
         self._stopping = False
         self._starting = False
         self._worker_pid: int | None = None
+        self._lock_fd: int | None = None
         self.returncode: int | None = None
         self.starts = 0
+        self.adoptions = 0
 
     def __repr__(self) -> str:
         return f"HAProxyProcess({str(self.state_dir)!r}, pid={self.pid})"
@@ -186,6 +263,11 @@ class HAProxyProcess:
         return self._proc is not None and self._proc.returncode is None
 
     @property
+    def adopted(self) -> bool:
+        """The running master was started by an earlier haplane and adopted by this one."""
+        return self._proc is not None and self._proc.adopted
+
+    @property
     def exited(self) -> asyncio.Event:
         """Set when the master exits (whether we stopped it or it died); cleared by ``start``."""
         return self._exited
@@ -207,6 +289,43 @@ class HAProxyProcess:
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
+    async def adopt(self) -> ProcInfo | None:
+        """Attach to the HAProxy a previous haplane started in this state directory and left running (it was
+        killed, or stopped with HAProxy kept): the master recorded in ``haproxy.master`` is alive, is the same
+        process (its start time matches), and its master CLI answers with its pid. Returns its ``show proc``,
+        or None when there is none to adopt (the record is then removed). The config it runs is the last good
+        one: a reload is marked good only once HAProxy confirmed it."""
+        if self.running:
+            raise HAProxyError(f"HAProxy already runs (pid {self.pid})")
+        self._lock()
+        record = _read_record(self.record_path)
+        if record is None:
+            return None
+        pid = record["pid"]
+        if not (_pid_alive(pid) and _is_haproxy(pid) and _start_time(pid) == record["started"]):
+            log.info("the HAProxy recorded in %s (pid %s) no longer runs", self.record_path, pid)
+            self._forget_record()
+            return None
+        try:
+            info = await self.master.show_proc()
+        except HAProxyUnavailable as exc:
+            log.warning("HAProxy %s runs but its master CLI does not answer (%s): not adopted", pid, exc)
+            return None
+        if info.master_pid != pid or info.worker_pid is None:
+            log.warning("the master CLI of %s answers for pid %s, not %s: not adopted", self.state_dir,
+                        info.master_pid, pid)
+            return None
+        self._proc = _Master(pid)
+        self._stopping = False
+        self.returncode = None
+        self._exited.clear()
+        self._worker_pid = info.worker_pid
+        self._watcher = asyncio.create_task(self._watch(self._proc), name="haproxy-watch")
+        self.adoptions += 1
+        log.warning("attached to the HAProxy left running by a previous haplane: master %s, worker %s (its output "
+                    "is not read until its next restart)", pid, info.worker_pid)
+        return info
+
     async def start(self, config: str | None = None, maps: Mapping[str, str] | None = None) -> ProcInfo:
         """Write ``config`` (and ``maps``) if given, start HAProxy on ``haproxy.cfg`` and wait until the worker
         serves the Runtime API. The config becomes the last good once HAProxy runs it. Raises
@@ -214,6 +333,7 @@ class HAProxyProcess:
         if self.running:
             raise HAProxyError(f"HAProxy already runs (pid {self.pid})")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
         if config is not None:
             await self.files.write_current(config, maps)
         if not self.files.state_file.exists():
@@ -221,29 +341,35 @@ class HAProxyProcess:
             await self.files.write_server_state("1")
         mark = self._lines_seen
         args = [self.haproxy_bin, "-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.config_path)]
+        out_r, out_w = os.pipe()
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, cwd=self.state_dir, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            # its own session: a Ctrl-C or a SIGKILL of haplane does not reach HAProxy, which keeps serving
+            popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out_w, stderr=subprocess.STDOUT,
+                                     cwd=self.state_dir, start_new_session=True)
         except OSError as exc:
+            os.close(out_r)
+            self._unlock()
             raise HAProxyUnavailable(f"cannot run {self.haproxy_bin!r}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(out_w)
         self.starts += 1
         self._stopping = False
         self.returncode = None
         self._exited.clear()
-        proc = self._proc
-        self._reader = asyncio.create_task(self._read_output(proc), name="haproxy-output")
+        proc = self._proc = _Master(popen.pid, popen)
+        self._reader = asyncio.create_task(self._read_output(out_r), name="haproxy-output")
         self._watcher = asyncio.create_task(self._watch(proc), name="haproxy-watch")
         self._starting = True
         try:
             info = await self._wait_started(proc, mark)
         except BaseException:
             await self._kill(proc)
+            self._unlock()
             raise
         finally:
             self._starting = False
         await self.files.mark_good(maps)
+        self._write_record(popen.pid)
         log.info("HAProxy started: master %s, worker %s", info.master_pid, info.worker_pid)
         return info
 
@@ -285,21 +411,46 @@ class HAProxyProcess:
 
     async def stop(self, *, graceful: bool = True, timeout: float | None = None) -> int | None:
         """Stop HAProxy: SIGUSR1 (soft stop: finish connections, bounded by ``hard-stop-after``) when
-        ``graceful``, else SIGTERM; SIGKILL if it has not exited within ``timeout``. Returns the exit code."""
+        ``graceful``, else SIGTERM; SIGKILL if it has not exited within ``timeout``. Returns the exit code
+        (-1 for an adopted master, whose status goes to its own parent)."""
         proc = self._proc
         if proc is None:
+            self._unlock()
             return self.returncode
         self._stopping = True
         wait = self.stop_timeout if timeout is None else timeout
         if proc.returncode is None:
-            self._signal(proc, signal.SIGUSR1 if graceful else signal.SIGTERM)
+            proc.send_signal(signal.SIGUSR1 if graceful else signal.SIGTERM)
             if not await self._wait_exit(proc, wait):
-                self._signal(proc, signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
                 if not await self._wait_exit(proc, 2.0):
-                    self._signal(proc, signal.SIGKILL)
+                    proc.send_signal(signal.SIGKILL)
                     await proc.wait()
         await self._finish_tasks()
+        self._forget_record()
+        self._unlock()
         return proc.returncode
+
+    async def leave_running(self) -> None:
+        """Stop managing HAProxy and leave it serving (a clean stop of haplane with ``keep_haproxy``): the next
+        haplane on this state directory adopts it."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            await self.stop()
+            return
+        self._stopping = True
+        await proc.forget()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._proc = None
+        self._unlock()
+        log.info("HAProxy left running (master %s): the next haplane on %s attaches to it", proc.pid, self.state_dir)
 
     async def wait_exit(self) -> int:
         """Wait until the master exits; its exit code."""
@@ -308,7 +459,44 @@ class HAProxyProcess:
 
     # -- internals -------------------------------------------------------------------------------------
 
-    async def _wait_started(self, proc: asyncio.subprocess.Process, mark: int) -> ProcInfo:
+    def _lock(self) -> None:
+        """Hold ``haproxy.lock`` (released when this process ends, however it ends)."""
+        if self._lock_fd is not None:
+            return
+        import fcntl
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise HAProxyError(f"another haplane (pid {holder}) manages the HAProxy of {self.state_dir}: stop it "
+                               "first, or use another state directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _write_record(self, pid: int) -> None:
+        data = {"pid": pid, "started": _start_time(pid), "config": str(self.config_path)}
+        try:
+            atomic_write(self.record_path, json.dumps(data) + "\n", mode=0o600)
+        except OSError as exc:
+            log.warning("cannot record HAProxy's master in %s (%s): a restarted haplane will not find it",
+                        self.record_path, exc.strerror or exc)
+
+    def _forget_record(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.record_path.unlink()
+
+    async def _wait_started(self, proc: _Master, mark: int) -> ProcInfo:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout
         while True:
@@ -318,7 +506,7 @@ class HAProxyProcess:
                                          + ("; HAProxy said: " + " | ".join(alerts) if alerts else ""))
             try:
                 info = await self.master.show_proc()
-                if info.worker_pid is not None:
+                if info.worker_pid is not None and info.master_pid == proc.pid:
                     self._worker_pid = info.worker_pid
                     await self._wait_serving(info.worker_pid, max(0.1, deadline - loop.time()))
                     return info
@@ -346,24 +534,34 @@ class HAProxyProcess:
             await asyncio.sleep(0.01)
         return [ln for ln in self.recent_output(mark) if "[ALERT]" in ln]
 
-    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        while True:
-            try:
-                raw = await proc.stdout.readline()
-            except (ValueError, OSError):  # an over-long line, or the pipe broke
-                continue
-            if not raw:
-                return
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.output.append(line)
-            self._lines_seen += 1
-            log.log(output_level(line, starting=self._starting), "%s", line)
+    async def _read_output(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 16, loop=loop)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                                                    os.fdopen(fd, "rb", buffering=0))
+        try:
+            while True:
+                try:
+                    raw = await reader.readline()
+                except ValueError:  # an over-long line
+                    continue
+                except OSError:  # the pipe broke
+                    return
+                if not raw:
+                    return
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.output.append(line)
+                self._lines_seen += 1
+                log.log(output_level(line, starting=self._starting), "%s", line)
+        finally:
+            transport.close()
 
-    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, proc: _Master) -> None:
         code = await proc.wait()
         self.returncode = code
         self._exited.set()
+        if proc is self._proc and not self._stopping:
+            self._forget_record()
         if self._stopping:
             log.info("HAProxy stopped (code %s)", code)
             return
@@ -392,11 +590,7 @@ class HAProxyProcess:
                 return
             await asyncio.sleep(0.01)
 
-    def _signal(self, proc: asyncio.subprocess.Process, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-
-    async def _wait_exit(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+    async def _wait_exit(self, proc: _Master, timeout: float) -> bool:
         try:
             async with asyncio.timeout(timeout):
                 await proc.wait()
@@ -404,10 +598,10 @@ class HAProxyProcess:
         except TimeoutError:
             return False
 
-    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+    async def _kill(self, proc: _Master) -> None:
         self._stopping = True
         if proc.returncode is None:
-            self._signal(proc, signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL)
             await proc.wait()
         await self._finish_tasks()
 
@@ -422,6 +616,22 @@ class HAProxyProcess:
                     await self._reader
             except TimeoutError:
                 pass
+
+
+def _read_record(path: Path) -> dict[str, int] | None:
+    try:
+        data = json.loads(path.read_text())
+        return {"pid": int(data["pid"]), "started": int(data["started"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22): with the pid, who it is."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def _pid_alive(pid: int) -> bool:

@@ -153,6 +153,7 @@ async def test_options_and_globals_exist_in_this_haproxy(haproxy: str) -> None:
     cfg = """global
     hard-stop-after 30s
     mworker-max-reloads 50
+    noreuseport
     close-spread-time 5s
 defaults
     mode http

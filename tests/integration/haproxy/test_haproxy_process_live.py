@@ -184,3 +184,39 @@ async def test_unfiltered_state_file_would_give_a_hybrid(start_haproxy: StartHAP
     await hp.master.reload(before=await hp.master.show_proc())
     st = {s.name: s for s in await hp.runtime.servers_state("b")}
     assert (st["s1"].addr, st["s1"].port) == ("127.0.0.9", 4567)
+
+
+async def test_noreuseport_keeps_the_port_to_itself_and_reloads_stay_seamless(start_haproxy: StartHAProxy,
+                                                                               state_dir: Path) -> None:
+    """With ``noreuseport`` (control_globals) nothing else can bind HAProxy's port, not even with SO_REUSEPORT,
+    and reloads still hand the listening socket over: requests on fresh connections across five reloads are
+    all answered."""
+    import socket
+
+    port = free_port()
+    async with backends(("A", "127.0.0.2")) as (a,):
+        hp = await start_haproxy(base_config(str(state_dir), port, slots_backend({"s1": ("127.0.0.2", a.port)})))
+        assert "noreuseport" in (state_dir / "haproxy.cfg").read_text()
+        with socket.socket() as intruder:
+            intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with pytest.raises(OSError) as refused:
+                intruder.bind(("127.0.0.1", port))
+            assert refused.value.errno == 98  # EADDRINUSE
+        answered: list[int] = []
+        stop = asyncio.Event()
+
+        async def client() -> None:
+            while not stop.is_set():
+                answered.append((await http_get(port)).status)
+
+        task = asyncio.create_task(client())
+        try:
+            for i in range(5):
+                await hp.reload(base_config(str(state_dir), port, slots_backend(
+                    {"s1": ("127.0.0.2", a.port)}, extra=f"    timeout server {4 + i}s\n")))
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task  # a refused connection would raise here
+        assert (await hp.master.show_proc()).reloads == 5
+        assert len(answered) > 20 and set(answered) == {200}, answered

@@ -78,6 +78,7 @@ def test_control_globals() -> None:
         "server-state-file /var/lib/haplane/server-state",
         "hard-stop-after 10s",
         "mworker-max-reloads 20",
+        "noreuseport",
     )
     assert ctl.defaults_lines == ("load-server-state-from-file global",)
     assert control_globals(Path("/s/")).global_lines[0].startswith("stats socket /s/admin.sock ")
