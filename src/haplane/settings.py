@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     ramp_interval: float = Field(30.0, ge=0)
     drain_timeout: float = Field(30.0, ge=0)
     min_slots: int = Field(8, ge=1, le=4096)
+    # HAProxy's maxconn; default: 4,096, or less where the hard limit on open files is low (haproxy/limits.py)
+    maxconn: int | None = Field(None, ge=16, le=10_000_000)
     host_map: bool = True
     focus_zones: tuple[str, ...] = ()
     focus_groups: tuple[str, ...] = ()

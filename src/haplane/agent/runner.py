@@ -62,8 +62,12 @@ def state_dir_of(settings: Settings) -> Path:
 
 
 def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str, ...] = (),
-                  control_defaults: tuple[str, ...] = ()) -> AgentOptions:
+                  control_defaults: tuple[str, ...] = (), fd_limit: int | None = None) -> AgentOptions:
     from haplane.accesslog import SOCKET_NAME, log_target
+    from haplane.haproxy.limits import auto_maxconn, hard_limit
+
+    if fd_limit is None and not settings.admin_socket:
+        fd_limit = hard_limit()  # the limit an HAProxy haplane starts runs under
 
     addr, port = ip_or_wildcard_bind(f"{settings.http_address}:{settings.http_port}", "http_port")
     logs = log_target(state_dir / SOCKET_NAME, settings.access_log, settings.access_log_sample)
@@ -77,7 +81,8 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
     tls, certs_dir = https_options(settings, state_dir)
     compose = ComposeOptions(
         binds=(Bind(addr, port),),
-        globals=Globals(log_target=logs, control_global=control_global, control_defaults=control_defaults,
+        globals=Globals(maxconn=settings.maxconn or auto_maxconn(fd_limit), log_target=logs,
+                        control_global=control_global, control_defaults=control_defaults,
                         tls_min_version=settings.tls_min_version if tls else None,
                         tls_ciphers=settings.tls_ciphers if tls else None,
                         tls_ciphersuites=settings.tls_ciphersuites if tls else None,
@@ -187,6 +192,7 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
     """An agent driving a HAProxy it starts (or the operator's, when ``admin_socket`` is set). ``record``: write
     the settings that shape it into the state directory (``haplane plan`` builds one only to read its wiring)."""
     from haplane.haproxy.control import AttachedHAProxy, ManagedHAProxy
+    from haplane.haproxy.limits import hard_limit
     from haplane.haproxy.process import control_globals
     from haplane.render import compile_template
 
@@ -196,10 +202,13 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
     control: HAProxyControl
     if settings.admin_socket and not settings.master_socket:
         raise ConfigurationError("attaching to a running HAProxy needs both admin_socket and master_socket")
-    # attached: the configs haplane writes keep the operator's admin socket where the operator put it
+    # attached: the configs haplane writes keep the operator's admin socket where the operator put it; managed:
+    # HAProxy inherits haplane's hard limit on open files, and haplane sizes it (haproxy/limits.py)
+    attached = bool(settings.admin_socket and settings.master_socket)
+    fd_limit = None if attached else hard_limit()
     try:
         cl = control_globals(state_dir, hard_stop_after=f"{int(max(settings.drain_timeout, 5))}s",
-                             admin_socket=settings.admin_socket or None)
+                             admin_socket=settings.admin_socket or None, fd_limit=fd_limit)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     lines = (cl.global_lines, cl.defaults_lines)
@@ -207,7 +216,8 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
         control = AttachedHAProxy(settings.admin_socket, settings.master_socket, str(state_dir / "haproxy.cfg"),
                                   settings.haproxy_bin)
     else:
-        control = ManagedHAProxy(state_dir, settings.haproxy_bin, keep_running=settings.keep_haproxy)
+        control = ManagedHAProxy(state_dir, settings.haproxy_bin, keep_running=settings.keep_haproxy,
+                                 fd_limit=fd_limit)
     template = None
     if settings.template:
         try:
@@ -216,7 +226,7 @@ def build_agent(settings: Settings, store: Store | None = None, record: bool = T
             raise ConfigurationError(f"cannot read template {settings.template}: {exc.strerror}") from None
     store = store or open_store(settings.store_url(), settings.store_settings())
     activity = Activity(state_dir / "events.jsonl")
-    agent = Agent(store, control, agent_options(settings, state_dir, *lines), activity, template)
+    agent = Agent(store, control, agent_options(settings, state_dir, *lines, fd_limit=fd_limit), activity, template)
     if settings.node or store.url.startswith("etcd://"):
         # several nodes share the store: say how this one is doing (haplane status, GET /nodes)
         import socket

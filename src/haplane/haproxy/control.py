@@ -11,16 +11,18 @@ tests/contract/test_haproxy_control_contract.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from haplane.errors import HAProxyUnavailable, RuntimeCommandError
+from haplane.errors import HAProxyError, HAProxyUnavailable, RuntimeCommandError
 from haplane.haproxy.check import check_rendered
 from haplane.haproxy.files import ConfigFiles
+from haplane.haproxy.limits import budget
 from haplane.haproxy.master import MasterClient
 from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_map, parse_stat
-from haplane.haproxy.ports import PortHeld, refuse_held_ports
+from haplane.haproxy.ports import PortHeld, listening_binds, refuse_held_ports
 from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.reload import reload_with_last_good
 from haplane.haproxy.runtime import RuntimeClient, show_map_command
@@ -42,7 +44,13 @@ def _write_cert_files(files: CertFiles, ops: Sequence[RuntimeOp]) -> None:
             puts.pop(op.name, None)
     files.apply(puts, removes)
 
-__all__ = ["AttachedHAProxy", "ManagedHAProxy", "RuntimeReader"]
+__all__ = ["AttachedHAProxy", "DescriptorLimit", "ManagedHAProxy", "RuntimeReader"]
+
+log = logging.getLogger("haplane.haproxy")
+
+
+class DescriptorLimit(HAProxyError):
+    """HAProxy's connections and health checks would not fit in the hard limit on open files."""
 
 
 async def _reload_count(master: MasterClient, timeout: float = 3.0) -> int:
@@ -145,8 +153,9 @@ class ManagedHAProxy(_RuntimeOps):
     ``stop`` stops HAProxy, unless ``keep_running`` (then it is left serving for the next haplane)."""
 
     def __init__(self, state_dir: str | os.PathLike[str], haproxy_bin: str = "haproxy", *,
-                 keep_running: bool = False) -> None:
+                 keep_running: bool = False, fd_limit: int | None = None) -> None:
         self.process = HAProxyProcess(state_dir, haproxy_bin, on_exit=self._exited)
+        self.fd_limit = fd_limit  # the hard limit HAProxy runs under (ulimit-n in its config), if sized
         self._exit_callbacks: list[Callable[[], None]] = []
         self.keep_running = keep_running
         self.haproxy_bin = haproxy_bin
@@ -157,8 +166,9 @@ class ManagedHAProxy(_RuntimeOps):
     async def start(self, config: Rendered) -> None:
         if await self.process.adopt() is None:
             try:
+                self._refuse_over_budget(config)
                 await asyncio.to_thread(refuse_held_ports, config.config)
-            except PortHeld:
+            except (PortHeld, DescriptorLimit):
                 await self.process.stop()  # lets go of the state directory's lock
                 raise
             await self._sync_cert_files(config)
@@ -184,9 +194,30 @@ class ManagedHAProxy(_RuntimeOps):
             callback()
 
     async def reload(self, config: Rendered) -> int:
+        over = self._over_budget(config)
+        if over is not None:
+            log.warning("HAProxy may run out of file descriptors: %s", over)
         await self._sync_cert_files(config)
         info = await self.process.reload(config.text, config.maps, servers=config.servers)
         return info.reloads
+
+    def _over_budget(self, config: Rendered) -> str | None:
+        """What does not fit in the hard limit on open files, and what to change; None if all fits."""
+        if self.fd_limit is None:
+            return None
+        b = budget(config.config, self.fd_limit, listeners=len(listening_binds(config.config)))
+        if b.fits:
+            if b.asked > b.limit:
+                log.info("HAProxy reserves %d descriptors (one per health-checked slot: %d) but needs %d at most "
+                         "(%d instances checked now); hard limit %d: running with ulimit-n %d and no "
+                         "strict-limits", b.asked, b.slots, b.needed, b.checked, b.limit, b.limit)
+            return None
+        return f"{b.describe()}: {b.advice()}"
+
+    def _refuse_over_budget(self, config: Rendered) -> None:
+        over = self._over_budget(config)
+        if over is not None:
+            raise DescriptorLimit(f"HAProxy would not fit in this machine's limit on open files: {over}")
 
     async def reloads(self) -> int:
         return await _reload_count(self.process.master)

@@ -67,7 +67,8 @@ class ControlLines:
 
 def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str = "30s",
                     mworker_max_reloads: int = 50, stats_timeout: str = "30s",
-                    admin_socket: str | os.PathLike[str] | None = None) -> ControlLines:
+                    admin_socket: str | os.PathLike[str] | None = None, fd_limit: int | None = None
+                    ) -> ControlLines:
     """The control lines for a HAProxy whose state lives in ``state_dir`` (an absolute path is best: HAProxy
     resolves relative ones against its working directory).
 
@@ -81,7 +82,10 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
       file just before each reload);
     - ``hard-stop-after``: an old worker finishing its connections after a reload is stopped after this;
     - ``mworker-max-reloads``: a worker that survived this many reloads gets SIGTERM;
-    - ``noreuseport``: the listeners are not SO_REUSEPORT, so a second HAProxy cannot bind haplane's ports.
+    - ``noreuseport``: the listeners are not SO_REUSEPORT, so a second HAProxy cannot bind haplane's ports;
+    - with ``fd_limit`` (the hard limit of an HAProxy haplane starts): ``ulimit-n <fd_limit>`` and ``no
+      strict-limits``, so HAProxy starts whatever its slot count (one reserved descriptor each) and haplane checks
+      what it really needs itself (``limits.py``).
     """
     d = os.fspath(state_dir).rstrip("/") or "/"
     if not _SAFE_PATH.fullmatch(d):
@@ -105,6 +109,7 @@ def control_globals(state_dir: str | os.PathLike[str], *, hard_stop_after: str =
             # no SO_REUSEPORT: no other process can share (and split) haplane's ports; reloads hand the
             # listening sockets over instead of binding them again (haproxy/ports.py)
             "noreuseport",
+            *((f"ulimit-n {int(fd_limit)}", "no strict-limits") if fd_limit is not None else ()),
         ),
         defaults_lines=("load-server-state-from-file global",),
     )
@@ -122,10 +127,17 @@ _ROUTINE_WARNINGS = re.compile(
     r"|: Server \S+ is (?:UP|DOWN) \(leaving forced drain\))")
 
 
+# what HAProxy says when its slots reserve more descriptors than ``ulimit-n`` allows: expected with ``no
+# strict-limits`` (haplane checks the real need itself, limits.py), so not an error
+_SIZED_LIMIT = re.compile(r"\[(?:ALERT|WARNING)\].*(?:FD limit \(\d+\) too low for maxconn|Cannot raise FD limit to)")
+
+
 def output_level(line: str, starting: bool = False) -> int:
     """The level HAProxy's output ``line`` is logged at: ALERT is ERROR (DEBUG while starting: the failed start
     raises with those lines in its message, so the operator reads them once, in one line); a routine WARNING of
     a reload or a stop is INFO; other WARNINGs are WARNING; NOTICE and the rest INFO."""
+    if _SIZED_LIMIT.search(line):
+        return logging.INFO
     if "[ALERT]" in line:
         return logging.DEBUG if starting else logging.ERROR
     if "[WARNING]" in line:
