@@ -33,12 +33,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _backends import spawn_cmd
 from bench_agent import Prober, fmt, free_port, pct
 
 from haplane.agent.runner import build_agent
+from haplane.errors import HAProxyUnavailable
 from haplane.haproxy.runtime import RuntimeClient
 from haplane.model.records import Instance, Service
 from haplane.registry import RegistryStore
@@ -129,6 +131,22 @@ class Rig:
         self.prober.close()
 
 
+async def settled(rig: Rig) -> None:
+    """Until the agent has nothing left to do (a reload after start, a converge after a restart)."""
+    await asyncio.sleep(0.3)
+    while not rig.bundle.agent.idle:
+        await asyncio.sleep(0.05)
+
+
+async def show_proc(proc: Any) -> Any:
+    """The master's ``show proc``, through the moment its CLI is away (it re-executes on a reload)."""
+    for _ in range(100):
+        with contextlib.suppress(HAProxyUnavailable):
+            return await proc.master.show_proc()
+        await asyncio.sleep(0.1)
+    return await proc.master.show_proc()
+
+
 async def healed(rig: Rig, trials: int) -> None:
     proc = rig.bundle.control.process  # type: ignore[attr-defined]
     want = rig.want(0)
@@ -136,9 +154,9 @@ async def healed(rig: Rig, trials: int) -> None:
     seen: list[float] = []
     for n in range(trials):
         victim = ("master", "worker", "both")[n % 3]
-        await asyncio.sleep(0.3)
+        await settled(rig)
         old_master = proc.pid
-        old_worker = (await proc.master.show_proc()).worker_pid
+        old_worker = (await show_proc(proc)).worker_pid
         t0 = time.monotonic()
         for pid in {"master": [old_master], "worker": [old_worker], "both": [old_master, old_worker]}[victim]:
             os.kill(pid, signal.SIGKILL)
@@ -214,7 +232,7 @@ async def at_size(tmp: Path, services: int, min_slots: int, changes: int, heal_t
             t = time.perf_counter()
             await rt.execute([f"set server probe/s1 weight {10 + i % 2}"])
             floor.append(time.perf_counter() - t)
-        print(f"membership change -> routable, no load (aim p99 <= 15 ms at 10,000 services):")
+        print("membership change -> routable, no load (aim p99 <= 15 ms at 10,000 services):")
         row("store write -> first answer", lat)
         row("  of which the agent's step", steps)
         row("floor: bare set server", floor)
@@ -223,10 +241,11 @@ async def at_size(tmp: Path, services: int, min_slots: int, changes: int, heal_t
         took, parts = await a_reload(rig)
         print(f"a new service through a reload -> routable: {took * 1000:.0f} ms "
               + " ".join(f"({k} {v:.0f} ms)" for k, v in parts.items()))
-        await asyncio.sleep(0.5)  # the master re-executed for the reload: its CLI is back in a moment
-        worker = (await rig.bundle.control.process.master.show_proc()).worker_pid  # type: ignore[attr-defined]
-        print(f"memory: agent RSS {rss_mb():.0f} MB (peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
-              f" MB); HAProxy worker RSS {rss_mb(worker) if worker else float('nan'):.0f} MB")
+        await settled(rig)
+        worker = (await show_proc(rig.bundle.control.process)).worker_pid  # type: ignore[attr-defined]
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"memory: agent RSS {rss_mb():.0f} MB (peak {peak:.0f} MB); HAProxy worker RSS "
+              f"{rss_mb(worker) if worker else float('nan'):.0f} MB")
     finally:
         await rig.close()
 
@@ -253,7 +272,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
-    ap.add_argument("--min-slots", type=int, default=10)
+    ap.add_argument("--min-slots", type=int, default=8, help="slots per service (a power of two: 8 -> 80,000 "
+                    "slots at 10,000 services)")
     ap.add_argument("--changes", type=int, default=300, help="membership changes measured at each size")
     ap.add_argument("--heal", type=int, default=15, help="HAProxy kills (at the first size)")
     ap.add_argument("--haproxy", default="haproxy")

@@ -20,6 +20,7 @@ plan returns the memory as it will be once its operations succeed.
 from __future__ import annotations
 
 import math
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -64,10 +65,12 @@ class Reload:
 class Plan:
     ops: tuple[RuntimeOp, ...] = ()
     reload: Reload | None = None
-    memory: dict[tuple[str, str], SlotMemory] = field(default_factory=dict)
+    # the memory as it will be once the operations succeed (the one given, overlaid with memory_changes)
+    memory: Mapping[tuple[str, str], SlotMemory] = field(default_factory=dict)
     wake_at: float | None = None  # when a ramp step or a drain deadline needs another look
     wake_backends: frozenset[str] = frozenset()  # the backends that need it
     waiting: tuple[str, ...] = ()  # slots whose new instance waits for a drain to finish
+    memory_changes: Mapping[tuple[str, str], SlotMemory] = field(default_factory=dict)  # the slots planned
 
     @property
     def empty(self) -> bool:
@@ -92,7 +95,8 @@ def next_ramp_at(target: int, placed_at: float, now: float, policy: Policy) -> f
 class _Planner:
     def __init__(self, observed: Observed, memory: Memory, now: float, policy: Policy) -> None:
         self.observed = observed
-        self.memory = dict(memory)
+        self.known = memory  # read, never copied: it holds every slot, a plan touches a few
+        self.memory: dict[tuple[str, str], SlotMemory] = {}  # what this plan changes
         self.now = now
         self.policy = policy
         self.ops: list[RuntimeOp] = []
@@ -119,6 +123,8 @@ class _Planner:
         key = (be.name, want.name)
         ref = f"{be.name}/{want.name}"
         mem = self.memory.get(key)
+        if mem is None:
+            mem = self.known.get(key)
         if mem is None:
             # first look at this slot: adopt what HAProxy runs if it is what we want
             same = not o.maint and (o.address, o.port) == (want.address, want.port) and want.instance
@@ -302,9 +308,15 @@ def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | 
     serves through the crt-list; of ``cert_paths`` only, when given) given: certificates are put or removed too,
     before the maps (a redirect to HTTPS that a new certificate allows comes after the certificate)."""
     p = _Planner(observed, memory, now, policy)
-    for be in desired.backends:
-        if be.slotted and (backends is None or be.name in backends):
-            p.backend(be)
+    if backends is None:
+        for be in desired.backends:
+            if be.slotted:
+                p.backend(be)
+    else:
+        for name in sorted(backends):
+            limited = desired.backend(name)
+            if limited is not None and limited.slotted:
+                p.backend(limited)
     ops = p.ops
     if certs_now is not None:
         ops = ops + plan_certs(desired, certs_now, cert_paths)
@@ -313,5 +325,5 @@ def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | 
     reload = None
     if applied is None or desired.structure_key() != applied.structure_key():
         reload = Reload(structure_diff(applied, desired))
-    return Plan(tuple(ops), reload, p.memory, min(p.wake) if p.wake else None, frozenset(p.wake_backends),
-                tuple(p.waiting))
+    return Plan(tuple(ops), reload, ChainMap(p.memory, dict(memory) if not isinstance(memory, dict) else memory),
+                min(p.wake) if p.wake else None, frozenset(p.wake_backends), tuple(p.waiting), p.memory)

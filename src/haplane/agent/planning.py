@@ -101,10 +101,10 @@ class Composer:
             if spec.type == "dynamic" and spec.service in touched.services and spec.name not in replaced \
                     and f"backend:{spec.name}" not in excluded:
                 replaced[spec.name] = thalassa_backend(spec, by_service, opts)
+        replaced = {n: be for n, be in replaced.items() if desired.backend(n) is not None}
         if not replaced:
             return desired, set()
-        backends = tuple(replaced.get(b.name, b) for b in desired.backends)
-        return replace(desired, backends=backends), set(replaced)
+        return desired.with_backends(replaced), set(replaced)
 
     def touched_backends(self, touched: Touched, excluded: frozenset[str]) -> set[str]:
         """The backends a structural batch touched: its changed Thalassa backends, and those of its services."""

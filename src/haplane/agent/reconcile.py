@@ -375,7 +375,7 @@ class Agent:
         for outcome in outcomes:
             self._record(outcome)
         if all(o.ok for o in outcomes):
-            self.memory.update(p.memory)
+            self.memory.update(p.memory_changes)
         else:
             self._resync_requested = True  # re-read HAProxy before trusting our memory again
         self.status.waiting = p.waiting

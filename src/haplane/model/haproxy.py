@@ -10,7 +10,8 @@ Two layers of a backend are kept apart on purpose:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 from haplane.model.records import HealthCheck
@@ -196,16 +197,48 @@ class Config:
     globals: Globals = field(default_factory=Globals)
     maps: tuple[tuple[str, str], ...] = ()  # (file name, content) beside haproxy.cfg
     certificates: tuple[ServedCert, ...] = ()  # served through the crt-list; runtime-changeable
+    # computed once per config (a config holds 10,000 backends; the agent asks for these on every change)
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
+    _positions: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _position(self, name: str) -> int | None:
+        if self._positions is None:
+            object.__setattr__(self, "_positions", {b.name: i for i, b in enumerate(self.backends)})
+            assert self._positions is not None
+        return self._positions.get(name)
 
     def backend(self, name: str) -> Backend | None:
-        for b in self.backends:
-            if b.name == name:
-                return b
-        return None
+        i = self._position(name)
+        return None if i is None else self.backends[i]
+
+    def with_backends(self, replaced: Mapping[str, Backend]) -> Config:
+        """This config with the backends of the same names replaced (the others kept, in order), in time that
+        grows with ``replaced``, not with the config: its structure key is carried over when no replaced backend
+        changed its structure (membership alone), and its index of backends always."""
+        backends = list(self.backends)
+        same_structure = self._key is not None
+        for name, be in replaced.items():
+            i = self._position(name)
+            if i is None:
+                raise KeyError(name)
+            if same_structure and backends[i].structure() != be.structure():
+                same_structure = False
+            backends[i] = be
+        out = replace(self, backends=tuple(backends))
+        object.__setattr__(out, "_positions", self._positions)
+        if same_structure:
+            object.__setattr__(out, "_key", self._key)
+        return out
 
     def structure_key(self) -> str:
         """A fingerprint of everything that needs a reload to change. Two configs with the same key differ
         only in what the Runtime API can change (slot contents, weights, states, map entries)."""
+        if self._key is None:
+            object.__setattr__(self, "_key", self._structure_key())
+        assert self._key is not None
+        return self._key
+
+    def _structure_key(self) -> str:
         h = hashlib.sha256()
         h.update(repr(self.globals).encode())
         for fe in self.frontends:
