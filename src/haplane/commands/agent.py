@@ -38,6 +38,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--admin-socket", metavar="PATH", help="attach to a running HAProxy: its admin socket")
     p.add_argument("--master-socket", metavar="PATH", help="attach to a running HAProxy: its master CLI socket")
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
+    p.add_argument("--maxconn", type=int, metavar="N",
+                   help="HAProxy's maxconn (HAPLANE_MAXCONN; default: 4096, or less where the hard limit on open "
+                        "files is low). Before starting HAProxy, haplane checks that its connections (2 descriptors "
+                        "each) and health checks (1 per filled slot) fit in that limit, and says what to change")
     p.add_argument("--keep-haproxy", action="store_true", default=None,
                    help="on SIGTERM/Ctrl-C, leave the HAProxy haplane runs serving; the next agent on this state "
                         "directory attaches to it (HAPLANE_KEEP_HAPROXY; default: it is stopped)")
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args, http_port=args.http_port, http_address=args.http_address,
                              admin_socket=args.admin_socket, master_socket=args.master_socket,
                              haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval,
-                             keep_haproxy=args.keep_haproxy,
+                             keep_haproxy=args.keep_haproxy, maxconn=args.maxconn,
                              metrics_port=args.metrics_port, **tls_overrides(args))
     return asyncio.run(_run(settings))
 

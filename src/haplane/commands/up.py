@@ -53,6 +53,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", metavar="FILE", help="render haproxy.cfg with this Jinja2 template")
     p.add_argument("--haproxy-bin", metavar="PATH", help="the haproxy binary (default: haproxy on PATH)")
     p.add_argument("--no-docker", action="store_true", help="do not watch a local Docker daemon")
+    p.add_argument("--maxconn", type=int, metavar="N",
+                   help="HAProxy's maxconn (HAPLANE_MAXCONN; default: 4096, or less where the hard limit on open "
+                        "files is low). Before starting HAProxy, haplane checks that its connections (2 descriptors "
+                        "each) and health checks (1 per filled slot) fit in that limit, and says what to change")
     p.add_argument("--keep-haproxy", action="store_true", default=None,
                    help="on Ctrl-C/SIGTERM, stop haplane but leave HAProxy serving; the next haplane on this "
                         "state directory attaches to it (HAPLANE_KEEP_HAPROXY; default: HAProxy is stopped)")
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if tls["https_port"] is None and "HAPLANE_HTTPS_PORT" not in os.environ:
         tls["https_port"] = UP_HTTPS_PORT
     settings = load_settings(args, listen=args.listen, http_port=args.http_port, http_address=args.http_address,
-                             haproxy_bin=args.haproxy_bin, keep_haproxy=args.keep_haproxy, **tls)
+                             haproxy_bin=args.haproxy_bin, keep_haproxy=args.keep_haproxy, maxconn=args.maxconn,
+                             **tls)
     return asyncio.run(_run(settings, docker=not args.no_docker))
 
 
