@@ -2,7 +2,8 @@
 
     python bench/_probe.py http://127.0.0.1:PORT/
 
-Reads lines ``HOST WANT`` on stdin; polls ``GET /`` with that Host header over one keep-alive connection
+Reads lines ``HOST WANT [TIMEOUT]`` on stdin (TIMEOUT in seconds, default 10); polls ``GET /`` with that Host
+header over one keep-alive connection
 until the body equals WANT, then prints the CLOCK_MONOTONIC time (``time.monotonic()``, comparable across
 processes on Linux) at which the answer arrived, or ``timeout``.
 """
@@ -19,8 +20,8 @@ def main() -> None:
     url = urlsplit(sys.argv[1])
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=5)
     for line in sys.stdin:
-        host, want = line.split()
-        deadline = time.monotonic() + 10
+        host, want, *rest = line.split()
+        deadline = time.monotonic() + (float(rest[0]) if rest else 10)
         result = "timeout"
         while time.monotonic() < deadline:
             try:

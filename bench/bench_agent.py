@@ -85,10 +85,10 @@ class Prober:
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_probe.py"), url],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    async def until(self, host: str, want: str) -> float:
+    async def until(self, host: str, want: str, timeout: float = 10.0) -> float:
         """time.monotonic() of the first answer ``want`` from ``host``."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{host} {want}\n")
+        self.proc.stdin.write(f"{host} {want} {timeout}\n")
         self.proc.stdin.flush()
         line = await asyncio.to_thread(self.proc.stdout.readline)
         if line.strip() == "timeout":

@@ -216,7 +216,7 @@ async def a_reload(rig: Rig) -> tuple[float, dict[str, float]]:
     t = time.monotonic()
     await rig.reg.put_service(Service("fresh", "host", "fresh.test"))
     await rig.reg.put_instance(Instance("f0", "fresh", *rig.addr(3)))
-    took = await rig.prober.until("fresh.test", rig.want(3)) - t
+    took = await rig.prober.until("fresh.test", rig.want(3), timeout=300) - t
     recs = rig.bundle.agent.activity.query(kind="reload", limit=1)
     parts = recs[0].detail.get("timings_ms", {}) if recs else {}
     return took, {k: float(v) for k, v in parts.items()}
