@@ -149,7 +149,7 @@ async def show_proc(proc: Any) -> Any:
 
 async def healed(rig: Rig, trials: int) -> tuple[dict[str, list[float]], list[float]]:
     proc = rig.bundle.control.process  # type: ignore[attr-defined]
-    want = rig.want(0)
+    want = rig.want(0)  # svc0's instance i0: rendered in every config, never moved
     by_victim: dict[str, list[float]] = {"master": [], "worker": [], "both": []}
     seen: list[float] = []
     for n in range(trials):
@@ -164,7 +164,7 @@ async def healed(rig: Rig, trials: int) -> tuple[dict[str, list[float]], list[fl
         seen.append(time.monotonic() - t0)
         while proc.pid in (None, old_master):  # answers from the new HAProxy only (an orphaned worker may
             await asyncio.sleep(0.001)  # still answer a moment after its master died)
-        by_victim[victim].append(await rig.prober.until("probe.test", want) - t0)
+        by_victim[victim].append(await rig.prober.until("svc0.test", want, timeout=120) - t0)
     return by_victim, seen
 
 
@@ -173,8 +173,6 @@ async def heal_floor(rig: Rig, trials: int, by_victim: dict[str, list[float]], s
     again from its last good config by hand."""
     proc = rig.bundle.control.process  # type: ignore[attr-defined]
     want = rig.want(0)
-    await rig.reg.put_instance(Instance("p0", "probe", *rig.addr(0)))
-    await rig.prober.until("probe.test", want)
     await settled(rig)
     floor: list[float] = []
     for _ in range(max(2, trials // 3)):
@@ -182,7 +180,7 @@ async def heal_floor(rig: Rig, trials: int, by_victim: dict[str, list[float]], s
         t0 = time.monotonic()
         await proc.stop(graceful=False)
         await proc.restart_from_last_good()
-        floor.append(await rig.prober.until("probe.test", want) - t0)
+        floor.append(await rig.prober.until("svc0.test", want, timeout=120) - t0)
     every = [v for vs in by_victim.values() for v in vs]
     print(f"healed: HAProxy SIGKILL -> routable again, {rig.services} services (aim <= 1 s)")
     for victim, values in by_victim.items():
@@ -278,9 +276,14 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    import faulthandler
     import logging
 
-    logging.basicConfig(level=logging.CRITICAL)  # the kills are on purpose: HAProxy's alerts are expected here
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # kill -USR2: where is it now
+
+    # the kills are on purpose: HAProxy's alerts are expected here (HAPLANE_BENCH_LOG=INFO to see them)
+    logging.basicConfig(level=os.environ.get("HAPLANE_BENCH_LOG", "CRITICAL"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])

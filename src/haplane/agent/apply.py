@@ -52,10 +52,53 @@ async def apply_ops(control: HAProxyControl, ops: Sequence[RuntimeOp]) -> list[O
     return out
 
 
-def config_diff(running: str | None, new: str) -> str:
-    """A unified diff of the running config and the new one (one line of context)."""
-    return "".join(difflib.unified_diff((running or "").splitlines(True), new.splitlines(True), "running", "new",
-                                        n=1))
+def config_diff(running: str | None, new: str, limit: int = DIFF_LIMIT) -> str:
+    """A unified diff of the running config and the new one (one line of context), at most about ``limit``
+    characters, in time linear in the configs: they are compared section by section (``global``, ``frontend
+    X``, ``backend Y``...), and difflib runs only inside the sections that differ. (difflib over the whole text
+    took 80 s at 3,000 services -- thousands of identical slot lines make its matching quadratic -- and held
+    the agent's loop meanwhile.)"""
+    old_sections = _sections(running or "")
+    new_sections = _sections(new)
+    out = ["--- running\n", "+++ new\n"]
+    size = 0
+
+    def add(lines: list[str]) -> bool:
+        nonlocal size
+        for line in lines:
+            out.append(line)
+            size += len(line)
+            if size > limit:
+                out.append("\n... (diff cut)\n")
+                return False
+        return True
+
+    for header, lines in new_sections.items():
+        before = old_sections.get(header)
+        if before == lines:
+            continue
+        if before is None:
+            chunk = [f"@@ {header.strip() or 'header'} added @@\n"] + ["+" + ln for ln in lines]
+        else:
+            chunk = list(difflib.unified_diff(before, lines, n=1))[2:]  # without its ---/+++ lines
+        if not add(chunk):
+            return "".join(out)
+    for header, lines in old_sections.items():
+        if header not in new_sections and not add([f"@@ {header.strip() or 'header'} removed @@\n"]
+                                                  + ["-" + ln for ln in lines]):
+            return "".join(out)
+    return "".join(out) if len(out) > 2 else ""
+
+
+def _sections(text: str) -> dict[str, list[str]]:
+    """The config's lines by section: a section starts at each line that is not indented (its header)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = sections.setdefault("", [])
+    for line in text.splitlines(True):
+        if line[:1] not in (" ", "\t", "\n", "#", "") and line.strip():
+            current = sections.setdefault(line.rstrip("\n"), [])
+        current.append(line)
+    return sections
 
 
 async def apply_reload(control: HAProxyControl, rendered: Rendered, causes: tuple[ReloadCause, ...],
@@ -64,7 +107,7 @@ async def apply_reload(control: HAProxyControl, rendered: Rendered, causes: tupl
     """Reload HAProxy to ``rendered`` (already checked). HAProxy's reload count (None when the reload failed:
     the last good config stays in force) and the Outcome to record. ``timings`` (ms) are the steps before; the
     reload's own is added (measured with ``clock``)."""
-    diff = config_diff(running, rendered.text)[:DIFF_LIMIT]
+    diff = config_diff(running, rendered.text)
     reason = reason_of(causes)
     structured = [c.to_dict() for c in causes]
     t0 = clock()
