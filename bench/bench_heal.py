@@ -67,8 +67,9 @@ def row(label: str, values: list[float]) -> None:
 class Rig:
     """Backends, a prober and an agent over a store pre-filled with ``services`` services."""
 
-    def __init__(self, tmp: Path, services: int, min_slots: int) -> None:
+    def __init__(self, tmp: Path, services: int, min_slots: int, settings: dict[str, Any] | None = None) -> None:
         self.tmp, self.services, self.min_slots = tmp, services, min_slots
+        self.settings = dict(settings or {})  # more agent settings (bench_new_service.py: pools on or off)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         bport = free_port()
@@ -100,7 +101,7 @@ class Rig:
         settings = load({"state_dir": str(self.tmp / "state"), "store": self.store_url, "http_port": self.port,
                          "http_address": "127.0.0.1", "ramp_interval": 0, "drain_timeout": 0,
                          "reload_interval": 0.2, "resync_interval": 3600, "min_slots": self.min_slots,
-                         "access_log": "off"}, env={})
+                         "access_log": "off", **self.settings}, env={})
         self.bundle = build_agent(settings)
         self.reg = RegistryStore(self.bundle.store, slot_cooldown=0, min_slots=self.min_slots)
         t = time.perf_counter()
@@ -120,13 +121,18 @@ class Rig:
         a, p = self.addr(i)
         return f"{a}:{p}"
 
-    async def close(self) -> None:
+    async def stop_agent(self) -> None:
+        """The agent and its HAProxy stopped (the store, backends and prober stay: ``start`` may run again)."""
         if hasattr(self, "task"):
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
             await self.bundle.control.stop()
             await self.bundle.store.close()
+            del self.task
+
+    async def close(self) -> None:
+        await self.stop_agent()
         self.backends.kill()
         self.prober.close()
 
