@@ -2,7 +2,8 @@
 
 Two entry points:
 - ``compose(registry, options)`` for the agent: one slotted backend per service (server slots filled through
-  the Runtime API), Thalassa frontends and backends, focus/fallback backends, host routing through a map.
+  the Runtime API), Thalassa frontends and backends, focus/fallback backends, host and path-prefix routing through maps
+  (an added, moved or removed route is a map entry, not a reload).
 - ``compose_table(services, options)`` for Lambda-Registry's ``/generate``: one backend per stored service
   with one explicit ``server`` line per container, as Lambda-Registry rendered it (but with per-server cookies).
 """
@@ -26,6 +27,7 @@ from haplane.model.haproxy import (
     Route,
     ServedCert,
     Server,
+    path_map_key,
 )
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
 
@@ -39,6 +41,7 @@ class ComposeOptions:
     globals: Globals = field(default_factory=Globals)
     min_slots: int = 8
     host_map: str | None = None  # absolute path of a host map: one lookup instead of N ACLs
+    path_map: str | None = None  # absolute path of a path-prefix map (longest prefix wins): no ACL per path route
     focus_zones: frozenset[str] = frozenset()
     focus_groups: frozenset[str] = frozenset()
     all_in_fallback: bool = False
@@ -223,23 +226,31 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
     names = {b.name for b in backends}
 
     maps: tuple[tuple[str, str], ...] = ()
-    host_map = None
     ordered = order_routes(routes)
     main_routes = ordered
     if options.host_map:
-        host_map = options.host_map
         hosts = sorted((r.value, r.backend) for r in main_routes if r.kind == "host")
-        maps = ((options.host_map, "".join(f"{h} {b}\n" for h, b in hosts)),)
-        # the map carries host routes; path routes stay ACLs
-        main_routes = [r for r in main_routes if r.kind != "host"]
-    fallbacks = tuple((r.backend, fallback_name(r.backend, options)) for r in ordered
-                      if options.focused and fallback_name(r.backend, options) in names)
+        maps += ((options.host_map, "".join(f"{h} {b}\n" for h, b in hosts)),)
+        main_routes = [r for r in main_routes if r.kind != "host"]  # the map carries host routes
+    if options.path_map:
+        prefixes: dict[str, str] = {}
+        for r in main_routes:  # longest first: of two prefixes with the same key, the one its ACL would pick
+            if r.kind == "path_prefix":
+                prefixes.setdefault(path_map_key(r.value), r.backend)
+        maps += ((options.path_map, "".join(f"{k} {b}\n" for k, b in sorted(prefixes.items()))),)
+        main_routes = [r for r in main_routes if r.kind != "path_prefix"]  # the map carries path routes
+    # every focused service with a fallback backend, routed or not: a route added to a service later is a map
+    # entry, not a new fallback rule (no reload)
+    fallbacks = tuple((b.name, fallback_name(b.name, options)) for b in backends
+                      if options.focused and b.owner == f"service:{b.name}"
+                      and fallback_name(b.name, options) in names)
     certificates: tuple[ServedCert, ...] = ()
     if options.tls is not None:
         served = [s for s in registry.services if f"service:{s.name}" not in options.excluded]
         maps += tls_maps(options.tls, served, registry.certificates, registry.challenges)
         certificates = served_certificates(registry.certificates, options.certs_dir)
-    frontends = [Frontend(MAIN_FRONTEND, options.binds, routes=tuple(main_routes), host_map=host_map,
+    frontends = [Frontend(MAIN_FRONTEND, options.binds, routes=tuple(main_routes),
+                          host_map=options.host_map or None, path_map=options.path_map or None,
                           owner="frontend:" + MAIN_FRONTEND, fallbacks=fallbacks, tls=options.tls)]
     for fspec in sorted(registry.frontends, key=lambda f: f.name):
         if f"frontend:{fspec.name}" in options.excluded or fspec.name == MAIN_FRONTEND:

@@ -64,6 +64,12 @@ def _frontend(fe: Frontend, maps: Mapping[str, str], rows: Rows | None) -> dict[
             host, _, backend = line.partition(" ")
             if host:
                 rules.append({"match": "host", "value": host, "backend": backend})
+    if fe.path_map is not None:  # longest prefix first, as HAProxy picks
+        prefixes = [line.partition(" ") for line in maps.get(fe.path_map, "").splitlines()]
+        for prefix, _, backend in sorted(prefixes, key=lambda p: (-len(p[0]), p[0])):
+            if prefix:
+                rules.append({"match": ROUTE_WORDS["path_prefix"], "value": prefix,
+                              "backend": backend})
     rules.extend(_route(r) for r in fe.routes)
     row = rows.get((fe.name, "FRONTEND")) if rows is not None else None
     return {"name": fe.name, "binds": [b.render() for b in fe.binds], "mode": fe.mode,

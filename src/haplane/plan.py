@@ -6,7 +6,7 @@ The agent calls ``plan()`` after every batch of store events and on every ramp/d
 - ramps a new server's weight from ``ramp_min`` to its target in ``ramp_step`` steps every ``ramp_interval``;
 - drains a leaving instance (state drain: no new sessions) until it has no sessions or ``drain_timeout``
   passes, and only then frees its slot (state maint);
-- updates host-map entries (``MapAdd`` / ``MapDel`` / ``MapSet``);
+- updates route-map entries, hosts and path prefixes (``MapAdd`` / ``MapDel`` / ``MapSet``);
 - asks for a ``Reload`` only when the structure changed (a new backend, frontend, rule, slot count, ...), with
   its causes as data (``ReloadCause``).
 

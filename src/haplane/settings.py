@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     min_slots: int = Field(8, ge=1, le=4096)
     # HAProxy's maxconn; default: 4,096, or less where the hard limit on open files is low (haproxy/limits.py)
     maxconn: int | None = Field(None, ge=16, le=10_000_000)
-    host_map: bool = True
+    host_map: bool = True  # route hosts and path prefixes through runtime maps (False: one ACL per route)
     focus_zones: tuple[str, ...] = ()
     focus_groups: tuple[str, ...] = ()
     all_in_fallback: bool = False

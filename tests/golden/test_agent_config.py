@@ -95,3 +95,7 @@ def test_agent_config_is_byte_for_byte_the_golden_one() -> None:
 
 def test_agent_config_with_focus_and_no_host_map_is_the_golden_one() -> None:
     _check("agent-focus.cfg", _render(host_map=False, focus_zones=("a",), focus_groups=("asg-b",)))
+
+
+def test_agent_config_with_focus_and_route_maps_is_the_golden_one() -> None:
+    _check("agent-focus-maps.cfg", _render(focus_zones=("a",), focus_groups=("asg-b",)))

@@ -175,6 +175,41 @@ def test_host_map_changes_are_runtime() -> None:
     assert p.reload is None
 
 
+def test_path_routes_are_map_entries_and_their_changes_are_runtime() -> None:
+    opts = ComposeOptions(host_map="/s/hosts.map", path_map="/s/paths.map")
+    services = (Service("api", "path", "/api"), Service("v2", "path", "/api/v2/"), Service("root", "path", "/"),
+                Service("web", "host", "web.test"), Service("late", "path"))
+    before = compose(Registry(services), opts)
+    assert dict(before.maps)["/s/paths.map"] == "/ root\n/api/ api\n/api/v2/ v2\n"
+    assert before.frontends[0].routes == (), "no ACL left for a path route"
+    moved = (Service("api", "path", "/api"), Service("v2", "path", "/v2"), Service("root", "path", "/"),
+             Service("web", "host", "web.test"), Service("late", "path", "/api/late"))
+    after = compose(Registry(moved), opts)
+    assert before.structure_key() == after.structure_key(), "a route added, moved or removed is no reload"
+    have = {"/": "root", "/api/": "api", "/api/v2/": "v2"}
+    p = plan(after, observed_of(before), {}, before, 0.0, NO_RAMP,
+             maps_now={"/s/paths.map": have, "/s/hosts.map": {"web.test": "web"}},
+             map_paths={"/s/paths.map": "/s/paths.map", "/s/hosts.map": "/s/hosts.map"})
+    assert bare(p.ops) == [MapDel("/s/paths.map", "/api/v2/", _), MapAdd("/s/paths.map", "/api/late/", "late", _),
+                           MapAdd("/s/paths.map", "/v2/", "v2", _)]
+    assert p.reload is None
+
+
+def test_two_prefixes_with_one_map_key_route_as_their_acls_would() -> None:
+    """'/app' and '/app/' are the same map key: the one the ACL order put first ('/app/', the longer) keeps it."""
+    opts = ComposeOptions(path_map="/s/paths.map")
+    config = compose(Registry((Service("a", "path", "/app"), Service("b", "path", "/app/"))), opts)
+    assert dict(config.maps)["/s/paths.map"] == "/app/ b\n"
+
+
+def test_focus_fallbacks_cover_every_service_so_a_new_route_is_no_reload() -> None:
+    opts = ComposeOptions(host_map="/s/hosts.map", path_map="/s/paths.map", focus_zones=frozenset({"a"}))
+    before = compose(Registry((Service("api", "path"),)), opts)
+    after = compose(Registry((Service("api", "path", "/api"),)), opts)
+    assert before.frontends[0].fallbacks == (("api", "api_fallback"),)
+    assert before.structure_key() == after.structure_key()
+
+
 def test_plan_limited_to_touched_backends() -> None:
     before = compose(registry())
     after = compose(registry(inst("a")))

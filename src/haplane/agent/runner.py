@@ -89,6 +89,7 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
                         **stats),  # type: ignore[arg-type]
         min_slots=settings.min_slots,
         host_map=str(state_dir / "hosts.map") if settings.host_map else None,
+        path_map=str(state_dir / "paths.map") if settings.host_map else None,
         focus_zones=frozenset(settings.focus_zones),
         focus_groups=frozenset(settings.focus_groups),
         all_in_fallback=settings.all_in_fallback,

@@ -15,15 +15,17 @@ from haplane.settings import Settings
 def render_registry(registry: Registry, settings: Settings, *, map_dir: str | None = None,
                     inline_maps: bool = False) -> Rendered:
     """The config with its map files (``Rendered.maps``: {path: content}). Map paths are the agent's (under
-    ``state_dir``), or under ``map_dir``; ``inline_maps`` routes hosts by ACLs instead of a map file, so the text
-    stands alone."""
+    ``state_dir``), or under ``map_dir``; ``inline_maps`` routes hosts and paths by ACLs instead of map files, so
+    the text stands alone."""
     from haplane.agent.runner import agent_options
 
     options = agent_options(settings, settings.state_dir.expanduser().resolve()).compose
     if inline_maps:
-        options = replace(options, host_map=None)
-    elif map_dir is not None and options.host_map is not None:
-        options = replace(options, host_map=str(PurePosixPath(map_dir) / PurePosixPath(options.host_map).name))
+        options = replace(options, host_map=None, path_map=None)
+    elif map_dir is not None:
+        def moved(path: str | None) -> str | None:
+            return None if path is None else str(PurePosixPath(map_dir) / PurePosixPath(path).name)
+        options = replace(options, host_map=moved(options.host_map), path_map=moved(options.path_map))
     return render_config(compose(registry, options))
 
 

@@ -95,6 +95,13 @@ class Route:
         return f"r_{self.backend}_{digest[:8]}"
 
 
+def path_map_key(prefix: str) -> str:
+    """The path map's key for a path-prefix route: the prefix with one trailing ``/``. The lookup is the request's
+    path with a ``/`` appended (``path,concat(/),map_beg(...)``), so ``/app`` matches ``/app`` and ``/app/...``
+    but not ``/application``, exactly as the route's ACLs do."""
+    return prefix.rstrip("/") + "/"
+
+
 @dataclass(frozen=True, slots=True)
 class Bind:
     address: str  # an IP or "*"
@@ -161,6 +168,9 @@ class Frontend:
     routes: tuple[Route, ...] = ()
     natives: tuple[str, ...] = ()
     host_map: str | None = None  # route hosts through this map file (one lookup instead of N ACLs)
+    # route path prefixes through this map file (``map_beg``: HAProxy's prefix tree picks the longest prefix,
+    # whatever order the entries were added in); keys are ``path_map_key(prefix)``
+    path_map: str | None = None
     owner: str = ""
     # (backend, its fallback): a request routed to the backend goes to the fallback while the backend has no
     # usable server (HSDO's dedicated-ASG mode, where HSDO left this wiring to the operator)
@@ -242,9 +252,9 @@ class Config:
         h = hashlib.sha256()
         h.update(repr(self.globals).encode())
         for fe in self.frontends:
-            # with a host map, host routes live in the map (runtime-changeable) and are not in fe.routes
+            # with route maps, host and path routes live in the maps (runtime-changeable), not in fe.routes
             h.update(repr((fe.name, fe.binds, fe.mode, fe.default_backend, fe.keepalive, fe.routes, fe.natives,
-                           fe.host_map) + ((fe.tls,) if fe.tls is not None else ())
+                           fe.host_map, fe.path_map, fe.fallbacks) + ((fe.tls,) if fe.tls is not None else ())
                           + ((fe.bind_tls,) if fe.bind_tls is not None else ())).encode())
         for be in self.backends:
             h.update(repr(be.structure()).encode())

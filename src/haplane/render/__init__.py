@@ -154,12 +154,13 @@ def _frontend(f: Frontend, wrap: Wrap = _plain) -> dict[str, Any]:
         "bind_tls": None if bt is None else {"default_cert": bt.default_cert, "crt_list": bt.crt_list,
                                              "alpn": bt.alpn},
         "name": f.name, "binds": [b.render() for b in f.binds], "mode": f.mode, "keepalive": f.keepalive,
-        "default_backend": f.default_backend, "host_map": f.host_map, "natives": list(f.natives),
+        "default_backend": f.default_backend, "host_map": f.host_map, "path_map": f.path_map,
+        "natives": list(f.natives),
         "routes": [wrap({"acl": r.acl_name, "backend": r.backend, "conditions": conditions(r),
                          "fallback": fallback.get(r.backend)}, r.owner or f.owner) for r in f.routes],
-        # backends reached through the host map (not through a route of their own) that have a fallback
+        # backends reached through a route map (not through a route of their own) that have a fallback
         "map_fallbacks": [{"backend": b, "fallback": fb} for b, fb in f.fallbacks if b not in routed]
-        if f.host_map else [],
+        if f.host_map or f.path_map else [],
     }, f.owner)
 
 
@@ -287,13 +288,13 @@ class Rendered:
 
 
 def _frontend_maps_at(f: Frontend, paths: Mapping[str, str]) -> Frontend:
-    """``f`` with the map files it names (host map, HTTPS maps) at ``paths[name]`` where given."""
+    """``f`` with the map files it names (route maps, HTTPS maps) at ``paths[name]`` where given."""
     def at(path: str) -> str:
         return paths.get(path, path)
 
     tls = f.tls and replace(f.tls, acme_map=at(f.tls.acme_map), policy_map=at(f.tls.policy_map),
                             hsts_map=at(f.tls.hsts_map))
-    return replace(f, host_map=f.host_map and at(f.host_map), tls=tls)
+    return replace(f, host_map=f.host_map and at(f.host_map), path_map=f.path_map and at(f.path_map), tls=tls)
 
 
 class _Trace:

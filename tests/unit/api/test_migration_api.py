@@ -49,13 +49,16 @@ async def test_the_config_names_its_map_under_map_dir_and_the_map_is_served(make
     maps = tmp_path / "maps"
     maps.mkdir()
     r = await c.get("/haproxy/config", params={"map_dir": str(maps)}, headers=H)
-    assert r.status_code == 200 and r.headers["x-haplane-maps"] == f"{maps}/hosts.map"
+    assert r.status_code == 200 and r.headers["x-haplane-maps"] == f"{maps}/hosts.map,{maps}/paths.map"
     saved = tmp_path / "haproxy.cfg"
     saved.write_text(r.text)
-    assert not (await check_config(saved)).ok, "the map is needed beside the config"
+    assert not (await check_config(saved)).ok, "the maps are needed beside the config"
     m = await c.get("/haproxy/maps/hosts.map", headers=H)
     assert m.status_code == 200 and m.text == "web.example.com web\n"
     (maps / "hosts.map").write_text(m.text)
+    p = await c.get("/haproxy/maps/paths.map", headers=H)
+    assert p.status_code == 200 and p.text == "", "no path route: an empty map"
+    (maps / "paths.map").write_text(p.text)
     result = await check_config(saved)
     assert result.ok, result.messages
     assert (await c.get("/haproxy/maps/other.map", headers=H)).status_code == 404

@@ -162,7 +162,8 @@ def router(deps: ApiDeps) -> APIRouter:
                 "changes": list(result.plan.changes), "notes": list(result.notes)}
 
     @r.get("/haproxy/maps/{name}", tags=["haproxy"], response_class=PlainTextResponse,
-           summary="A map file the config names (hosts.map: one 'host backend' line per host route)")
+           summary="A map file the config names (hosts.map: one 'host backend' line per host route; "
+                   "paths.map: one 'prefix/ backend' line per path-prefix route)")
     async def haproxy_map(name: str, _: Principal = read) -> Response:
         snapshot = await deps.registry.snapshot()
         for path, content in render_registry(snapshot, deps.settings).maps.items():
