@@ -29,10 +29,8 @@ from haplane.model.haproxy import (
     Server,
     path_map_key,
 )
+from haplane.model.names import FALLBACK_SUFFIX, MAIN_FRONTEND, Collision, collisions, owner
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
-
-MAIN_FRONTEND = "http"
-FALLBACK_SUFFIX = "_fallback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,24 +201,40 @@ def thalassa_backend(spec: BackendSpec, by_service: dict[str, list[Instance]],
     return Backend(spec.name, servers, **common)  # type: ignore[arg-type]
 
 
+def name_collisions(registry: Registry, options: ComposeOptions) -> list[Collision]:
+    """The names two records of ``registry`` claim (``haplane.model.names``), with the owner ``compose`` keeps
+    and the one it leaves out (a whole backend or frontend, or a service's route), by the names' stable rule.
+    The registry refuses such writes; a store written otherwise (an older haplane, by hand) can still hold
+    them, and the agent says so."""
+    return collisions([s for s in registry.services if owner("service", s.name) not in options.excluded],
+                      [b for b in registry.backends if owner("backend", b.name) not in options.excluded],
+                      [f for f in registry.frontends if owner("frontend", f.name) not in options.excluded],
+                      dict(options.fallback_names), fallbacks=options.focused)
+
+
 def compose(registry: Registry, options: ComposeOptions | None = None) -> Config:
-    """The desired HAProxy model for everything in the registry."""
+    """The desired HAProxy model for everything in the registry (a record that collides with another's name is
+    left out, as ``name_collisions`` says)."""
     options = options or ComposeOptions()
+    lost = name_collisions(registry, options)
+    left_out = {c.loser for c in lost if c.claim.space not in ("host", "path")}
+    unrouted = {c.loser for c in lost if c.claim.space in ("host", "path")}
     by_service: dict[str, list[Instance]] = defaultdict(list)
     for inst in registry.instances:
         by_service[inst.service].append(inst)
     backends: list[Backend] = []
     routes: list[Route] = []
     for svc in sorted(registry.services, key=lambda s: s.name):
-        if f"service:{svc.name}" in options.excluded:
+        who = owner("service", svc.name)
+        if who in options.excluded or who in left_out:
             continue
         backends.extend(service_backends(svc, by_service.get(svc.name, []), options))
         route = _service_route(svc)
-        if route is not None:
+        if route is not None and who not in unrouted:
             routes.append(route)
-    taken = {b.name for b in backends}
     for spec in sorted(registry.backends, key=lambda b: b.name):
-        if f"backend:{spec.name}" in options.excluded or spec.name in taken:
+        who = owner("backend", spec.name)
+        if who in options.excluded or who in left_out:
             continue
         backends.append(thalassa_backend(spec, by_service, options))
     names = {b.name for b in backends}
@@ -253,7 +267,8 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
                           host_map=options.host_map or None, path_map=options.path_map or None,
                           owner="frontend:" + MAIN_FRONTEND, fallbacks=fallbacks, tls=options.tls)]
     for fspec in sorted(registry.frontends, key=lambda f: f.name):
-        if f"frontend:{fspec.name}" in options.excluded or fspec.name == MAIN_FRONTEND:
+        who = owner("frontend", fspec.name)
+        if who in options.excluded or who in left_out:
             continue
         fe = _thalassa_frontend(fspec, names, options.tls)
         if fe is not None:

@@ -9,7 +9,8 @@
     │       └── TxnTooLarge    one store transaction past the store's own limit (names it)       → 413
     ├── NotFound               a named object does not exist                                     → 404
     ├── Conflict               another writer won a compare-and-swap                             → 409
-    │   └── PreconditionFailed the caller's If-Match revision is not the current one              → 412
+    │   ├── PreconditionFailed the caller's If-Match revision is not the current one              → 412
+    │   └── NameTaken          a name another record holds in haproxy.cfg (backend, host, ...)    → 409
     ├── Unauthorized           no or unknown bearer token                                        → 401
     ├── Forbidden              a token whose role is too weak                                    → 403
     ├── StoreError             the store failed
@@ -176,6 +177,32 @@ class PreconditionFailed(Conflict):
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": "PreconditionFailed", "field": self.key, "detail": str(self)}
+
+
+class NameTaken(Conflict):
+    """A record claims a name another owner holds in haproxy.cfg (``haplane.model.names``): ``field`` is the
+    field that claims it, ``holder`` the other owner (``service:web``, ``haplane:frontend 'http'``) and
+    ``holder_words`` it in words."""
+
+    def __init__(self, field: str, space: str, value: str, holder: str, holder_words: str) -> None:
+        self.field = field
+        self.space = space
+        self.value = value
+        self.holder = holder
+        HaplaneError.__init__(self, f"{field}: {space} {value!r} is already taken by {holder_words}"
+                              + _NAME_HINTS.get(space, ""))
+        self.key = field
+        self.expected = self.actual = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "NameTaken", "field": self.field, "detail": str(self), "holder": self.holder}
+
+
+_NAME_HINTS = {
+    "backend": " (services and Thalassa backends are all HAProxy backends, one name each; a service's fallback "
+               "backend is <service>_fallback)",
+    "host": " (host names are compared lower-cased, without a trailing dot)",
+}
 
 
 class Unauthorized(HaplaneError):

@@ -18,7 +18,14 @@ from dataclasses import replace
 from typing import Any
 
 from haplane.agent.mirror import Mirror, Touched
-from haplane.compose import ComposeOptions, compose, frontends_without_tls, service_backends, thalassa_backend
+from haplane.compose import (
+    ComposeOptions,
+    compose,
+    frontends_without_tls,
+    name_collisions,
+    service_backends,
+    thalassa_backend,
+)
 from haplane.haproxy.runtime import command_of
 from haplane.model.haproxy import Backend, Config
 from haplane.model.ops import RuntimeOp
@@ -70,6 +77,8 @@ class Composer:
         self._full: Config | None = None
         self._full_key: tuple[int, frozenset[str]] | None = None
         self._left_out: list[str] = []  # TLS frontends this agent cannot serve (no HTTPS), last said
+        self._collisions: list[str] = []  # records left out because another holds their name, last said
+        self._losers: frozenset[str] = frozenset()  # their owners, left out of incremental compositions too
 
     def full(self, excluded: frozenset[str]) -> Config:
         """Everything in the store; the same object again while the store revision and ``excluded`` stay."""
@@ -83,6 +92,13 @@ class Composer:
                 log.warning("frontend(s) %s ask for TLS but this agent has no HTTPS listener (https_port 0): left "
                             "out of HAProxy's config until it has one", ", ".join(left_out))
             self._left_out = left_out
+            lost = name_collisions(registry, options)
+            said = [str(c) for c in lost]
+            if said and said != self._collisions:
+                log.warning("name collision(s) in the store (written past the registry's checks): %s",
+                            "; ".join(said))
+            self._collisions = said
+            self._losers = frozenset(c.loser for c in lost if c.claim.space not in ("host", "path"))
         return self._full
 
     def incremental(self, desired: Config, touched: Touched, excluded: frozenset[str]) -> tuple[Config, set[str]]:
@@ -92,14 +108,14 @@ class Composer:
         replaced: dict[str, Backend] = {}
         for name in touched.services:
             svc = self.mirror.services.get(name)
-            if svc is None or f"service:{name}" in excluded:
+            if svc is None or f"service:{name}" in excluded or f"service:{name}" in self._losers:
                 continue
             for be in service_backends(svc, self.mirror.service_instances(name), opts):
                 replaced[be.name] = be
         by_service = {s: self.mirror.service_instances(s) for s in touched.services}
         for spec in self.mirror.backends.values():
             if spec.type == "dynamic" and spec.service in touched.services and spec.name not in replaced \
-                    and f"backend:{spec.name}" not in excluded:
+                    and f"backend:{spec.name}" not in excluded and f"backend:{spec.name}" not in self._losers:
                 replaced[spec.name] = thalassa_backend(spec, by_service, opts)
         replaced = {n: be for n, be in replaced.items() if desired.backend(n) is not None}
         if not replaced:

@@ -103,6 +103,11 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
                         coalesce=settings.coalesce_ms / 1000, resync_interval=settings.resync_interval)
 
 
+def fallback_names(settings: Settings) -> dict[str, str]:
+    """HSDO's fallback backend name of ``aws_service`` (service -> name), for the registry's name checks."""
+    return dict(hsdo_names(settings).get("fallback_names", ()))
+
+
 def hsdo_names(settings: Settings) -> dict[str, Any]:
     """HSDO's backend and server-template names (CLIENT_HAPROXY_BACKEND_NAME and _BASE_NAME, the fallback's
     too) as compose options: the service ``aws_service`` keeps them, so dashboards keep their labels."""

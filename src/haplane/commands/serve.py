@@ -81,7 +81,8 @@ async def _run(settings: Settings) -> int:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url(), settings.store_settings())
     await refuse_a_foreign_store(store)
-    registry = RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots)
+    registry = RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots,
+                             fallback_names=_fallbacks(settings))
     app = create_app(ApiDeps(registry=registry, settings=settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,3 +113,9 @@ async def _run(settings: Settings) -> int:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         await store.close()
+
+
+def _fallbacks(settings: Settings) -> dict[str, str]:
+    from haplane.agent.runner import fallback_names
+
+    return fallback_names(settings)

@@ -102,7 +102,8 @@ async def _run(settings: Settings, docker: bool) -> int:
     check_exposure(settings, host)
     bundle = build_agent(settings)
     await bundle.open()
-    registry = RegistryStore(bundle.store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots)
+    registry = RegistryStore(bundle.store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots,
+                             fallback_names=_fallbacks(settings))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -209,3 +210,9 @@ def _banner(settings: object, state_dir: Path, host: str, port: int, token: str 
     lines.append("Ctrl-C stops everything, HAProxy included." if not settings.keep_haproxy else
                  "Ctrl-C stops haplane and leaves HAProxy serving (--keep-haproxy).")
     print("\n".join(lines), flush=True)
+
+
+def _fallbacks(settings: Settings) -> dict[str, str]:
+    from haplane.agent.runner import fallback_names
+
+    return fallback_names(settings)

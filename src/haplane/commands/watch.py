@@ -311,7 +311,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.store is None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.store_url(), settings.store_settings())
-        sink = StoreSink(RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots))
+        sink = StoreSink(RegistryStore(store, slot_cooldown=settings.drain_timeout, min_slots=settings.min_slots,
+                                       fallback_names=_fallbacks(settings)))
         where = store.url
         if args.elect:
             from haplane.election import Election
@@ -350,3 +351,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if election is not None:
             await election.resign()  # a clean stop hands the lead over at once
         await sink.close()
+
+
+def _fallbacks(settings: Settings) -> dict[str, str]:
+    from haplane.agent.runner import fallback_names
+
+    return fallback_names(settings)

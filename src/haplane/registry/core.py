@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from haplane.errors import PreconditionFailed
+from haplane.model.names import Names
 from haplane.store.base import KV, Compare, Op, Store
 
 MAX_RETRIES = 50  # compare-and-swap rounds an operation that retries its conflicts makes before giving up
@@ -57,13 +58,16 @@ class RegistryCore:
     ``min_slots``: the smallest backend size, as the agents compose it (to know when a slot grows a backend)."""
 
     def __init__(self, store: Store, slot_cooldown: float = 30.0, min_slots: int = 8,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, fallback_names: dict[str, str] | None = None) -> None:
         self.store = store
         self.slot_cooldown = slot_cooldown
         self.min_slots = min_slots
         self.clock = clock
         self._doc_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key -> (lock, [holders and waiters])
         self._ports: dict[str, tuple[int | None, float]] = {}  # service -> (default port, when read)
+        # the names the records take (model/names.py), as of the names' guard at a revision (store.keys.NAMES)
+        self._names: tuple[int, Names] | None = None
+        self.fallback_names = dict(fallback_names or {})  # HSDO's fallback backend names (service -> name)
 
     async def commit(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int:
         """Write ``ops`` if every compare holds, in one store transaction; the new revision. With no ops,

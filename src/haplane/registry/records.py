@@ -1,20 +1,38 @@
 """Writes of the records an operator names: services, and Thalassa's frontends and backends. Each is one
 compare-and-swap on its key: conditional on the caller's ``If-Match`` revision when given (``guard_write``;
 stale is 412, also when the race is lost at commit), else the last writer wins (a lost race is read again and
-retried here, never a 409 for a caller who asked for no condition). This process's writers of one key take
-turns (they would only race each other)."""
+retried here, never a 409 for a caller who asked for no condition).
+
+Each also checks the names the record takes in haproxy.cfg (``haplane.model.names``: backend and frontend
+names, hosts, path prefixes, binds) against every other record's: a name another owner holds is ``NameTaken``
+(409, naming the holder). The check and the write are one transaction: every such write also rewrites the
+names' guard (``store.keys.NAMES``) on the condition that it is still at the revision the names were read at,
+so of two writers that both found a name free, one wins and the other reads again and is refused. This
+process's writers take turns on the names (they would only race each other); the names are kept between writes
+as of the guard's revision, and read again (three ranges) only when another process moved it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from haplane.errors import Conflict, NotFound, PreconditionFailed, ValidationError
+from haplane.errors import Conflict, NameTaken, NotFound, PreconditionFailed, ValidationError
+from haplane.model import names as nm
 from haplane.model.records import BackendSpec, FrontendSpec, Service
-from haplane.registry.core import MAX_RETRIES, dumps, guard_write
+from haplane.registry.core import MAX_RETRIES, dumps, guard_write, parse
 from haplane.registry.reads import Reads
-from haplane.store.base import Delete, Op, Put
-from haplane.store.keys import alloc_key, backend_key, frontend_key, instances_of, service_key
+from haplane.store.base import Compare, Delete, Op, Put
+from haplane.store.keys import (
+    BACKENDS,
+    FRONTENDS,
+    NAMES,
+    SERVICES,
+    alloc_key,
+    backend_key,
+    frontend_key,
+    instances_of,
+    service_key,
+)
 
 
 class RecordWrites(Reads):
@@ -22,7 +40,7 @@ class RecordWrites(Reads):
         """Create or replace a service; returns (revision, created)."""
         self._ports.pop(svc.name, None)
         try:
-            return await self._put_doc(service_key(svc.name), svc.to_dict(), if_match)
+            return await self._put_doc(service_key(svc.name), svc, if_match)
         finally:
             self._ports.pop(svc.name, None)
 
@@ -51,10 +69,10 @@ class RecordWrites(Reads):
                                       [Delete(instances_of(name), prefix=True), Delete(alloc_key(name))])
 
     async def put_frontend(self, spec: FrontendSpec, if_match: int | None = None) -> tuple[int, bool]:
-        return await self._put_doc(frontend_key(spec.name), spec.to_dict(), if_match)
+        return await self._put_doc(frontend_key(spec.name), spec, if_match)
 
     async def put_backend(self, spec: BackendSpec, if_match: int | None = None) -> tuple[int, bool]:
-        return await self._put_doc(backend_key(spec.name), spec.to_dict(), if_match)
+        return await self._put_doc(backend_key(spec.name), spec, if_match)
 
     async def delete_frontend(self, name: str, if_match: int | None = None) -> int:
         return await self._delete_doc("frontend", frontend_key(name), name, if_match)
@@ -62,33 +80,69 @@ class RecordWrites(Reads):
     async def delete_backend(self, name: str, if_match: int | None = None) -> int:
         return await self._delete_doc("backend", backend_key(name), name, if_match)
 
-    async def _put_doc(self, key: str, doc: dict[str, Any], if_match: int | None) -> tuple[int, bool]:
-        """Create or replace one document; returns (revision, created)."""
-        async with self._doc_lock(key):
+    async def names(self) -> tuple[int, nm.Names]:
+        """The names every record takes, and the guard's revision they are current at (0: no guard yet)."""
+        guard = await self.store.get(NAMES)
+        rev = guard.mod_revision if guard is not None else 0
+        if self._names is not None and self._names[0] == rev and rev:
+            return self._names
+        (services, _), (backends, _), (frontends, _) = (await self.store.range(SERVICES),
+                                                        await self.store.range(BACKENDS),
+                                                        await self.store.range(FRONTENDS))
+        index = nm.index([parse(kv, Service.from_dict) for kv in services],
+                         [parse(kv, BackendSpec.from_dict) for kv in backends],
+                         [parse(kv, FrontendSpec.from_dict) for kv in frontends], self.fallback_names)
+        self._names = (rev, index)
+        return self._names
+
+    async def _put_doc(self, key: str, record: Service | BackendSpec | FrontendSpec, if_match: int | None
+                       ) -> tuple[int, bool]:
+        """Create or replace one record whose names are free; returns (revision, created)."""
+        who, claims = nm.claims_of(record, self.fallback_names)
+        async with self._doc_lock(NAMES):
             for _ in range(MAX_RETRIES):
+                guard_rev, names = await self.names()
                 current = await self.store.get(key)
                 compare = guard_write(key, current, if_match)
+                taken = names.taken(who, claims)
+                if taken is not None:
+                    claim, holder = taken
+                    raise NameTaken(claim.field, claim.space, claim.value, holder, nm.describe(holder))
                 try:
-                    rev = await self.commit([compare], [Put(key, dumps(doc))])
+                    rev = await self.commit([compare, Compare(NAMES, guard_rev)],
+                                            [Put(key, dumps(record.to_dict())), Put(NAMES, dumps({"last": who}))])
                 except Conflict as exc:
+                    if exc.key == NAMES:
+                        continue  # another process wrote a record meanwhile: check the names again
                     if if_match is not None:
                         raise PreconditionFailed(key, if_match, exc.actual) from None
                     continue
+                names.hold(who, claims)
+                self._names = (rev, names)
                 return rev, current is None
         raise Conflict(key)
 
     async def _delete_doc(self, kind: str, key: str, name: str, if_match: int | None, also: Sequence[Op] = ()
                           ) -> int:
-        """Delete one document (and ``also``); ``NotFound`` once it is gone."""
-        async with self._doc_lock(key):
+        """Delete one record (and ``also``), freeing its names; ``NotFound`` once it is gone."""
+        who = nm.owner(kind, name)
+        async with self._doc_lock(NAMES):
             for _ in range(MAX_RETRIES):
+                guard_rev, names = await self.names()
                 current = await self.store.get(key)
                 if current is None:
                     raise NotFound(kind, name)
                 compare = guard_write(key, current, if_match)
                 try:
-                    return await self.commit([compare], [Delete(key), *also])
+                    rev = await self.commit([compare, Compare(NAMES, guard_rev)],
+                                            [Delete(key), *also, Put(NAMES, dumps({"last": who}))])
                 except Conflict as exc:
+                    if exc.key == NAMES:
+                        continue
                     if if_match is not None:
                         raise PreconditionFailed(key, if_match, exc.actual) from None
+                    continue
+                names.release(who)
+                self._names = (rev, names)
+                return rev
         raise Conflict(key)

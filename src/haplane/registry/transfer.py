@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from haplane.errors import Conflict
+from haplane.errors import Conflict, NameTaken
+from haplane.model import names as nm
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
 from haplane.registry.payload import table_service_from_dict, table_service_to_dict
 from haplane.store import Compare, Delete, Op, Put, Store, keys
@@ -82,13 +83,20 @@ async def import_document(store: Store, doc: Document, *, dry_run: bool = False,
     raises to refuse. A dry run plans and checks, and writes nothing."""
     registry, values, mods = await read_registry(store)
     plan = plan_import(doc, values)
+    result = apply_to_registry(registry, doc)
+    lost = nm.collisions(result.services, result.backends, result.frontends)
+    if lost:  # the same names the registry refuses one write at a time
+        first = lost[0]
+        raise NameTaken(f"{first.loser} {first.claim.field}", first.claim.space, first.claim.value, first.winner,
+                        nm.describe(first.winner))
     if check is not None:
-        await check(apply_to_registry(registry, doc))
+        await check(result)
     if dry_run or plan.empty:
         return ImportResult(plan, registry.revision, False, doc.notes)
     compares = [Compare(key, mods.get(key, 0)) for key in (*plan.puts, *plan.deletes)]
     ops: list[Op] = [Put(k, v) for k, v in plan.puts.items()]
     ops += [Delete(k) for k in plan.deletes]
+    ops.append(Put(keys.NAMES, json.dumps({"last": "import"})))  # the registry reads the names again
     try:
         revision = await store.txn(compares, ops)
     except Conflict as exc:

@@ -83,7 +83,7 @@ class StoreSink:
         report_waiting(self, source, [waiting_message(svc, n) for svc, n in sorted(counts.items())])
 
     async def define(self, services: Sequence[Definition]) -> None:
-        from haplane.errors import Conflict, NotFound
+        from haplane.errors import Conflict, NameTaken, NotFound
 
         for definition in services:
             for _ in range(5):
@@ -98,6 +98,9 @@ class StoreSink:
                     await self.registry.put_service(svc, if_match=rev)
                 except NotFound:  # deleted between the read and the write: create it
                     continue
+                except NameTaken as exc:  # another record holds its name, host or path: say so, leave it
+                    log.warning("service %s is not defined by this source: %s", svc.name, exc)
+                    break
                 except Conflict:  # someone else wrote it meanwhile: merge onto theirs
                     continue
                 log.info("service %s %s by a source: %s", svc.name, "defined" if current is None else "updated",

@@ -20,10 +20,15 @@ so writing them never wakes an agent.
     /haplane/acme/orders/{name}           an ACME order's last result and back-off        kind "acme_order"
     /haplane/acme/account                 the ACME account key and URL                    kind "acme_account"
     /haplane-nodes/{node}                 an agent's report (agent/nodes.py)              kind "node"
+    /haplane-names                        the names' guard: each write of a service,      kind "names"
+                                          frontend or backend rewrites it in its own
+                                          transaction, so two writers that check the
+                                          names (``model/names.py``) cannot both win
     /haplane-election/{name}              an election's leader (election.py)              kind "election"
 
-Who writes what: the registry (``haplane.registry``) the records, tables, allocation records and source sets;
-``haplane.tls`` the certificates and ACME state; each agent its own node report; an ``Election`` its key.
+Who writes what: the registry (``haplane.registry``) the records, tables, allocation records, source sets and
+the names' guard; ``haplane.tls`` the certificates and ACME state; each agent its own node report; an
+``Election`` its key.
 Who reads: the agent's mirror (records), the registry (everything it writes), metrics (instances), the API
 through the registry and ``tls.store``, ``read_nodes`` (node reports).
 """
@@ -48,12 +53,13 @@ ACME_CHALLENGES = ACME + "challenges/"
 ACME_ORDERS = ACME + "orders/"
 ACME_ACCOUNT = ACME + "account"
 NODES = "/haplane-nodes/"
+NAMES = "/haplane-names"  # outside ROOT: rewriting it never wakes an agent
 ELECTIONS = "/haplane-election/"
 ACME_ELECTION = "acme"  # the Election name of the ACME manager (its key: election_key(ACME_ELECTION))
 
 KeyKind: TypeAlias = Literal["service", "instance", "frontend", "backend", "table", "alloc", "source",
                              "certificate", "private_key", "acme_challenge", "acme_order", "acme_account", "node",
-                             "election"]
+                             "election", "names"]
 
 # the folder right under ROOT -> the kind of key it holds
 _UNDER_ROOT: dict[str, KeyKind] = {"services": "service", "instances": "instance", "frontends": "frontend",
@@ -99,6 +105,8 @@ def decode(key: str) -> Key | None:
         return Key("node", key[len(NODES):])
     if key.startswith(ELECTIONS):
         return Key("election", key[len(ELECTIONS):])
+    if key == NAMES:
+        return Key("names", "")
     return None
 
 

@@ -32,13 +32,14 @@ from haplane.store.keys import Key
     (keys.ACME_ACCOUNT, Key("acme_account", "")),
     (keys.node_key("lb1"), Key("node", "lb1")),
     (keys.election_key("aws"), Key("election", "aws")),
+    (keys.NAMES, Key("names", "")),
 ])
 def test_every_key_written_decodes_to_what_it_is(key: str, expected: Key) -> None:
     assert keys.decode(key) == expected
 
 
 @pytest.mark.parametrize("key", ["/haplane/services", "/haplane/agents/n1", "/haplane/servicesx/web", "/other/web",
-                                 "haplane/services/web", "", "/haplane-nodes", "/haplane/acme/x/y",
+                                 "haplane/services/web", "", "/haplane-nodes", "/haplane/acme/x/y", "/haplane-namesx",
                                  "/haplane/acme/accounts"])
 def test_a_key_haplane_does_not_write_decodes_to_none(key: str) -> None:
     assert keys.decode(key) is None
@@ -53,7 +54,7 @@ def test_records_are_the_four_kinds_compose_reads_and_all_live_under_the_watched
     for key in (keys.certificate_key("a"), keys.challenge_key("t"), keys.alloc_key("a")):
         what = keys.decode(key)
         assert what is not None and not what.record  # the mirror skips them
-    for key in (keys.node_key("n"), keys.election_key("e")):  # reports never wake an agent
+    for key in (keys.node_key("n"), keys.election_key("e"), keys.NAMES):  # these never wake an agent
         assert not key.startswith(keys.ROOT)
 
 

@@ -158,8 +158,6 @@ def router(deps: ApiDeps) -> APIRouter:
         spec = BackendSpec.from_dict(d, "", name=name)
         need_admin_for_natives(who, spec.natives)
         snapshot = await reg.snapshot()
-        if spec.name in {s.name for s in snapshot.services}:
-            raise ValidationError("name", name, "is already the backend of a service of the same name")
         await check_with(snapshot, "backend", spec)
         rev, created = await reg.put_backend(spec, if_match(request))
         changed(request, f"backend {name} {'created' if created else 'updated'} at revision {rev}")
