@@ -16,8 +16,8 @@ The spaces, and how a value is compared (as HAProxy will compare it):
   too, and ``haplane_stats``) are reserved. Exact.
 - ``host``: a host-mode service's host name: lower case, without a trailing dot (the router looks up the Host
   header lower-cased, its port cut off).
-- ``path``: a path-mode service's prefix, with its leading ``/`` (``path_beg`` is exact and case-sensitive:
-  ``/api`` and ``/API`` are two prefixes, ``api`` and ``/api`` one).
+- ``path``: a path-mode service's prefix as the path map keys it (``model.haproxy.path_map_key``): ``api``,
+  ``/api`` and ``/api/`` are one prefix; ``/API`` is another (paths are compared case-sensitively).
 
 Who wins in compose: haplane's own names, then services, then Thalassa backends, then Thalassa frontends; within
 a kind, the smaller name.
@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from haplane.model.haproxy import path_map_key
 from haplane.model.records import BackendSpec, FrontendSpec, Service
 
 Space: TypeAlias = Literal["backend", "frontend", "host", "path"]
@@ -70,8 +71,9 @@ def normalise_host(host: str) -> str:
 
 
 def normalise_path(prefix: str) -> str:
-    """A path prefix as ``path_beg`` compares it: with its leading ``/``, case kept."""
-    return prefix if prefix.startswith("/") else "/" + prefix
+    """A path prefix as the router compares it (the path map's key): a leading and one trailing ``/``, case
+    kept."""
+    return path_map_key(prefix if prefix.startswith("/") else "/" + prefix)
 
 
 def fallback_of(service: str, fallback_names: Mapping[str, str] | None = None) -> str:

@@ -67,7 +67,9 @@ async def test_hosts_equal_after_normalisation_collide(client: httpx.AsyncClient
 async def test_path_prefixes_as_the_router_compares_them(client: httpx.AsyncClient) -> None:
     assert (await client.put("/services/api1", json={"mode": "path", "predicate": "api"}, headers=W)
             ).status_code == 201
-    taken(await client.put("/services/api2", json={"mode": "path", "predicate": "/api"}, headers=W), "service:api1")
+    for prefix in ("/api", "/api/"):
+        taken(await client.put("/services/api2", json={"mode": "path", "predicate": prefix}, headers=W),
+              "service:api1")
     # path_beg is case-sensitive, and a longer prefix is its own route
     for name, prefix in (("api3", "/API"), ("api4", "/api/v2")):
         assert (await client.put(f"/services/{name}", json={"mode": "path", "predicate": prefix}, headers=W)

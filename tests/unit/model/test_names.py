@@ -19,10 +19,10 @@ from haplane.render import render_config
 
 def test_hosts_and_paths_normalise_as_the_router_compares_them() -> None:
     assert nm.normalise_host("Dup.Example.COM") == nm.normalise_host("dup.example.com.") == "dup.example.com"
-    assert nm.normalise_path("api") == nm.normalise_path("/api") == "/api"
+    assert nm.normalise_path("api") == nm.normalise_path("/api") == nm.normalise_path("/api/") == "/api/"
     assert nm.normalise_path("/API") != "/api"
     svc = Service("s", "path", "/api")
-    assert nm.Claim("path", "/api", "predicate") in nm.service_claims(svc)
+    assert nm.Claim("path", "/api/", "predicate") in nm.service_claims(svc)
     assert nm.Claim("backend", "s_fallback") in nm.service_claims(svc)
     assert nm.Claim("backend", "spare") in nm.service_claims(svc, {"s": "spare"})
 
