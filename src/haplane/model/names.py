@@ -186,33 +186,39 @@ def index(services: Iterable[Service] = (), backends: Iterable[BackendSpec] = ()
 def collisions(services: Iterable[Service] = (), backends: Iterable[BackendSpec] = (),
                frontends: Iterable[FrontendSpec] = (), fallback_names: Mapping[str, str] | None = None,
                fallbacks: bool = True) -> list[Collision]:
-    """Every claim a record loses, decided in ``rank`` order: an owner takes its names unless an owner ranked
-    before it (and not itself left out) holds one; a service that loses only its route (host or path) keeps
-    its backend. ``fallbacks`` False: no agent focuses, so fallback backends are not claimed. Deterministic:
-    the same records give the same answer in any order."""
-    records: list[tuple[str, tuple[Claim, ...]]] = []
+    """Every claim a record loses. Backend and frontend names first, in ``rank`` order: an owner takes its names
+    unless an owner ranked before it (and not itself left out) holds one, else it is left out whole. Then the
+    routes of the services kept, in the router's order (``compose.order_routes``: hosts by service name, path
+    prefixes longest first as written, then by name): of two services with one host or prefix the first keeps
+    the route, and the other keeps its backend without it. ``fallbacks`` False: no agent focuses, so fallback
+    backends are not claimed. Deterministic: the same records give the same answer in any order."""
+    records: list[tuple[str, tuple[Claim, ...], tuple[int, str]]] = []
     every: list[Service | BackendSpec | FrontendSpec] = [*services, *backends, *frontends]
     for record in every:
         who, claims = claims_of(record, fallback_names)
-        if not fallbacks and isinstance(record, Service):
-            claims = tuple(c for c in claims if not (c.space == "backend" and c.value != record.name))
-        records.append((who, claims))
+        route_order = (0, record.name)
+        if isinstance(record, Service):
+            if not fallbacks:
+                claims = tuple(c for c in claims if not (c.space == "backend" and c.value != record.name))
+            if record.mode == "path" and record.predicate is not None:
+                route_order = (-len(record.predicate), record.name)
+        records.append((who, claims, route_order))
     held = Names()
     out: list[Collision] = []
-    for who, claims in sorted(records, key=lambda r: rank(r[0])):
-        lost_whole: Collision | None = None
-        kept: list[Claim] = []
-        for claim in claims:
-            winner = held.taken(who, (claim,))
-            if winner is None:
-                kept.append(claim)
-            elif claim.space in ("host", "path"):
-                out.append(Collision(claim, who, winner[1]))  # the route only
-            else:
-                lost_whole = Collision(claim, who, winner[1])
-                break
-        if lost_whole is not None:
-            out.append(lost_whole)
+    kept: list[tuple[tuple[int, str], str, list[Claim]]] = []
+    for who, claims, route_order in sorted(records, key=lambda r: rank(r[0])):
+        names = [c for c in claims if c.space in ("backend", "frontend")]
+        hit = next(((c, w) for c in names for w in [held.taken(who, (c,))] if w is not None), None)
+        if hit is not None:
+            out.append(Collision(hit[0], who, hit[1][1]))
             continue
-        held.hold(who, kept)
+        held.hold(who, names)
+        kept.append((route_order, who, [c for c in claims if c.space in ("host", "path")]))
+    routes = Names()
+    for _order, who, route_claims in sorted(kept):
+        for claim in route_claims:
+            winner = routes.taken(who, (claim,))
+            if winner is not None:
+                out.append(Collision(claim, who, winner[1]))
+        routes.hold(who, [c for c in route_claims if routes.taken(who, (c,)) is None])
     return out

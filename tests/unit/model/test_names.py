@@ -70,6 +70,11 @@ def test_without_focus_no_fallback_name_is_claimed() -> None:
     assert {b.name for b in compose(registry).backends} == {"a", "a_fallback"}
 
 
+def test_of_two_services_with_one_prefix_the_router_keeps_the_one_it_would_match_first() -> None:
+    registry = Registry(services=(Service("a", "path", "/app"), Service("b", "path", "/app/")))
+    assert [(c.loser, c.winner) for c in name_collisions(registry, ComposeOptions())] == [("service:a", "service:b")]
+
+
 def test_the_host_map_holds_one_backend_per_host() -> None:
     registry = Registry(services=(Service("x2", "host", "h.example.com"), Service("x1", "host", "h.example.com")))
     config = compose(registry, ComposeOptions(host_map="/tmp/hosts.map"))
