@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     master_socket: str | None = None
     keep_haproxy: bool = False  # a clean stop of haplane leaves the HAProxy it runs serving (the next one adopts it)
     reload_interval: float = Field(1.0, ge=0)  # at most one reload per this many seconds
+    reload_budget: int = Field(30, ge=0)  # at most this many reloads in any minute (0: no limit)
     coalesce_ms: float = Field(1.0, ge=0)  # events closer than this are applied together
     resync_interval: float = Field(30.0, gt=0)  # full resync against HAProxy and the store
     ramp_min: int = Field(1, ge=0, le=256)

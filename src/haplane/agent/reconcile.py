@@ -1,7 +1,8 @@
 """The agent's loop: keep one HAProxy in sync with the registry.
 
     store ──watch──▶ mirror ──compose, observe, plan──▶ runtime operations (now)  ──apply──▶ HAProxy
-                                                      └▶ reload (coalesced: at most one per reload_interval)
+                                                      └▶ reload (coalesced: at most one per reload_interval,
+                                                                 at most reload_budget a minute)
 
 This module is the loop alone: it watches the store, coalesces bursts of events, resyncs from scratch every
 ``resync_interval`` (and after a failure), heals a dead HAProxy, wakes up for ramps and drains, and decides when
@@ -31,6 +32,7 @@ import jinja2
 
 from haplane.agent.activity import Activity
 from haplane.agent.apply import Outcome, apply_ops, apply_reload
+from haplane.agent.budget import ReloadBudget
 from haplane.agent.mirror import Mirror, Touched
 from haplane.agent.planning import Composer, compose_observe_plan
 from haplane.agent.quarantine import Quarantine
@@ -85,6 +87,8 @@ class Agent:
         self._reload_wanted: Reload | None = None
         self._reloading = False
         self._last_reload_at = -NEVER
+        self.budget = ReloadBudget(options.reload_budget)
+        self._held_said = False  # a reload the budget holds back was logged (once per hold)
         self._wake_at = NEVER
         self._wake_backends: set[str] = set()
         self._next_resync = NEVER
@@ -208,8 +212,7 @@ class Agent:
     async def _loop(self) -> None:
         while True:
             now = self.clock()
-            reload_at = (max(self._last_reload_at + self.options.reload_interval, now)
-                         if self._reload_wanted else NEVER)
+            reload_at = max(self._reload_at(now), now) if self._reload_wanted else NEVER
             deadline = min(self._wake_at, self._next_resync, reload_at)
             timeout = None if deadline == NEVER else max(0.0, deadline - now)
             batches: list[list[Event]] = []
@@ -258,8 +261,12 @@ class Agent:
             self._wake_at = NEVER
             backends, self._wake_backends = self._wake_backends, set()
             await self._converge(Touched(services=set(), structural=False), timers=backends)
-        if self._reload_wanted and self.clock() >= self._last_reload_at + self.options.reload_interval:
-            await self._reload()
+        if self._reload_wanted:
+            now = self.clock()
+            if now >= self._reload_at(now):
+                await self._reload()
+            else:
+                self._say_held(now)
 
     async def _resync(self) -> None:
         """Re-read the store and HAProxy from scratch: nothing missed or drifted survives this."""
@@ -385,6 +392,25 @@ class Agent:
 
     # --- reloads -----------------------------------------------------------------------------------------------
 
+    def _reload_at(self, now: float) -> float:
+        """When the wanted reload may start: a ``reload_interval`` after the last one (bursts coalesce), and
+        within the reload budget (at most ``reload_budget`` a minute)."""
+        return max(self._last_reload_at + self.options.reload_interval, self.budget.next_at(now))
+
+    def _say_held(self, now: float) -> None:
+        """Say once that the budget holds a reload back (not the reload_interval's short waits)."""
+        at = self.budget.next_at(now)
+        if at <= now or self._held_said or self._reload_wanted is None:
+            return
+        self._held_said = True
+        reason = self._reload_wanted.reason
+        words = (f"{self.budget.per_minute} reloads in the last minute (reload_budget): the reload for "
+                 f"'{reason}' waits {at - now:.1f}s; runtime changes go on meanwhile")
+        log.warning("reload held back: %s", words)
+        self.activity.record(Change("reload-held", "haproxy", words, {
+            "budget": self.budget.per_minute, "wait_s": round(at - now, 3),
+            "causes": [c.to_dict() for c in self._reload_wanted.causes]}), "pending")
+
     async def _quarantine(self, rendered: Rendered, verdict: CheckResult) -> Rendered:
         """The config without the owners of what ``haproxy -c`` rejected (held back until their record changes);
         ``ConfigCheckFailed`` when nothing that can be held back would do."""
@@ -425,6 +451,8 @@ class Agent:
             if self.applied is not None and config.structure_key() == self.applied.structure_key():
                 return
         self._last_reload_at = self.clock()
+        self.budget.spend(self._last_reload_at)
+        self._held_said = False
         timings = {"compose_render": round((t_render - t0) * 1000, 1), "check": round((t_check - t_render) * 1000, 1)}
         count, outcome = await apply_reload(self.control, rendered, causes, self.applied_text, timings, self.clock)
         self._record(outcome)

@@ -100,6 +100,7 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
     policy = Policy(ramp_min=settings.ramp_min, ramp_step=settings.ramp_step, ramp_interval=settings.ramp_interval,
                     drain_timeout=settings.drain_timeout)
     return AgentOptions(compose=compose, policy=policy, reload_interval=settings.reload_interval,
+                        reload_budget=settings.reload_budget,
                         coalesce=settings.coalesce_ms / 1000, resync_interval=settings.resync_interval)
 
 

@@ -15,6 +15,7 @@ class AgentOptions:
     compose: ComposeOptions = field(default_factory=ComposeOptions)
     policy: Policy = field(default_factory=Policy)
     reload_interval: float = 1.0  # at most one reload per this many seconds (bursts coalesce)
+    reload_budget: int = 30  # at most this many reloads in any minute (0: no limit); runtime changes never wait
     coalesce: float = 0.002  # after a store event, wait this long for more before acting
     resync_interval: float = 30.0  # re-read the store and HAProxy from scratch this often
 

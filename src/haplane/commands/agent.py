@@ -47,6 +47,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "directory attaches to it (HAPLANE_KEEP_HAPROXY; default: it is stopped)")
     p.add_argument("--reload-interval", type=float, metavar="SECONDS",
                    help="at most one reload per this many seconds (default: 1)")
+    p.add_argument("--reload-budget", type=int, metavar="N",
+                   help="at most N reloads of HAProxy in any minute (HAPLANE_RELOAD_BUDGET; default: 30; 0: no "
+                        "limit). A structural change past it waits, said once in the log and the activity, and is "
+                        "applied when the budget allows; runtime changes (instances, weights, routes) never wait")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics on this port (HSDO's EXPORTER_PORT; default: off)")
     add_traffic_options(p)
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args, http_port=args.http_port, http_address=args.http_address,
                              admin_socket=args.admin_socket, master_socket=args.master_socket,
                              haproxy_bin=args.haproxy_bin, reload_interval=args.reload_interval,
+                             reload_budget=args.reload_budget,
                              keep_haproxy=args.keep_haproxy, maxconn=args.maxconn,
                              metrics_port=args.metrics_port, **tls_overrides(args))
     return asyncio.run(_run(settings))

@@ -57,6 +57,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="HAProxy's maxconn (HAPLANE_MAXCONN; default: 4096, or less where the hard limit on open "
                         "files is low). Before starting HAProxy, haplane checks that its connections (2 descriptors "
                         "each) and health checks (1 per filled slot) fit in that limit, and says what to change")
+    p.add_argument("--reload-budget", type=int, metavar="N",
+                   help="at most N reloads of HAProxy in any minute (HAPLANE_RELOAD_BUDGET; default: 30; 0: no "
+                        "limit). A structural change past it waits, said once in the log and the activity, and is "
+                        "applied when the budget allows; runtime changes (instances, weights, routes) never wait")
     p.add_argument("--keep-haproxy", action="store_true", default=None,
                    help="on Ctrl-C/SIGTERM, stop haplane but leave HAProxy serving; the next haplane on this "
                         "state directory attaches to it (HAPLANE_KEEP_HAPROXY; default: HAProxy is stopped)")
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         tls["https_port"] = UP_HTTPS_PORT
     settings = load_settings(args, listen=args.listen, http_port=args.http_port, http_address=args.http_address,
                              haproxy_bin=args.haproxy_bin, keep_haproxy=args.keep_haproxy, maxconn=args.maxconn,
-                             **tls)
+                             reload_budget=args.reload_budget, **tls)
     return asyncio.run(_run(settings, docker=not args.no_docker))
 
 

@@ -57,6 +57,27 @@ async def test_structural_change_reloads_exactly_once(tmp_path: Path, backends: 
         assert await rig.reloads() == before + 1
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.05, 0.3])
+async def test_a_new_service_and_its_first_instance_cost_one_reload(tmp_path: Path, backends: list[Backend],
+                                                                    gap: float) -> None:
+    """Written one after the other, ``gap`` apart: the instance is in the reload's config, or (arriving during or
+    after the reload) goes into a slot of the new backend through the Runtime API; never a second reload."""
+    async with agent_rig(tmp_path, reload_interval=1.0) as rig:
+        await rig.reg.put_service(Service("old", "host", "old.test"))
+        await rig.settled()
+        await asyncio.sleep(1.0)  # the last reload is a reload_interval ago: the next one may start at once
+        b = new_backend(backends, "web")
+        before = await rig.reloads()
+        await rig.reg.put_service(Service("web", "host", "web.test"))
+        await asyncio.sleep(gap)
+        await rig.reg.put_instance(Instance("w1", "web", b.address, b.port))
+        r = await rig.until_status("web.test", 200)
+        assert r.text == "backend=web"
+        await rig.settled()
+        await asyncio.sleep(1.2)  # a second reload would come a reload_interval after the first
+        assert await rig.reloads() == before + 1
+
+
 async def test_failing_check_keeps_the_old_config_serving(tmp_path: Path, backends: list[Backend]) -> None:
     bad_template = tmp_path / "bad.j2"
     async with agent_rig(tmp_path) as rig:

@@ -38,8 +38,8 @@ async def until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running(poison: tuple[str, ...] = (), reload_interval: float = 0.05,
-                  policy: Policy | None = None, setup: Callable[[RegistryStore], Awaitable[None]] | None = None
-                  ) -> AsyncIterator[Rig]:
+                  policy: Policy | None = None, setup: Callable[[RegistryStore], Awaitable[None]] | None = None,
+                  reload_budget: int = 30, clock: Callable[[], float] | None = None) -> AsyncIterator[Rig]:
     store = open_store("memory://")
     reg = RegistryStore(store)
     if setup:
@@ -48,8 +48,9 @@ async def running(poison: tuple[str, ...] = (), reload_interval: float = 0.05,
     activity = Activity()
     opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="/s/hosts.map"),
                         policy=policy or Policy(ramp_interval=0, drain_timeout=0),
-                        reload_interval=reload_interval, coalesce=0.001, resync_interval=3600)
-    agent = Agent(store, fake, opts, activity)
+                        reload_interval=reload_interval, reload_budget=reload_budget, coalesce=0.001,
+                        resync_interval=3600)
+    agent = Agent(store, fake, opts, activity, **({"clock": clock} if clock else {}))
     task = asyncio.create_task(agent.run())
     try:
         await asyncio.wait_for(agent.ready.wait(), 3)
@@ -197,3 +198,32 @@ async def test_many_instances_one_pass(n: int) -> None:
                     and not rig.fake.slot("app", f"s{n}").maint)
         ports = sorted(s.port for s in rig.fake.backends["app"].values() if not s.maint)
         assert ports == list(range(9000, 9000 + n))
+
+
+async def test_the_reload_budget_holds_a_storm_back_but_never_a_runtime_change() -> None:
+    """Budget 2 a minute, on a clock the test moves: two new services reload at once, the third waits (said once,
+    as a ``reload-held`` record), an instance of a running service goes in through the runtime meanwhile, and the
+    held reload happens once the minute has passed."""
+    now = [1000.0]
+    async with running(setup=app_service, reload_interval=0, reload_budget=2, clock=lambda: now[0]) as rig:
+        await rig.reg.put_instance(inst("a"))
+        await until(lambda: rig.agent.idle and rig.fake.slot("app", "s1").address == "127.0.0.2")
+        for n in (1, 2):
+            await rig.reg.put_service(Service(f"web{n}", "host", f"web{n}.test"))
+            await until(lambda n=n: rig.fake.reload_count == n and rig.agent.idle)  # type: ignore[misc]
+        now[0] += 10
+        await rig.reg.put_service(Service("web3", "host", "web3.test"))
+        await until(lambda: any(r.kind == "reload-held" for r in rig.activity.records))
+        assert rig.agent.reload_pending is not None and rig.fake.reload_count == 2
+        await rig.reg.put_instance(inst("b", "127.0.0.3"))  # runtime: not held back by the budget
+        await until(lambda: rig.fake.slot("app", "s2").address == "127.0.0.3")
+        await rig.reg.put_service(Service("web4", "host", "web4.test"))
+        await asyncio.sleep(0.1)
+        assert rig.fake.reload_count == 2
+        held = [r for r in rig.activity.records if r.kind == "reload-held"]
+        assert len(held) == 1 and held[0].result == "pending" and held[0].detail["wait_s"] == 50.0
+        now[0] += 50  # the first reload leaves the window
+        await rig.reg.put_instance(inst("c", "127.0.0.4"))  # anything that wakes the loop
+        await until(lambda: rig.fake.reload_count == 3 and rig.agent.idle)
+        assert rig.fake.config is not None and "web3" in rig.fake.config and "web4" in rig.fake.config, \
+            "one reload took both"

@@ -4,7 +4,7 @@
   "use strict";
   var el = hp.el;
   var KINDS = ["server-add", "server-remove", "server-update", "weight-ramp", "server-drain", "server-state",
-    "map-update", "reload", "reload-failed", "check-failed", "quarantine", "release", "restart"];
+    "map-update", "reload", "reload-failed", "reload-held", "check-failed", "quarantine", "release", "restart"];
   var records = [];
   var lastSeq = 0;
   var services = {};
