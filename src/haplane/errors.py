@@ -13,6 +13,7 @@
     │   └── NameTaken          a name another record holds in haproxy.cfg (backend, host, ...)    → 409
     ├── Unauthorized           no or unknown bearer token                                        → 401
     ├── Forbidden              a token whose role is too weak                                    → 403
+    │   └── AdminOnly          a field the token's role may not set or change (names it)         → 403
     ├── StoreError             the store failed
     │   ├── StoreUnavailable   it cannot be reached now; try again later                         → 503
     │   └── Compacted          a watch asked for a revision the store no longer keeps: resync
@@ -211,6 +212,18 @@ class Unauthorized(HaplaneError):
 
 class Forbidden(HaplaneError):
     pass
+
+
+class AdminOnly(Forbidden):
+    """A request whose role may not set, change or remove ``field`` (natives need the admin role)."""
+
+    def __init__(self, field: str, role: str, what: str) -> None:
+        self.field = field
+        self.role = role
+        super().__init__(f"{field}: only the admin role may {what}; the token given has {role}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "Forbidden", "field": self.field, "detail": str(self)}
 
 
 class StoreError(HaplaneError):

@@ -68,11 +68,17 @@ class RecordWrites(Reads):
         return await self._delete_doc("service", service_key(name), name, if_match,
                                       [Delete(instances_of(name), prefix=True), Delete(alloc_key(name))])
 
-    async def put_frontend(self, spec: FrontendSpec, if_match: int | None = None) -> tuple[int, bool]:
-        return await self._put_doc(frontend_key(spec.name), spec, if_match)
+    async def put_frontend(self, spec: FrontendSpec, if_match: int | None = None, *,
+                           unchanged_since: int | None = None) -> tuple[int, bool]:
+        """Create or replace a frontend. ``unchanged_since``: the revision the caller read it at (0: it did not
+        exist); the write applies only if it is still there, else ``PreconditionFailed`` (the caller reads
+        again: it kept fields of what it read)."""
+        return await self._put_doc(frontend_key(spec.name), spec, if_match, unchanged_since)
 
-    async def put_backend(self, spec: BackendSpec, if_match: int | None = None) -> tuple[int, bool]:
-        return await self._put_doc(backend_key(spec.name), spec, if_match)
+    async def put_backend(self, spec: BackendSpec, if_match: int | None = None, *,
+                          unchanged_since: int | None = None) -> tuple[int, bool]:
+        """Create or replace a backend; ``unchanged_since`` as for ``put_frontend``."""
+        return await self._put_doc(backend_key(spec.name), spec, if_match, unchanged_since)
 
     async def delete_frontend(self, name: str, if_match: int | None = None) -> int:
         return await self._delete_doc("frontend", frontend_key(name), name, if_match)
@@ -95,8 +101,8 @@ class RecordWrites(Reads):
         self._names = (rev, index)
         return self._names
 
-    async def _put_doc(self, key: str, record: Service | BackendSpec | FrontendSpec, if_match: int | None
-                       ) -> tuple[int, bool]:
+    async def _put_doc(self, key: str, record: Service | BackendSpec | FrontendSpec, if_match: int | None,
+                       unchanged_since: int | None = None) -> tuple[int, bool]:
         """Create or replace one record whose names are free; returns (revision, created)."""
         who, claims = nm.claims_of(record, self.fallback_names)
         async with self._doc_lock(NAMES):
@@ -104,6 +110,8 @@ class RecordWrites(Reads):
                 guard_rev, names = await self.names()
                 current = await self.store.get(key)
                 compare = guard_write(key, current, if_match)
+                if unchanged_since is not None and compare.mod_revision != unchanged_since:
+                    raise PreconditionFailed(key, unchanged_since, compare.mod_revision)
                 taken = names.taken(who, claims)
                 if taken is not None:
                     claim, holder = taken
@@ -114,8 +122,8 @@ class RecordWrites(Reads):
                 except Conflict as exc:
                     if exc.key == NAMES:
                         continue  # another process wrote a record meanwhile: check the names again
-                    if if_match is not None:
-                        raise PreconditionFailed(key, if_match, exc.actual) from None
+                    if if_match is not None or unchanged_since is not None:
+                        raise PreconditionFailed(key, if_match or unchanged_since, exc.actual) from None
                     continue
                 names.hold(who, claims)
                 self._names = (rev, names)

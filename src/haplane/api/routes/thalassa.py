@@ -3,11 +3,17 @@
 Natives (raw config lines) need the admin role, one directive per line, and are accepted only when the whole
 config, rendered with the new record, passes ``haproxy -c``; every other frontend and backend write is
 checked the same way, so the registry never holds a record the agents would have to quarantine.
+
+A role below admin cannot change what it cannot write: its ``PUT`` keeps the natives an admin stored (left out
+of the body, or sent back unchanged), its attempt to set, change or clear them is 403 naming ``natives``, and
+so is its ``DELETE`` of a record that carries them. Such a write is conditional on the natives it read: an
+admin's change in between makes it read again, never overwrite them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -16,8 +22,12 @@ from haplane.api.deps import ApiDeps
 from haplane.api.rendering import render_registry, with_record
 from haplane.api.routes._util import body_doc, changed, if_match, json_body, object_body, same_name, set_etag
 from haplane.api.routes.services import HEALTH_SCHEMA
-from haplane.errors import ConfigCheckFailed, Forbidden, ValidationError
+from haplane.errors import AdminOnly, ConfigCheckFailed, Conflict, NotFound, PreconditionFailed, ValidationError
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry
+from haplane.store.keys import backend_key, frontend_key
+
+T = TypeVar("T")
+ROLE_ROUNDS = 10  # reads a write below admin makes when an admin changes the record under it
 
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["type", "operation", "value", "backend"],
@@ -78,9 +88,28 @@ def router(deps: ApiDeps) -> APIRouter:
         if not result.ok:
             raise ConfigCheckFailed(result.messages, result.lines)
 
-    def need_admin_for_natives(who: Principal, natives: tuple[str, ...]) -> None:
-        if natives and who.role != "admin":
-            raise Forbidden(f"natives (raw config lines) need the admin role; the token given has {who.role}")
+    async def stored(get: Callable[[str], Awaitable[tuple[T, int]]], name: str) -> tuple[T | None, int]:
+        """The record as stored and its revision; (None, 0) when there is none."""
+        try:
+            return await get(name)
+        except NotFound:
+            return None, 0
+
+    def keep_admin_fields(who: Principal, d: dict[str, Any], natives: tuple[str, ...]) -> dict[str, Any]:
+        """The body as ``who`` may write it: below admin, natives left out keep the stored ones."""
+        if who.role == "admin" or d.get("natives") is not None:
+            return d
+        return {**d, "natives": list(natives)}
+
+    def need_admin_for_natives(who: Principal, natives: tuple[str, ...], stored_natives: tuple[str, ...]) -> None:
+        if who.role == "admin" or natives == stored_natives:
+            return
+        raise AdminOnly("natives", who.role, "set natives (raw config lines)" if not stored_natives else
+                        "change or remove the natives an admin set (leave natives out of the body to keep them)")
+
+    def condition(who: Principal, request: Request, rev: int) -> int | None:
+        """Below admin, a write kept the admin's fields of what it read at ``rev``: it applies only to that."""
+        return None if who.role == "admin" or if_match(request) is not None else rev
 
     def backend_names(snapshot: Registry) -> set[str]:
         return {b.name for b in snapshot.backends} | {s.name for s in snapshot.services}
@@ -106,17 +135,29 @@ def router(deps: ApiDeps) -> APIRouter:
         d = object_body(await json_body(request))
         same_name(d, "name", name)
         same_name(d, "key", name)  # Thalassa's clients send the frontend's key in the body
-        spec = FrontendSpec.from_dict(d, "", name=name)
-        need_admin_for_natives(who, spec.natives)
-        snapshot = await reg.snapshot()
-        known = backend_names(snapshot)
-        # As Thalassa did, a frontend may name a backend defined later (its clients put frontends first): until
-        # then that route is left out of the config (no default backend: 503), and the answer says so.
-        missing = [("backend", spec.backend)] if spec.backend is not None and spec.backend not in known else []
-        missing += [(f"rules[{i}].backend", rule.backend) for i, rule in enumerate(spec.rules)
-                    if rule.backend not in known]
-        await check_with(snapshot, "frontend", spec)
-        rev, created = await reg.put_frontend(spec, if_match(request))
+        for _ in range(ROLE_ROUNDS):
+            current, current_rev = await stored(reg.get_frontend, name)
+            kept = current.natives if current is not None else ()
+            spec = FrontendSpec.from_dict(keep_admin_fields(who, d, kept), "", name=name)
+            need_admin_for_natives(who, spec.natives, kept)
+            snapshot = await reg.snapshot()
+            known = backend_names(snapshot)
+            # As Thalassa did, a frontend may name a backend defined later (its clients put frontends first):
+            # until then that route is left out of the config (no default backend: 503), and the answer says so.
+            missing = [("backend", spec.backend)] if spec.backend is not None and spec.backend not in known else []
+            missing += [(f"rules[{i}].backend", rule.backend) for i, rule in enumerate(spec.rules)
+                        if rule.backend not in known]
+            await check_with(snapshot, "frontend", spec)
+            since = condition(who, request, current_rev)
+            try:
+                rev, created = await reg.put_frontend(spec, if_match(request), unchanged_since=since)
+            except PreconditionFailed:
+                if since is None:
+                    raise
+                continue  # changed since it was read: keep what it holds now
+            break
+        else:
+            raise Conflict(frontend_key(name))
         changed(request, f"frontend {name} {'created' if created else 'updated'} at revision {rev}")
         set_etag(response, rev)
         warnings = [f"{field}: backend {b!r} is not defined yet; its requests get 503 until it is"
@@ -124,8 +165,21 @@ def router(deps: ApiDeps) -> APIRouter:
         return {**spec.to_dict(), **({"warnings": warnings} if warnings else {})}
 
     @r.delete("/frontends/{name}", summary="Delete a frontend (200, or 404)")
-    async def delete_frontend(name: str, request: Request, _: Principal = write) -> dict[str, Any]:
-        rev = await reg.delete_frontend(name, if_match(request))
+    async def delete_frontend(name: str, request: Request, who: Principal = write) -> dict[str, Any]:
+        for _ in range(ROLE_ROUNDS):
+            current, current_rev = await stored(reg.get_frontend, name)
+            if current is not None and current.natives and who.role != "admin":
+                raise AdminOnly("natives", who.role, "delete a frontend that carries natives (raw config lines)")
+            since = condition(who, request, current_rev) if current is not None else None
+            try:
+                rev = await reg.delete_frontend(name, if_match(request) or since)
+            except PreconditionFailed:
+                if since is None:
+                    raise
+                continue
+            break
+        else:
+            raise Conflict(frontend_key(name))
         changed(request, f"frontend {name} deleted at revision {rev}")
         return {"deleted": name, "revision": rev}
 
@@ -155,11 +209,23 @@ def router(deps: ApiDeps) -> APIRouter:
                           ) -> dict[str, Any]:
         d = object_body(await json_body(request))
         same_name(d, "key", name)
-        spec = BackendSpec.from_dict(d, "", name=name)
-        need_admin_for_natives(who, spec.natives)
-        snapshot = await reg.snapshot()
-        await check_with(snapshot, "backend", spec)
-        rev, created = await reg.put_backend(spec, if_match(request))
+        for _ in range(ROLE_ROUNDS):
+            current, current_rev = await stored(reg.get_backend, name)
+            kept = current.natives if current is not None else ()
+            spec = BackendSpec.from_dict(keep_admin_fields(who, d, kept), "", name=name)
+            need_admin_for_natives(who, spec.natives, kept)
+            snapshot = await reg.snapshot()
+            await check_with(snapshot, "backend", spec)
+            since = condition(who, request, current_rev)
+            try:
+                rev, created = await reg.put_backend(spec, if_match(request), unchanged_since=since)
+            except PreconditionFailed:
+                if since is None:
+                    raise
+                continue
+            break
+        else:
+            raise Conflict(backend_key(name))
         changed(request, f"backend {name} {'created' if created else 'updated'} at revision {rev}")
         set_etag(response, rev)
         return spec.to_dict()
@@ -185,13 +251,26 @@ def router(deps: ApiDeps) -> APIRouter:
         return new.to_dict()
 
     @r.delete("/backends/{name}", summary="Delete a backend (200, or 404)")
-    async def delete_backend(name: str, request: Request, _: Principal = write) -> dict[str, Any]:
+    async def delete_backend(name: str, request: Request, who: Principal = write) -> dict[str, Any]:
         snapshot = await reg.snapshot()
         users = [f.name for f in snapshot.frontends
                  if f.backend == name or any(rule.backend == name for rule in f.rules)]
         if users:
             raise ValidationError("name", name, f"is still used by frontend(s) {', '.join(sorted(users))}")
-        rev = await reg.delete_backend(name, if_match(request))
+        for _ in range(ROLE_ROUNDS):
+            current, current_rev = await stored(reg.get_backend, name)
+            if current is not None and current.natives and who.role != "admin":
+                raise AdminOnly("natives", who.role, "delete a backend that carries natives (raw config lines)")
+            since = condition(who, request, current_rev) if current is not None else None
+            try:
+                rev = await reg.delete_backend(name, if_match(request) or since)
+            except PreconditionFailed:
+                if since is None:
+                    raise
+                continue
+            break
+        else:
+            raise Conflict(backend_key(name))
         changed(request, f"backend {name} deleted at revision {rev}")
         return {"deleted": name, "revision": rev}
 
