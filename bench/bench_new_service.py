@@ -69,9 +69,11 @@ async def reloads(rig: Rig) -> int:
 
 
 async def new_services(rig: Rig, tag: str, count: int) -> tuple[list[float], int, float]:
-    """``count`` new services, one at a time: (seconds to the first answer each, HAProxy's reloads, agent CPU)."""
+    """``count`` new services, one at a time: (seconds to the first answer each, HAProxy's reloads, agent CPU).
+    The parts of the agent's reloads meanwhile are printed (their median)."""
     await settled(rig)
     before, cpu0 = await reloads(rig), cpu_s()
+    seq0 = rig.bundle.agent.activity.seq
     lat: list[float] = []
     for k in range(count):
         name = f"{tag}{k}"
@@ -81,6 +83,13 @@ async def new_services(rig: Rig, tag: str, count: int) -> tuple[list[float], int
         lat.append(await rig.prober.until(f"{name}.test", rig.want(k + 5), timeout=600) - t)
         await settled(rig)  # each alone: the next one does not wait for the reload this one asked for
     cpu = cpu_s() - cpu0
+    parts: dict[str, list[float]] = {}
+    for rec in rig.bundle.agent.activity.query(since=seq0, kind="reload"):
+        for part, ms in rec.detail.get("timings_ms", {}).items():
+            parts.setdefault(part, []).append(float(ms) / 1000)
+    if parts:
+        print("    the agent's reloads, median: " + ", ".join(f"{part} {pct(v, 50) * 1000:.0f} ms"
+                                                       for part, v in parts.items()))
     return lat, await reloads(rig) - before, cpu
 
 

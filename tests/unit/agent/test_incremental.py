@@ -1,0 +1,117 @@
+"""A membership change costs work in proportion to what changed, not to the number of services.
+
+Counted, not timed: an instance added to one service among many composes that service's backends alone, reads
+HAProxy's state of that backend alone, plans that backend alone, and neither composes the whole config, nor
+renders it, nor fingerprints its structure again, nor indexes its backends again (once per full composition).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from test_reconcile import running, until  # beside this file (pytest puts its folder on sys.path)
+
+import haplane.agent.planning as planning
+import haplane.agent.reconcile as reconcile
+from haplane.model.haproxy import Config
+from haplane.model.records import Instance, Service
+from haplane.registry import RegistryStore
+
+SERVICES = 40
+
+
+async def services(reg: RegistryStore) -> None:
+    for n in range(SERVICES):
+        await reg.put_service(Service(f"svc{n}", "host", f"svc{n}.test"))
+        await reg.put_instance(Instance("i0", f"svc{n}", "127.0.0.2", 8000 + n))
+
+
+class Counts:
+    """Calls of the agent's whole-config steps and of its per-service ones, with what they were asked for."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: Counter[str] = Counter()
+        self.composed: list[str] = []  # services whose backends were composed
+        self.read: list[frozenset[str] | None] = []  # backends whose state was read (None: all)
+        self.planned: list[frozenset[str] | None] = []
+        self.monkeypatch = monkeypatch
+        self.counted(planning, "compose", "compose")
+        self.counted(reconcile, "render_config", "render")
+        self.counted(Config, "_structure_key", "structure_key")
+        self.counted(planning, "service_backends", "service_backends",
+                     lambda args: self.composed.append(args[0].name))
+        self.counted(planning, "plan", "plan",
+                     lambda args, kw: self.planned.append(None if kw.get("backends") is None
+                                                          else frozenset(kw["backends"])), with_kw=True)
+        positions = Config._position
+
+        def position(config: Config, name: str) -> int | None:
+            if config._positions is None:
+                self.calls["index"] += 1  # the index of backends built (a walk over every backend)
+            return positions(config, name)
+
+        monkeypatch.setattr(Config, "_position", position)
+
+    def counted(self, owner: Any, name: str, label: str, note: Any = None, with_kw: bool = False) -> None:
+        real = getattr(owner, name)
+
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            self.calls[label] += 1
+            if note is not None:
+                note(args, kw) if with_kw else note(args)
+            return real(*args, **kw)
+
+        self.monkeypatch.setattr(owner, name, wrapper)
+
+    def watch_reads(self, fake: Any) -> None:
+        real = fake.servers
+
+        async def servers(backends: Iterable[str] | None = None) -> Any:
+            self.read.append(None if backends is None else frozenset(backends))
+            return await real(backends)
+
+        fake.servers = servers
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.composed.clear()
+        self.read.clear()
+        self.planned.clear()
+
+
+async def test_a_membership_change_touches_its_service_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(setup=services) as rig:
+        await until(lambda: rig.agent.idle and rig.fake.reload_count == 0)
+        # a first change after a full composition indexes that config's backends by name (once per config)
+        await rig.reg.put_instance(Instance("i1", "svc3", "127.0.0.4", 9000))
+        await until(lambda: rig.fake.slot("svc3", "s2").address == "127.0.0.4" and rig.agent.idle)
+        counts = Counts(monkeypatch)
+        counts.watch_reads(rig.fake)
+        await rig.reg.put_instance(Instance("i1", "svc7", "127.0.0.3", 9000))
+        await until(lambda: rig.fake.slot("svc7", "s2").address == "127.0.0.3" and rig.agent.idle)
+        assert counts.composed == ["svc7"]  # its backends composed again, no other service's
+        assert counts.read == [frozenset({"svc7"})]  # HAProxy's state of that backend alone
+        assert counts.planned == [frozenset({"svc7"})]
+        for whole in ("compose", "render", "structure_key", "index"):
+            assert counts.calls[whole] == 0, (whole, dict(counts.calls))
+        assert rig.fake.reload_count == 0
+
+        counts.reset()  # and a removal, the same
+        await rig.reg.delete_instance("svc7", "i0")
+        await until(lambda: rig.fake.slot("svc7", "s1").maint and rig.agent.idle)
+        assert counts.composed == ["svc7"] and counts.read == [frozenset({"svc7"})]
+        assert not any(counts.calls[whole] for whole in ("compose", "render", "structure_key", "index"))
+
+
+async def test_a_new_service_composes_the_whole_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counting can fail: a structural change does compose, render and fingerprint the whole config."""
+    async with running(setup=services) as rig:
+        await until(lambda: rig.agent.idle)
+        counts = Counts(monkeypatch)
+        await rig.reg.put_service(Service("fresh", "host", "fresh.test"))
+        await until(lambda: rig.fake.reload_count == 1 and rig.agent.idle)
+        assert counts.calls["compose"] >= 1 and counts.calls["render"] >= 1
+        assert counts.calls["structure_key"] >= 1
