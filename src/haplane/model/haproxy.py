@@ -200,6 +200,14 @@ class Globals:
     tls_ciphersuites: str | None = None
 
 
+_ROUTING_MOD = 1 << 128
+
+
+def _routing_digest(be: Backend) -> int:
+    """One backend's share of ``Config.routing_key``: its whole content, slots included."""
+    return int.from_bytes(hashlib.sha256(repr(be).encode()).digest()[:16], "big")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     frontends: tuple[Frontend, ...] = ()
@@ -210,6 +218,7 @@ class Config:
     # computed once per config (a config holds 10,000 backends; the agent asks for these on every change)
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
     _positions: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _routing: tuple[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def _position(self, name: str) -> int | None:
         if self._positions is None:
@@ -224,21 +233,41 @@ class Config:
     def with_backends(self, replaced: Mapping[str, Backend]) -> Config:
         """This config with the backends of the same names replaced (the others kept, in order), in time that
         grows with ``replaced``, not with the config: its structure key is carried over when no replaced backend
-        changed its structure (membership alone), and its index of backends always."""
+        changed its structure (membership alone), its routing key (updated) and its index of backends always."""
         backends = list(self.backends)
         same_structure = self._key is not None
+        routing = self._routing
         for name, be in replaced.items():
             i = self._position(name)
             if i is None:
                 raise KeyError(name)
             if same_structure and backends[i].structure() != be.structure():
                 same_structure = False
+            if routing is not None:
+                routing = (routing[0], (routing[1] - _routing_digest(backends[i]) + _routing_digest(be)) % _ROUTING_MOD)
             backends[i] = be
         out = replace(self, backends=tuple(backends))
         object.__setattr__(out, "_positions", self._positions)
         if same_structure:
             object.__setattr__(out, "_key", self._key)
+        if routing is not None:
+            object.__setattr__(out, "_routing", routing)
         return out
+
+    def routing_key(self) -> str:
+        """A fingerprint of how this config routes, without what differs between nodes by design (bind addresses
+        and ports, global and control lines with local paths, the paths of map files): nodes that composed the
+        same registry have the same key (``haplane status`` compares them). Computed once per config, and carried
+        over by ``with_backends`` in time that grows with the replaced backends, not with the config: the
+        backends' part is a sum of one digest each."""
+        if self._routing is None:
+            frontends = [(f.name, f.mode, f.default_backend, f.keepalive, f.routes, f.natives) for f in self.frontends]
+            maps = sorted(content for _name, content in self.maps)
+            front = hashlib.sha256(repr((frontends, maps)).encode()).digest()
+            object.__setattr__(self, "_routing", (front, sum(map(_routing_digest, self.backends)) % _ROUTING_MOD))
+        assert self._routing is not None
+        front, total = self._routing
+        return hashlib.sha256(front + total.to_bytes(16, "big")).hexdigest()[:16]
 
     def structure_key(self) -> str:
         """A fingerprint of everything that needs a reload to change. Two configs with the same key differ

@@ -16,8 +16,11 @@ from test_reconcile import running, until  # beside this file (pytest puts its f
 
 import haplane.agent.planning as planning
 import haplane.agent.reconcile as reconcile
-from haplane.model.haproxy import Config
-from haplane.model.records import Instance, Service
+import haplane.model.haproxy as haproxy_model
+from haplane.agent.nodes import model_hash
+from haplane.compose import ComposeOptions, compose
+from haplane.model.haproxy import Backend, Bind, Config
+from haplane.model.records import Instance, Registry, Service
 from haplane.registry import RegistryStore
 
 SERVICES = 40
@@ -115,3 +118,42 @@ async def test_a_new_service_composes_the_whole_config(monkeypatch: pytest.Monke
         await until(lambda: rig.fake.reload_count == 1 and rig.agent.idle)
         assert counts.calls["compose"] >= 1 and counts.calls["render"] >= 1
         assert counts.calls["structure_key"] >= 1
+
+
+def _registry(extra: tuple[Instance, ...] = ()) -> Registry:
+    return Registry(tuple(Service(f"svc{n}", "host", f"svc{n}.test") for n in range(SERVICES)),
+                    tuple(Instance("i0", f"svc{n}", "127.0.0.2", 8000 + n) for n in range(SERVICES)) + extra,
+                    (), (), 1)
+
+
+def test_the_routing_key_is_carried_over_through_a_membership_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node reporter asks for the routing key every second: after a membership change it is updated from the
+    replaced backend alone, and equals the key of the same config computed afresh."""
+    opts = ComposeOptions(min_slots=4, host_map="/s/hosts.map")
+    before = compose(_registry(), opts)
+    key = model_hash(before)
+    moved = compose(_registry((Instance("i1", "svc7", "127.0.0.3", 9000),)), opts).backend("svc7")
+    assert moved is not None
+    digests = Counter[str]()
+    real = haproxy_model._routing_digest
+
+    def counted(be: Backend) -> int:
+        digests[be.name] += 1
+        return real(be)
+
+    monkeypatch.setattr(haproxy_model, "_routing_digest", counted)
+    after = before.with_backends({"svc7": moved})
+    assert model_hash(after) != key
+    assert digests == {"svc7": 2}  # the old backend out, the new one in; no other backend digested
+    afresh = Config(after.frontends, after.backends, after.globals, after.maps, after.certificates)
+    assert model_hash(afresh) == model_hash(after)
+    back = after.with_backends({"svc7": before.backend("svc7")})  # type: ignore[dict-item]
+    assert model_hash(back) == key
+
+
+def test_nodes_on_other_ports_have_the_same_routing_key() -> None:
+    here = compose(_registry(), ComposeOptions(min_slots=4, host_map="/a/hosts.map", binds=(Bind("*", 80),)))
+    there = compose(_registry(), ComposeOptions(min_slots=4, host_map="/b/hosts.map", binds=(Bind("10.0.0.1", 8080),)))
+    assert model_hash(here) == model_hash(there)
+    other = compose(_registry((Instance("i1", "svc3", "127.0.0.3", 9000),)), ComposeOptions(min_slots=4))
+    assert model_hash(other) != model_hash(here)
