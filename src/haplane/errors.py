@@ -6,6 +6,7 @@
     │   ├── BadRequest         fields that do not go together (Thalassa answers these with 400)  → 400
     │   ├── Invalid            several items of a batch broke rules: every one named, nothing done → 422
     │   └── TooLarge           a batch past a configured limit (names the setting)               → 413
+    │       ├── BodyTooLarge   a request body past the size the API reads (names the setting)    → 413
     │       └── TxnTooLarge    one store transaction past the store's own limit (names it)       → 413
     ├── NotFound               a named object does not exist                                     → 404
     ├── Conflict               another writer won a compare-and-swap                             → 409
@@ -36,6 +37,7 @@ only ever catch these.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,8 +60,8 @@ class ValidationError(HaplaneError):
 
     def _message(self) -> str:
         if self.value is _MISSING:
-            return f"{self.field}: {self.rule}"
-        return f"{self.field}: {self.value!r} {self.rule}"
+            return f"{shorten(self.field)}: {self.rule}"
+        return f"{shorten(self.field)}: {shown(self.value)} {self.rule}"
 
     def at(self, prefix: str) -> ValidationError:
         """The same error with its field path placed under ``prefix``."""
@@ -71,6 +73,30 @@ class ValidationError(HaplaneError):
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": type(self).__name__, "field": self.field, "detail": str(self)}
+
+
+SHOWN_MAX = 200  # characters of a value (or a field name) an error message echoes; the rest is elided
+
+
+def shorten(text: str, limit: int = SHOWN_MAX) -> str:
+    """``text``, or its head and tail around a note of how much was left out: a 100 MB value sent back in an
+    error would cost the server its memory and the caller its patience."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}...<{len(text) - 2 * half} characters elided>...{text[-half:]}"
+
+
+def shown(value: Any) -> str:
+    """How an error message shows a value: its repr, bounded while it is built (``reprlib``: a long string, list
+    or dict is shown by its head, so a huge value costs no huge repr), then shortened."""
+    return shorten(_REPR.repr(value))
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOWN_MAX
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 30
+_REPR.maxlevel = 6
 
 
 class _Missing:
@@ -131,6 +157,18 @@ class TooLarge(ValidationError):
                 "setting": self.setting}
 
 
+class BodyTooLarge(TooLarge):
+    """A request body (or its headers) larger than the server reads: refused before it is read or parsed."""
+
+    def __init__(self, field: str, size: int | None, limit: int, setting: str) -> None:
+        self.count = size if size is not None else limit + 1
+        self.limit = limit
+        self.setting = setting
+        told = f"has {size} bytes" if size is not None else "goes on"
+        ValidationError.__init__(self, field, _MISSING, f"{told}, more than the limit of {limit} bytes "
+                                 f"(setting {setting}, HAPLANE_{setting.upper()})")
+
+
 class TxnTooLarge(TooLarge):
     """The store refused one transaction as larger than it takes (etcd's ``--max-txn-ops``, 128 operations by
     default, and ``--max-request-bytes``, 1.5 MiB; DynamoDB's items per transaction): nothing was written. The
@@ -151,7 +189,7 @@ class NotFound(HaplaneError):
     def __init__(self, kind: str, name: str) -> None:
         self.kind = kind
         self.name = name
-        super().__init__(f"{kind} {name!r} does not exist")
+        super().__init__(f"{kind} {shown(name)} does not exist")
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": "NotFound", "field": self.kind, "detail": str(self)}

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     listen: str = "127.0.0.1:9090"  # API and UI
     max_heartbeat_batch: int = Field(10000, ge=1, le=1_000_000)  # instances in one POST /heartbeats (else 413)
     max_source_instances: int = Field(50000, ge=1, le=1_000_000)  # instances in one source set PUT (else 413)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)  # a request body the API reads (else 413, before parsing)
+    # ... on the bulk writes: PUT /sources/{source}/instances, POST /heartbeats, /import, /generate
+    max_bulk_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)  # request line and headers (else 431)
     http_port: int = Field(8080, ge=0, le=65535)  # the proxy's main frontend
     http_address: str = "*"
     token: str | None = None  # HAPLANE_TOKEN: one admin token

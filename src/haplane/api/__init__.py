@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from haplane import __version__
 from haplane.api import errors
 from haplane.api.deps import ApiDeps
+from haplane.api.limits import BodyLimit
 from haplane.importer import import_module
 
 ROUTERS: tuple[str, ...] = (
@@ -55,6 +56,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(title="haplane", version=__version__, description=DESCRIPTION, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json", generate_unique_id_function=operation_id)
     app.state.deps = deps
+    app.add_middleware(BodyLimit, settings=deps.settings)
     errors.install(app)
     install_docs(app)
     for name in ROUTERS:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from haplane.errors import (
     BadRequest,
+    BodyTooLarge,
     Compacted,
     ConfigCheckFailed,
     Conflict,
@@ -30,6 +31,7 @@ from haplane.errors import (
     TooLarge,
     Unauthorized,
     ValidationError,
+    shorten,
 )
 
 log = logging.getLogger("haplane.api")
@@ -60,11 +62,19 @@ def status_of(exc: HaplaneError) -> int:
     return 500
 
 
+DETAIL_MAX = 4000  # characters of a detail; values inside it are already shortened (haplane.errors.shown)
+
+
 def error_response(status: int, error: str, field: str | None, detail: str,
                    headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
-    """The one error shape: {"error", "field", "detail"}, plus what an error adds (an import's every bad row)."""
-    return JSONResponse({"error": error, "field": field, "detail": detail, **(extra or {})}, status_code=status,
-                        headers=headers)
+    """The one error shape: {"error", "field", "detail"}, plus what an error adds (an import's every bad row).
+    Field names and details are bounded here: nothing the caller sent comes back longer than it has to."""
+    extra = dict(extra or {})
+    if isinstance(extra.get("errors"), list):
+        extra["errors"] = [{**e, "field": shorten(e["field"]) if isinstance(e.get("field"), str) else e.get("field"),
+                            "detail": shorten(str(e.get("detail")), DETAIL_MAX)} for e in extra["errors"]]
+    return JSONResponse({"error": error, "field": shorten(field) if field is not None else None,
+                         "detail": shorten(detail, DETAIL_MAX), **extra}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -73,6 +83,8 @@ def install(app: FastAPI) -> None:
         status = status_of(exc)
         body: dict[str, Any] = exc.to_dict()
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, BodyTooLarge):  # the rest of the body is not read: the connection cannot go on
+            headers = {"Connection": "close"}
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
         extra = {k: v for k, v in body.items() if k not in ("error", "field", "detail")}
@@ -86,6 +98,14 @@ def install(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             return error_response(400, "PayloadError", "body", f"body is not valid JSON: {first.get('msg')}")
         return error_response(422, "ValidationError", field, f"{field or 'request'}: {first.get('msg')}")
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        """A bug (no input may get here: bad input is a 4xx): answered in the error shape, logged with its
+        traceback by the server."""
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(500, "InternalError", None, f"an internal error ({type(exc).__name__}); the "
+                                                          "server's log has the details")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -251,7 +251,8 @@ ERRORS = {400: "the body is not JSON, or not an object", 401: "no token, or an u
           503: "the store (or HAProxy) does not answer"}
 WRITE_ONLY_ERRORS = (409, 412)
 BATCHES = frozenset({"heartbeats", "putSource"})  # may answer 413: more items than a setting allows
-TOO_LARGE = "more items than the limit (the limit and the setting that raises it are named)"
+TOO_LARGE = ("a body larger than max_body_bytes (max_bulk_body_bytes on bulk writes), or more items than the "
+             "limit (the limit and the setting that raises it are named)")
 SESSION_COOKIE = "haplane_session"
 
 
@@ -315,7 +316,7 @@ def contract(app: FastAPI) -> dict[str, Any]:
                 if method == "get" and code in WRITE_ONLY_ERRORS:
                     continue
                 responses[str(code)] = {"description": why, "content": error_ref}
-            if oid in BATCHES:
+            if oid in BATCHES or "requestBody" in op:
                 responses["413"] = {"description": TOO_LARGE, "content": error_ref}
             if method in ("put", "post", "patch", "delete") and oid not in OPEN:
                 responses.setdefault("405", {"description": "method not allowed", "content": error_ref})

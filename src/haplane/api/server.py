@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,63 @@ from haplane.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from haplane.metrics import Metrics
+
+
+def http_protocol(max_header_bytes: int) -> type[asyncio.Protocol] | str:
+    """uvicorn's HTTP protocol with the request line and headers bounded to ``max_header_bytes``: beyond it the
+    request is answered 431 and the connection closed. httptools (the C parser, picked when installed: twice
+    h11's requests/s) buffers a header however long it grows, so its protocol counts the bytes of a request's
+    head as they arrive; h11 (without httptools) takes the bound itself (``h11_max_incomplete_event_size``)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools is a dependency
+        return "h11"
+
+    class HeadTooLarge(Exception):
+        pass
+
+    class HeadBounded(HttpToolsProtocol):
+        _head = 0  # bytes received since the request began, while its head is incomplete
+        _in_head = True
+        _too_large = False
+
+        def on_message_begin(self) -> None:
+            self._head, self._in_head = 0, True
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > max_header_bytes:  # the whole head came in one read
+                self._too_large = True
+                raise HeadTooLarge  # httptools stops parsing; uvicorn answers 400, send_400_response makes it 431
+            super().on_headers_complete()
+
+        def data_received(self, data: bytes) -> None:
+            in_head = self._in_head
+            super().data_received(data)
+            if in_head and self._in_head and not self.transport.is_closing():
+                self._head += len(data)
+                if self._head > max_header_bytes:  # still no end of the head: stop before it grows further
+                    self._refuse()
+
+        def send_400_response(self, msg: str) -> None:
+            if self._too_large:
+                self._refuse()
+            else:
+                super().send_400_response(msg)
+
+        def _refuse(self) -> None:
+            body = json.dumps({"error": "TooLarge", "field": "headers",
+                               "detail": f"headers: more than the limit of {max_header_bytes} bytes (setting "
+                                         "max_header_bytes, HAPLANE_MAX_HEADER_BYTES)",
+                               "limit": max_header_bytes, "setting": "max_header_bytes"}).encode()
+            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json"
+                                 b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+                                 + body)
+            self.transport.close()
+
+    return HeadBounded
 
 
 class _Server(uvicorn.Server):
@@ -46,14 +104,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 async def serve_api(app: Any, host: str, port: int, *, ssl_certfile: str | None = None,
                     ssl_keyfile: str | None = None, started: asyncio.Event | None = None,
-                    sock: socket.socket | None = None) -> None:
-    """Run until cancelled. ``started`` is set once the socket accepts connections."""
+                    sock: socket.socket | None = None, max_header_bytes: int = 32 * 1024) -> None:
+    """Run until cancelled. ``started`` is set once the socket accepts connections; a request whose line and
+    headers pass ``max_header_bytes`` is refused (431)."""
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise ConfigurationError("TLS needs both a certificate (tls_cert) and its key (tls_key)")
     sock = sock or bind_socket(host, port)
     config = uvicorn.Config(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
                             log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3,
-                            server_header=False)
+                            server_header=False, http=http_protocol(max_header_bytes),
+                            h11_max_incomplete_event_size=max_header_bytes)
     try:
         config.load()
     except Exception as exc:  # bad TLS files surface here

@@ -90,7 +90,8 @@ async def _run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     started = asyncio.Event()
     task = asyncio.create_task(serve_api(app, host, port, ssl_certfile=settings.tls_cert,
-                                         ssl_keyfile=settings.tls_key, started=started, sock=sock))
+                                         ssl_keyfile=settings.tls_key, started=started, sock=sock,
+                                         max_header_bytes=settings.max_header_bytes))
     stopper = asyncio.create_task(stop.wait())
     try:
         first = asyncio.create_task(started.wait())

@@ -135,7 +135,7 @@ async def _run(settings: Settings, docker: bool) -> int:
     app = create_app(deps)
     tasks.append(asyncio.create_task(
         serve_api(app, host, port, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
-                  started=api_started, sock=sock), name="api"))
+                  started=api_started, sock=sock, max_header_bytes=settings.max_header_bytes), name="api"))
     if docker:
         watcher = _docker_watcher(registry, settings)
         if watcher is not None:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from fastapi import Request, Response
 
+from haplane.api.limits import parse_json
 from haplane.errors import PayloadError, ValidationError
 
 log = logging.getLogger("haplane.api")
 
 
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise PayloadError("body", "", "is empty; this request needs a JSON document")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError("body", raw[:80].decode("utf-8", "replace"), f"is not valid JSON: {exc}") from None
+    """The body as JSON (``haplane.api.limits.parse_json``: bounded, strict, every refusal a 400)."""
+    return parse_json(await request.body())
 
 
 def object_body(data: Any) -> dict[str, Any]:
