@@ -151,6 +151,12 @@ class _ScrapeCollector(Collector):
             for owner in sorted(g.agent["quarantined"]):
                 q.add_metric([owner], 1)
             yield q
+            held = GaugeMetricFamily("haplane_runtime_held", "Items held because HAProxy refused their Runtime API "
+                                     "change (not retried until their record changes), by kind", labels=["kind"])
+            kinds = [owner.partition(":")[0] for owner in g.agent.get("held", {})]
+            for kind in sorted({"instance", "certificate", *kinds}):
+                held.add_metric([kind], kinds.count(kind))
+            yield held
             if g.agent.get("last_reload") is not None:
                 yield GaugeMetricFamily("haplane_last_reload_timestamp_seconds", "When HAProxy last reloaded",
                                         value=g.agent["last_reload"])

@@ -29,7 +29,7 @@ class ActivityRecord:
     kind: str
     subject: str
     reason: str
-    result: str  # ok | failed | pending | quarantined
+    result: str  # ok | failed | pending | quarantined | held
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class Activity:
         rec = ActivityRecord(self.seq, self.clock(), change.kind, change.subject, change.reason, result, detail)
         self.records.append(rec)
         self.counts[(rec.kind, rec.result)] += 1
-        level = logging.WARNING if result in ("failed", "quarantined") else logging.INFO
+        level = logging.WARNING if result in ("failed", "quarantined", "held") else logging.INFO
         log.log(level, "%s %s: %s [%s]", rec.kind, rec.subject, rec.reason, result)
         self._append(rec)
         for listener in self.listeners:

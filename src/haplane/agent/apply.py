@@ -16,11 +16,12 @@ from typing import Any, Literal
 
 from haplane.errors import HAProxyError
 from haplane.model.change import Change, ReloadCause, reason_of
-from haplane.model.ops import RuntimeOp
+from haplane.model.haproxy import Config
+from haplane.model.ops import CertPut, RuntimeOp, SetAddress, SetState, SetWeight
 from haplane.render import Rendered
 from haplane.typing import HAProxyControl
 
-Result = Literal["ok", "failed", "quarantined"]
+Result = Literal["ok", "failed", "quarantined", "held"]
 DIFF_LIMIT = 20_000  # characters of config diff kept in a reload's record
 
 
@@ -31,6 +32,7 @@ class Outcome:
     change: Change
     result: Result = "ok"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    op: RuntimeOp | None = None  # the runtime operation, for one
 
     @property
     def ok(self) -> bool:
@@ -45,11 +47,30 @@ async def apply_ops(control: HAProxyControl, ops: Sequence[RuntimeOp]) -> list[O
     out = []
     for res in await control.execute(ops):
         if res.ok:
-            out.append(Outcome(res.op.change, "ok", {"command": res.command, "op": res.op.verb}))
+            out.append(Outcome(res.op.change, "ok", {"command": res.command, "op": res.op.verb}, res.op))
         else:
             out.append(Outcome(res.op.change, "failed", {"command": res.command, "op": res.op.verb,
-                                                        "answer": res.answer}))
+                                                        "answer": res.answer}, res.op))
     return out
+
+
+def held_owner(op: RuntimeOp, desired: Config | None, service_of: Callable[[str], str | None]) -> str | None:
+    """The registry item a refused operation is about, to hold (``RuntimeHolds``): the instance in the server
+    slot (``instance:<service>/<id>``), the certificate; None when it is about no one record (a slot being
+    freed, a map entry): the agent then re-reads HAProxy and plans again. ``service_of`` names the service of a
+    Thalassa backend (``backend:<name>`` owner) whose slots hold that service's instances."""
+    match op:
+        case SetAddress() | SetWeight() | SetState():
+            be = desired.backend(op.backend) if desired is not None else None
+            srv = next((s for s in be.servers if s.name == op.server), None) if be is not None else None
+            if be is None or srv is None or srv.instance is None:
+                return None
+            kind, _, name = be.owner.partition(":")
+            service = name if kind == "service" else service_of(name) if kind == "backend" else None
+            return f"instance:{service}/{srv.instance}" if service else None
+        case CertPut():  # (a CertDel is of a certificate the registry no longer has: nothing to hold)
+            return f"certificate:{op.name}"
+    return None
 
 
 def config_diff(running: str | None, new: str, limit: int = DIFF_LIMIT) -> str:

@@ -132,8 +132,9 @@ class Mirror:
         return self.instances.get(service, {}).get(iid)
 
     def fingerprint(self, owner: str) -> str:
-        """A fingerprint of the record behind an owner ("service:x", "frontend:y", "backend:z"): it changes
-        when the record does (quarantine gives the owner another chance then)."""
+        """A fingerprint of the record behind an owner ("service:x", "frontend:y", "backend:z", "instance:x/i1",
+        "certificate:c"): it changes when the record does (quarantine and runtime holds give the owner another
+        chance then)."""
         kind, _, name = owner.partition(":")
         rec: object = None
         if kind == "service":
@@ -142,6 +143,11 @@ class Mirror:
             rec = self.frontends.get(name)
         elif kind == "backend":
             rec = self.backends.get(name)
+        elif kind == "instance":
+            service, _, iid = name.partition("/")
+            rec = self.instance(service, iid)
+        elif kind == "certificate":
+            rec = self.certs.served.get(name)
         return repr(rec)
 
     def _put(self, key: str, value: str, touched: Touched) -> None:

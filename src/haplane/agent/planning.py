@@ -29,7 +29,7 @@ from haplane.compose import (
 from haplane.haproxy.runtime import command_of
 from haplane.model.haproxy import Backend, Config
 from haplane.model.ops import RuntimeOp
-from haplane.model.records import Registry
+from haplane.model.records import Instance, Registry
 from haplane.plan import Memory, Plan, Policy, plan
 from haplane.typing import HAProxyReader
 
@@ -69,7 +69,8 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
 
 
 class Composer:
-    """The agent's composition over its mirror of the store, with the quarantined owners left out."""
+    """The agent's composition over its mirror of the store, with the quarantined owners and the runtime holds
+    (``instance:``, ``certificate:`` owners) left out."""
 
     def __init__(self, mirror: Mirror, options: ComposeOptions) -> None:
         self.mirror = mirror
@@ -85,6 +86,11 @@ class Composer:
         key = (self.mirror.revision, excluded)
         if self._full_key != key or self._full is None:
             registry, options = self.mirror.registry(), replace(self.options, excluded=excluded)
+            if any(o.startswith(("instance:", "certificate:")) for o in excluded):  # runtime holds
+                registry = replace(registry, instances=tuple(i for i in registry.instances
+                                                             if f"instance:{i.service}/{i.id}" not in excluded),
+                                   certificates=tuple(c for c in registry.certificates
+                                                      if f"certificate:{c.name}" not in excluded))
             self._full = compose(registry, options)
             self._full_key = key
             left_out = frontends_without_tls(registry, options)
@@ -110,9 +116,9 @@ class Composer:
             svc = self.mirror.services.get(name)
             if svc is None or f"service:{name}" in excluded or f"service:{name}" in self._losers:
                 continue
-            for be in service_backends(svc, self.mirror.service_instances(name), opts):
+            for be in service_backends(svc, self._instances(name, excluded), opts):
                 replaced[be.name] = be
-        by_service = {s: self.mirror.service_instances(s) for s in touched.services}
+        by_service = {s: self._instances(s, excluded) for s in touched.services}
         for spec in self.mirror.backends.values():
             if spec.type == "dynamic" and spec.service in touched.services and spec.name not in replaced \
                     and f"backend:{spec.name}" not in excluded and f"backend:{spec.name}" not in self._losers:
@@ -121,6 +127,13 @@ class Composer:
         if not replaced:
             return desired, set()
         return desired.with_backends(replaced), set(replaced)
+
+    def _instances(self, service: str, excluded: frozenset[str]) -> list[Instance]:
+        """The service's instances, without those held (runtime holds)."""
+        instances = self.mirror.service_instances(service)
+        if not excluded:
+            return instances
+        return [i for i in instances if f"instance:{service}/{i.id}" not in excluded]
 
     def touched_backends(self, touched: Touched, excluded: frozenset[str]) -> set[str]:
         """The backends a structural batch touched: its changed Thalassa backends, and those of its services."""

@@ -77,3 +77,49 @@ class Quarantine:
                 return rendered
             messages, lines = verdict.messages, verdict.lines
         raise ConfigCheckFailed(messages, lines)
+
+
+class RuntimeHolds:
+    """Runtime holds: the items (an instance, a certificate, a service's map entry) whose Runtime API change
+    HAProxy refused -- or that could not even be said as a command (``set server ... addr`` takes an IP address,
+    not a name). Each is held with HAProxy's answer and left out of the desired config, so it is not retried on
+    every pass (a refused command retried in a loop stalled every other change); it is tried again when its
+    record changes (the fingerprint, as for the quarantine). A dead socket holds nothing: it raises, and the
+    agent heals HAProxy.
+
+    Owners are ``instance:<service>/<id>``, ``certificate:<name>`` and ``service:<name>``; ``kind`` of an owner
+    is what the metrics count holds by."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, str, str]] = {}  # owner → (HAProxy's answer, command, fingerprint)
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        return frozenset(self._held)
+
+    def messages(self) -> dict[str, str]:
+        """owner → why it is held (HAProxy's answer to the command, and the command)."""
+        return {o: f"{msg} (command: {cmd})" if cmd else msg for o, (msg, cmd, _) in self._held.items()}
+
+    def release_changed(self, fingerprint: Fingerprint) -> list[Change]:
+        out = []
+        for owner, (_msg, _cmd, fp) in list(self._held.items()):
+            if fingerprint(owner) != fp:
+                del self._held[owner]
+                out.append(Change("release", owner, "its record changed: trying it again"))
+        return out
+
+    def hold(self, owner: str, answer: str, command: str, fingerprint: Fingerprint) -> Change | None:
+        """Hold ``owner``; the Change to record (None when it is held already)."""
+        if owner in self._held:
+            return None
+        answer = " ".join(answer.split()) or "refused"
+        self._held[owner] = (answer, command, fingerprint(owner))
+        return Change("hold", owner, f"HAProxy refused its runtime change: held (not retried) until its record "
+                                     f"changes; the rest is applied: {answer}",
+                      {"answer": answer, "command": command})
+
+
+def owner_kind(owner: str) -> str:
+    """``instance`` of ``instance:app/i1``: the bounded label a hold is counted by."""
+    return owner.partition(":")[0] or "other"

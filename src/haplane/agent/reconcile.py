@@ -31,11 +31,11 @@ from collections.abc import Callable
 import jinja2
 
 from haplane.agent.activity import Activity
-from haplane.agent.apply import Outcome, apply_ops, apply_reload
+from haplane.agent.apply import Outcome, apply_ops, apply_reload, held_owner
 from haplane.agent.budget import ReloadBudget
 from haplane.agent.mirror import Mirror, Touched
 from haplane.agent.planning import Composer, compose_observe_plan
-from haplane.agent.quarantine import Quarantine
+from haplane.agent.quarantine import Quarantine, RuntimeHolds
 from haplane.agent.state import AgentOptions, AgentStatus
 from haplane.backoff import backoff_delay
 from haplane.compose import ComposeOptions
@@ -71,6 +71,7 @@ class Agent:
         self.mirror = Mirror()
         self.composer = Composer(self.mirror, options.compose)
         self.quarantine = Quarantine()
+        self.holds = RuntimeHolds()  # items whose runtime change HAProxy refused
         self.desired: Config | None = None  # what the registry asks for now
         self.applied: Config | None = None  # what HAProxy was last started or reloaded with
         self.applied_text: str | None = None
@@ -120,8 +121,11 @@ class Agent:
         return self.mirror.instance(service, iid)
 
     def compose_options(self) -> ComposeOptions:
-        """The compose options in force: the agent's, with the quarantined owners held back."""
-        return self.options.compose_options(self.quarantine.excluded)
+        """The compose options in force: the agent's, with the quarantined and held owners left out."""
+        return self.options.compose_options(self._excluded())
+
+    def _excluded(self) -> frozenset[str]:
+        return self.quarantine.excluded | self.holds.excluded
 
     async def preview(self) -> tuple[Config, Plan]:
         """What the agent would do if it woke up now: the desired config and the plan to it (read from HAProxy;
@@ -247,9 +251,9 @@ class Agent:
         now = self.clock()
         if self._resync_requested or now >= self._next_resync:
             self._resync_requested = False
-            await self._resync()
-            return
-        if events:
+            self._wake_at, self._wake_backends = NEVER, set()  # the full pass plans every wake again
+            await self._resync()  # (and a reload it asks for is not starved by the next one)
+        elif events:
             for ecb in self.event_callbacks:
                 ecb(events)
             touched = self.mirror.apply(events)
@@ -314,7 +318,14 @@ class Agent:
         for change in self.quarantine.release_changed(self.mirror.fingerprint):
             self.activity.record(change)
         self.status.quarantined = self.quarantine.messages()
-        return self.composer.full(self.quarantine.excluded)
+        self._release_holds()
+        return self.composer.full(self._excluded())
+
+    def _release_holds(self) -> None:
+        """Try again the held items whose record changed (at every pass: an instance event releases its own)."""
+        for change in self.holds.release_changed(self.mirror.fingerprint):
+            self.activity.record(change)
+        self.status.held = self.holds.messages()
 
     def _render(self, config: Config) -> Rendered:
         return render_config(config, self.template)
@@ -332,15 +343,16 @@ class Agent:
             # wait for a diff of every backend first; a changed Thalassa backend too (a dynamic backend switched
             # to another version keeps its slots in the rendered config: its members change through the runtime)
             self.desired = self._compose_full()
-            limit = self.composer.touched_backends(touched, self.quarantine.excluded)
+            limit = self.composer.touched_backends(touched, self._excluded())
         elif touched.certs or touched.maps:
             # a certificate or an ACME challenge: runtime state of the whole config (the crt-list, the maps), so
             # compose it whole; the backends the same events touched converge too
             self.desired = self._compose_full()
-            limit = set(timers or ()) | self.composer.touched_backends(touched, self.quarantine.excluded)
+            limit = set(timers or ()) | self.composer.touched_backends(touched, self._excluded())
         else:
             assert self.desired is not None
-            self.desired, limit = self.composer.incremental(self.desired, touched, self.quarantine.excluded)
+            self._release_holds()
+            self.desired, limit = self.composer.incremental(self.desired, touched, self._excluded())
             if timers:
                 limit = limit | timers
             if not limit:
@@ -381,6 +393,8 @@ class Agent:
         outcomes = await apply_ops(self.control, p.ops)
         for outcome in outcomes:
             self._record(outcome)
+            if not outcome.ok:
+                self._hold(outcome)
         if all(o.ok for o in outcomes):
             self.memory.update(p.memory_changes)
         else:
@@ -389,6 +403,21 @@ class Agent:
         if p.wake_at is not None:
             self._wake_at = min(self._wake_at, p.wake_at)
             self._wake_backends |= p.wake_backends
+
+    def _hold(self, refused: Outcome) -> None:
+        """Hold the item HAProxy refused a change of (left out of the desired config, not retried until its
+        record changes): one record and log line per hold, not one per attempt."""
+        if refused.op is None:
+            return
+        owner = held_owner(refused.op, self.desired,
+                           lambda name: spec.service if (spec := self.mirror.backends.get(name)) else None)
+        if owner is None:
+            return
+        change = self.holds.hold(owner, str(refused.extra.get("answer", "")), str(refused.extra.get("command", "")),
+                                 self.mirror.fingerprint)
+        if change is not None:
+            self.activity.record(change, "held")
+            self.status.held = self.holds.messages()
 
     # --- reloads -----------------------------------------------------------------------------------------------
 
@@ -417,7 +446,7 @@ class Agent:
 
         def recompose() -> Rendered:
             self.status.quarantined = self.quarantine.messages()
-            return self._render(self.composer.full(self.quarantine.excluded))
+            return self._render(self.composer.full(self._excluded()))
 
         return await self.quarantine.until_valid(rendered, verdict, fingerprint=self.mirror.fingerprint,
                                                  recompose=recompose, check=self.control.check,

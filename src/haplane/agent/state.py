@@ -34,11 +34,12 @@ class AgentStatus:
     last_reload: float | None = None
     reloads: int = 0
     quarantined: dict[str, str] = field(default_factory=dict)  # owner → HAProxy's message
+    held: dict[str, str] = field(default_factory=dict)  # owner → HAProxy's answer to its runtime change
     waiting: tuple[str, ...] = ()  # slots whose new instance waits for a drain to finish
     bad_records: dict[str, str] = field(default_factory=dict)  # store key → why it could not be read
 
     def to_dict(self) -> dict[str, Any]:
         return {"revision": self.revision, "config_hash": self.config_hash, "store_ok": self.store_ok,
                 "haproxy_ok": self.haproxy_ok, "last_error": self.last_error, "last_reload": self.last_reload,
-                "reloads": self.reloads, "quarantined": dict(self.quarantined), "waiting": list(self.waiting),
-                "bad_records": dict(self.bad_records)}
+                "reloads": self.reloads, "quarantined": dict(self.quarantined), "held": dict(self.held),
+                "waiting": list(self.waiting), "bad_records": dict(self.bad_records)}

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 ChangeKind = Literal[
     "server-add", "server-remove", "server-update", "weight-ramp", "server-drain", "server-state",
-    "map-update", "reload", "reload-failed", "reload-held", "check-failed", "quarantine", "release", "restart",
+    "map-update", "reload", "reload-failed", "reload-held", "check-failed", "quarantine", "hold", "release",
+    "restart",
     "service-add", "service-update", "service-remove", "instance-add", "instance-update", "instance-remove",
     "source-sync", "certificate-add", "certificate-update", "certificate-remove",
 ]
