@@ -55,7 +55,7 @@ class NodeReporter:
         return {"node": self.node, "revision": st.revision, "model_hash": model_hash(self.agent.desired),
                 "config_hash": st.config_hash, "idle": bool(self.agent.idle), "store_ok": st.store_ok,
                 "haproxy_ok": st.haproxy_ok, "last_error": st.last_error, "last_reload": st.last_reload,
-                "reloads": st.reloads, "quarantined": dict(st.quarantined)}
+                "reloads": st.reloads, "quarantined": dict(st.quarantined), "held": dict(st.held)}
 
     async def report(self) -> bool:
         """Write the record if it changed (or its lease is gone), else keep the lease alive. True if written."""

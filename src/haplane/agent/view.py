@@ -95,6 +95,7 @@ class AgentView:
         doc = build(config, self.registry(), rows, self._agent.status.quarantined,
                     self._stats.sampled_at if self._stats is not None else None,
                     self.traffic(config) if live and self._stats is not None else None)
+        doc["held"] = dict(self._agent.status.held)
         doc["agent"] = self.status()
         return doc
 

@@ -16,7 +16,8 @@ from haplane.settings import Settings
 
 COLORS = {"green": "32", "red": "31", "yellow": "33", "gray": "90", "bold": "1", "cyan": "36", "dim": "2"}
 STATE_COLORS = {"up": "green", "ready": "green", "down": "red", "draining": "yellow", "drain": "yellow",
-                "maint": "gray", "ok": "green", "failed": "red", "quarantined": "yellow", "pending": "cyan"}
+                "maint": "gray", "ok": "green", "failed": "red", "quarantined": "yellow", "held": "yellow",
+                "pending": "cyan"}
 
 
 def add_remote_options(p: argparse.ArgumentParser) -> None:

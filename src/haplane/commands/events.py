@@ -38,7 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="only changes after this sequence number (the seq field of --json)")
     p.add_argument("--service", help="only changes of this service, backend or frontend")
     p.add_argument("--kind", help="only this kind (server-add, server-drain, reload, quarantine, ...)")
-    p.add_argument("--result", choices=["ok", "failed", "quarantined", "pending"], help="only this result")
+    p.add_argument("--result", choices=["ok", "failed", "quarantined", "held", "pending"], help="only this result")
     p.add_argument("--diff", action="store_true", help="print reloads' config diffs")
 
 

@@ -197,6 +197,11 @@ def render(doc: dict[str, Any], style: Style) -> str:
         out.append(style("held back (haproxy -c rejected their lines):", "yellow"))
         for owner, msg in sorted(doc["quarantined"].items()):
             out.append(f"  {owner}: {msg}")
+    if doc.get("held"):
+        out.append("")
+        out.append(style("held (HAProxy refused their runtime change; change the record to try again):", "yellow"))
+        for owner, msg in sorted(doc["held"].items()):
+            out.append(f"  {owner}: {msg}")
     nodes = doc.get("nodes")
     if nodes:
         out.append("")

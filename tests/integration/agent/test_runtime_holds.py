@@ -5,6 +5,7 @@ service created meanwhile is routed."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from haplane.agent.view import AgentView
+from haplane.commands._client import Style
+from haplane.commands.status import render as status_render
 from haplane.errors import ValidationError
 from haplane.metrics import Metrics
 from haplane.model.records import Instance, Service
@@ -87,6 +90,10 @@ async def test_a_refused_instance_is_held_and_the_rest_goes_on(tmp_path: Path, b
             # seen in the status document and in /metrics
             text = await _scrape(rig)
             assert 'haplane_runtime_held{kind="instance"} 1.0' in text
+            doc = await AgentView(agent).overview(live=False)  # what the UI and `haplane status` show
+            assert doc["held"] == held
+            shown = status_render(doc, Style(io.StringIO()))
+            assert "held (HAProxy refused their runtime change" in shown and "instance:app/bad: " in shown
             # released by changing its record: a good address takes it in
             b = new_backend(backends, "b")
             await rig.reg.put_instance(Instance("bad", "app", b.address, b.port))

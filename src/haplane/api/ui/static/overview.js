@@ -226,6 +226,11 @@
     q.hidden = !owners.length;
     q.replaceChildren(el("strong", null, "Held back (haproxy -c rejected their lines): "),
       el("ul", null, owners.map(function (o) { return el("li", null, el("code", null, o), " — " + doc.quarantined[o]); })));
+    var h = document.getElementById("held");
+    var held = Object.keys(doc.held || {});
+    h.hidden = !held.length;
+    h.replaceChildren(el("strong", null, "Held (HAProxy refused their runtime change; change the record to try again): "),
+      el("ul", null, held.map(function (o) { return el("li", null, el("code", null, o), " — " + doc.held[o]); })));
   }
 
   function applySearch() {
