@@ -289,6 +289,11 @@ class HAProxyUnavailable(HAProxyError):
     pass
 
 
+class HAProxyParseError(HAProxyError, ValueError):
+    """An answer of HAProxy's that is not what its command answers (``show proc`` without a master line): the one
+    error the parsers of ``haplane.haproxy.parse`` raise. Every other malformed line is skipped."""
+
+
 class RuntimeCommandError(HAProxyError):
     def __init__(self, command: str, message: str) -> None:
         self.command = command

@@ -58,6 +58,12 @@ class FakeHAProxy:
         self._load(self.last_good, keep_state=False)
         self.running = True
 
+    async def serve_last_good(self) -> bool:
+        if not self.running and self.last_good is not None:
+            self._load(self.last_good, keep_state=False)
+            self.running = True
+        return self.running
+
     def on_exit(self, callback: Callable[[], None]) -> None:
         self.exit_callbacks.append(callback)
 

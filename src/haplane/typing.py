@@ -139,6 +139,12 @@ class HAProxyControl(HAProxyReader, Protocol):
         """HAProxy died: start it again from the last good config on disk."""
         ...
 
+    async def serve_last_good(self) -> bool:
+        """Serve the last good config on disk without composing anything (the store cannot be read at start):
+        attach to an HAProxy left running, or start one from the last good config. False when there is none
+        (no last good config, nothing running). ``start`` later takes over the HAProxy this left running."""
+        ...
+
     def on_exit(self, callback: Callable[[], None]) -> None:
         """Have ``callback`` called (in the event loop, at once) whenever HAProxy exits without being asked to,
         so the agent heals it without waiting for its next resync. A control that does not run HAProxy (the

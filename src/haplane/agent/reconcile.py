@@ -93,6 +93,7 @@ class Agent:
         self._wake_at = NEVER
         self._wake_backends: set[str] = set()
         self._next_resync = NEVER
+        self._failed_steps = 0  # steps that failed in a row (backoff of the resync after them)
         control.on_exit(self._haproxy_exited)
 
     # --- what readers may ask ----------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class Agent:
     # --- lifecycle -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self._load_store()
+        await self._load_store(first=True)
         await self._first_apply()
         self.ready.set()
         watcher = asyncio.create_task(self._watch(), name="haplane-watch")
@@ -151,21 +152,46 @@ class Agent:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    async def _load_store(self) -> None:
+    async def _load_store(self, first: bool = False) -> None:
+        """Read the whole store into the mirror, retrying with backoff until it can be read. ``first`` (at
+        start, nothing composed yet): while it cannot, HAProxy serves the last good config on disk."""
         failures = 0
         while True:
             try:
                 kvs, rev = await self.store.range(ROOT)
                 self.mirror.load(kvs, rev)
+                if failures:
+                    log.warning("the store can be read again (revision %d): converging", rev)
                 self.status.store_ok = True
+                self.status.store_error = None
                 return
             except StoreError as exc:
                 self.status.store_ok = False
+                self.status.store_error = str(exc)
                 self.status.last_error = f"store: {exc}"
                 delay = backoff_delay(failures, STORE_RETRY_BASE, STORE_RETRY_CAP)
                 failures += 1
-                log.warning("store unreachable (%s); retrying in %.1fs", exc, delay)
+                if first and failures == 1:
+                    await self._serve_last_good(exc)
+                log.log(logging.WARNING if failures <= 3 or delay < STORE_RETRY_CAP else logging.DEBUG,
+                        "store unreachable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _serve_last_good(self, exc: StoreError) -> None:
+        """The store cannot be read at start: serve the last good config on disk meanwhile, and say so once,
+        loudly, with what to do."""
+        what = (f"the store {self.store.url} cannot be read ({exc}). Repair or restore it: for SQLite, stop "
+                "haplane, move the damaged file aside and restore a backup (docs/deploy.md, 'Backups'); haplane "
+                "retries the store with backoff and converges once it can be read")
+        try:
+            served = await self.control.serve_last_good()
+        except HaplaneError as err:
+            served, what = False, f"{what}. HAProxy could not be started from the last good config: {err}"
+        self.status.haproxy_ok = served
+        if served:
+            log.error("%s. Meanwhile HAProxy serves the last good config; no registry change reaches it", what)
+        else:
+            log.error("%s. There is no last good config to serve: HAProxy is not running", what)
 
     async def _first_apply(self) -> None:
         self.desired = self._compose_full()
@@ -233,12 +259,24 @@ class Agent:
             except HAProxyError as exc:
                 self.status.haproxy_ok = False
                 self.status.last_error = f"haproxy: {exc}"
-                log.warning("HAProxy error: %s", exc)
+                log.warning("HAProxy error: %s; resync in %.1fs", exc, self._resync_soon())
                 await self._heal()
             except HaplaneError as exc:
                 self.status.last_error = str(exc)
-                log.exception("agent step failed")
+                log.exception("agent step failed; resync in %.1fs", self._resync_soon())
                 await asyncio.sleep(0.5)
+            except Exception as exc:  # a bug must not stop the loop: HAProxy keeps routing, the agent resyncs
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("agent step failed unexpectedly; resync in %.1fs", self._resync_soon())
+                await asyncio.sleep(0.5)
+
+    def _resync_soon(self) -> float:
+        """After a failed step: a full resync after a backoff (0.2 s, doubling up to 5 s while steps keep
+        failing), not at the next event nor in a hot loop. The delay."""
+        delay = backoff_delay(self._failed_steps, STORE_RETRY_BASE, STORE_RETRY_CAP)
+        self._failed_steps += 1
+        self._next_resync = min(self._next_resync, self.clock() + delay)
+        return delay
 
     async def _step(self, batches: list[list[Event]]) -> None:
         t0 = self.clock()
@@ -280,6 +318,8 @@ class Agent:
             return
         await self._converge(None)
         self._next_resync = self.clock() + self.options.resync_interval
+        self._failed_steps = 0
+        self.status.haproxy_ok = True  # it answered every read and command of a full pass
 
     async def _heal(self) -> None:
         """HAProxy is gone or not answering: restart it from the last good config and converge again. If the

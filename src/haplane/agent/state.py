@@ -29,6 +29,7 @@ class AgentStatus:
     revision: int = 0  # store revision applied
     config_hash: str = ""
     store_ok: bool = True
+    store_error: str | None = None  # why the store cannot be read, while it cannot
     haproxy_ok: bool = True
     last_error: str | None = None
     last_reload: float | None = None
@@ -40,6 +41,7 @@ class AgentStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {"revision": self.revision, "config_hash": self.config_hash, "store_ok": self.store_ok,
+                "store_error": self.store_error,
                 "haproxy_ok": self.haproxy_ok, "last_error": self.last_error, "last_reload": self.last_reload,
                 "reloads": self.reloads, "quarantined": dict(self.quarantined), "held": dict(self.held),
                 "waiting": list(self.waiting), "bad_records": dict(self.bad_records)}

@@ -81,6 +81,10 @@ def _n(text: str) -> int:
         return 0
 
 
+def _weight(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
+
+
 def parse_live(text: str) -> list[LiveRow]:
     """``show stat`` (CSV) → the rows the live views need; listeners are left out."""
     lines = text.splitlines()
@@ -92,7 +96,14 @@ def parse_live(text: str) -> list[LiveRow]:
         return []
     idx = [index.get(c, -1) for c in _COLUMNS]
     out: list[LiveRow] = []
-    for v in csv.reader(ln for ln in lines[1:] if ln):
+    reader = csv.reader(ln for ln in lines[1:] if ln)
+    while True:
+        try:
+            v = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # a field over csv's limit: that row is skipped (tests/unit/haproxy/test_parse_fuzz.py)
+            continue
         if len(v) < len(header) - 1:
             continue
         f = [v[i] if 0 <= i < len(v) else "" for i in idx]
@@ -102,8 +113,8 @@ def parse_live(text: str) -> list[LiveRow]:
         hrsp = (_n(f[9]), _n(f[10]), _n(f[11]), _n(f[12]), _n(f[13]), _n(f[14]))
         econ, eresp = _n(f[15]), _n(f[16])
         errors = hrsp[4] + econ + eresp + (_n(f[17]) if kind == "frontend" else 0)
-        out.append(LiveRow(f[0], f[1], kind, f[3], int(f[4]) if f[4].isdigit() else None,
-                           int(f[5]) if f[5].isdigit() else None, _n(f[6]), _n(f[7]), _n(f[8]), sum(hrsp), errors,
+        out.append(LiveRow(f[0], f[1], kind, f[3], _weight(f[4]), _weight(f[5]), _n(f[6]), _n(f[7]), _n(f[8]),
+                           sum(hrsp), errors,
                            _n(f[18]), _n(f[19]), f[20] or None, hrsp, _n(f[21]), _n(f[22]), _n(f[23]), _n(f[24]),
                            _n(f[25]), _n(f[26]), econ, eresp, _n(f[27]), _n(f[28]), _n(f[29]), _n(f[30])))
     return out

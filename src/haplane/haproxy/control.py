@@ -164,7 +164,7 @@ class ManagedHAProxy(_RuntimeOps):
         self.config_path = str(self.process.config_path)
 
     async def start(self, config: Rendered) -> None:
-        if await self.process.adopt() is None:
+        if not self.process.running and await self.process.adopt() is None:
             try:
                 self._refuse_over_budget(config)
                 await asyncio.to_thread(refuse_held_ports, config.config)
@@ -185,6 +185,16 @@ class ManagedHAProxy(_RuntimeOps):
 
     async def restart_from_last_good(self) -> None:
         await self.process.restart_from_last_good()
+
+    async def serve_last_good(self) -> bool:
+        if self.process.running or await self.process.adopt() is not None:
+            return True
+        last = await self.process.files.read_last_good()
+        if last is None:
+            await self.process.stop()  # lets go of the state directory's lock
+            return False
+        await self.process.start(*last)
+        return True
 
     def on_exit(self, callback: Callable[[], None]) -> None:
         self._exit_callbacks.append(callback)
@@ -258,6 +268,9 @@ class AttachedHAProxy(_RuntimeOps):
         raise HAProxyUnavailable("the attached HAProxy is not answering; haplane does not run it, so it cannot "
                                  "restart it: restart it yourself (its last good config is "
                                  f"{self.files.last_good_path})")
+
+    async def serve_last_good(self) -> bool:
+        return await self.alive()  # the operator runs it, with what it was last given
 
     def on_exit(self, callback: Callable[[], None]) -> None:
         return None  # haplane does not run this HAProxy: it sees it gone when the admin socket stops answering

@@ -9,7 +9,9 @@ Formats are those of HAProxy 2.6 (see docs/haproxy-notes.md for real samples):
 - ``haproxy -c`` (``[ALERT]    (pid) : config : parsing [file.cfg:12] : ...`` lines).
 
 Unknown or malformed lines are skipped rather than fatal: these parsers feed a reconcile loop that must
-keep working when a newer HAProxy adds a column.
+keep working when a newer HAProxy adds a column. Whatever the text (garbage, cut short, huge numbers, NUL), a
+parser returns a value or raises ``HAProxyParseError`` (only ``parse_show_proc`` does: an answer without a master
+line is no ``show proc`` answer), and works in time linear in the text (tests/unit/haproxy/test_parse_fuzz.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal
 
+from haplane.errors import HAProxyParseError
 from haplane.model.observed import CheckResult, Info, Proc, ProcInfo, ServerState, StatRow
 
 __all__ = [
@@ -50,9 +53,12 @@ def parse_servers_state(text: str) -> list[ServerState]:
     """``show servers state [backend]`` → one ``ServerState`` per server, in HAProxy's order.
 
     Columns are looked up by the names on the ``#`` header line, so a column added by a later format
-    does not shift the others. About 2 µs a server (10,000 servers: ~25 ms)."""
+    does not shift the others. About 2 µs a server (10,000 servers: ~25 ms). A line that does not fit the
+    header is skipped; text without the header and its columns (HAProxy always prints it, servers or not) raises
+    ``HAProxyParseError``: no servers is not what it says, and the agent must not plan from it."""
     out: list[ServerState] = []
     pick: Callable[[list[str]], tuple[str, ...]] | None = None
+    header = False
     width = 0
     append = out.append
     for line in text.split("\n"):
@@ -62,7 +68,8 @@ def parse_servers_state(text: str) -> list[ServerState]:
             names = line[1:].split()
             if names and names[0] == "be_id":
                 pos = {n: i for i, n in enumerate(names)}
-                if all(f in pos for f in _STATE_FIELDS[:16]):
+                header = all(f in pos for f in _STATE_FIELDS[:16])
+                if header:
                     idx = [pos.get(f, -1) for f in _STATE_FIELDS]  # -1: a "-" appended to every line
                     width = max(idx) + 1
                     pick = operator.itemgetter(*idx)
@@ -80,6 +87,9 @@ def parse_servers_state(text: str) -> list[ServerState]:
                                None if fq == "-" else fq, _int(cport), None if caddr in ("-", "") else caddr))
         except ValueError:
             continue
+    if not header and text.strip():
+        raise HAProxyParseError(f"not a show servers state answer (no header line with its columns): "
+                                f"{text[:120]!r}")
     return out
 
 
@@ -105,7 +115,14 @@ def parse_stat(text: str) -> list[StatRow]:
         return []
     header = [h.strip() for h in lines[0].lstrip("#").split(",")]
     out: list[StatRow] = []
-    for values in csv.reader(lines[1:]):
+    rows = csv.reader(lines[1:])
+    while True:
+        try:
+            values = next(rows)
+        except StopIteration:
+            break
+        except csv.Error:  # a field over csv's limit, say: that row is skipped, the reader goes on with the next
+            continue
         raw = {h: v for h, v in zip(header, values, strict=False) if h and h != "-"}
         if "pxname" not in raw or "svname" not in raw:
             continue
@@ -163,7 +180,7 @@ def parse_info(text: str) -> Info:
 # --- master CLI: show proc ------------------------------------------------------------------------------
 
 _UPTIME = re.compile(r"^(?:(\d+)d)?\s*(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_PROC = re.compile(r"^(\d+)\s+(\S+)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?\s+(\S+)\s*(\S*)\s*$")
+_FAILED = re.compile(r"\[failed:([0-9]+)\]")
 
 
 def parse_uptime(text: str) -> int:
@@ -171,13 +188,16 @@ def parse_uptime(text: str) -> int:
     m = _UPTIME.match(text.strip())
     if not m:
         return 0
-    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    try:
+        d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    except ValueError:  # more digits than int() takes
+        return 0
     return ((d * 24 + h) * 60 + mi) * 60 + s
 
 
 def parse_show_proc(text: str) -> ProcInfo:
-    """The master CLI's ``show proc`` → ``ProcInfo``. Raises ``ValueError`` if there is no master line
-    (the text is not a ``show proc`` answer)."""
+    """The master CLI's ``show proc`` → ``ProcInfo``. Raises ``HAProxyParseError`` (a ``ValueError``) if there is
+    no master line (the text is not a ``show proc`` answer)."""
     section = "head"
     master: Proc | None = None
     workers: list[Proc] = []
@@ -189,12 +209,9 @@ def parse_show_proc(text: str) -> ProcInfo:
             if title in ("workers", "old workers", "programs"):
                 section = title
             continue
-        m = _PROC.match(line)
-        if not m:
+        proc = _proc(line)
+        if proc is None:
             continue
-        proc = Proc(pid=int(m.group(1)), type=m.group(2), reloads=int(m.group(3)),
-                    uptime_sec=parse_uptime(m.group(5)), version=m.group(6),
-                    failed_reloads=int(m.group(4)) if m.group(4) else 0)
         if section == "head" and proc.type == "master":
             master = proc
         elif section == "workers":
@@ -204,8 +221,33 @@ def parse_show_proc(text: str) -> ProcInfo:
         elif section == "programs":
             programs.append(proc)
     if master is None:
-        raise ValueError(f"not a show proc answer: {text[:200]!r}")
+        raise HAProxyParseError(f"not a show proc answer: {text[:200]!r}")
     return ProcInfo(master=master, workers=tuple(workers), old_workers=tuple(old), programs=tuple(programs))
+
+
+def _digits(word: str) -> bool:
+    return word.isascii() and word.isdigit() and len(word) <= 20
+
+
+def _proc(line: str) -> Proc | None:
+    """One ``show proc`` line (``<pid> <type> <reloads> [failed: N] <uptime> [<version>]``), or None. Words, not
+    one regular expression: a regex with adjacent optional parts backtracks quadratically on a long line."""
+    words = line.split()
+    if len(words) < 4 or not _digits(words[0]) or not _digits(words[2]):
+        return None
+    rest = words[3:]
+    failed = 0
+    if rest[0].startswith("[failed:"):
+        tag = rest[0] if rest[0].endswith("]") else " ".join(rest[:2])
+        rest = rest[1:] if rest[0].endswith("]") else rest[2:]
+        m = _FAILED.fullmatch(tag.replace(" ", ""))
+        if m is None:
+            return None
+        failed = int(m.group(1)) if _digits(m.group(1)) else 0
+    if not 1 <= len(rest) <= 2:
+        return None
+    return Proc(pid=int(words[0]), type=words[1], reloads=int(words[2]), uptime_sec=parse_uptime(rest[0]),
+                version=rest[1] if len(rest) > 1 else "", failed_reloads=failed)
 
 
 # --- maps -----------------------------------------------------------------------------------------------
@@ -233,7 +275,9 @@ def parse_map_list(text: str) -> dict[str, int]:
     for line in text.splitlines():
         m = _MAP_LIST.match(line)
         if m:
-            out[m.group(2)] = int(m.group(1))
+            n = _oint(m.group(1))
+            if n is not None:
+                out[m.group(2)] = n
     return out
 
 
@@ -277,7 +321,9 @@ def config_lines(messages: Iterable[str], file: str | None = None) -> tuple[int,
             path = m.group(1)
             if base is not None and path != file and path.rsplit("/", 1)[-1] != base:
                 continue
-            found.add(int(m.group(2)))
+            n = _oint(m.group(2))
+            if n is not None:
+                found.add(n)
     return tuple(sorted(found))
 
 
@@ -343,8 +389,10 @@ def filter_server_state(state_text: str, servers: Mapping[tuple[str, str], tuple
             names = line[1:].split() if line[0] == "#" else []
             if names[:1] == ["be_id"]:
                 pos = {n: i for i, n in enumerate(names)}
-                cols = (pos["be_name"], pos["srv_name"], pos["srv_addr"], pos["srv_port"])
-            kept.append(line)
+                if all(c in pos for c in ("be_name", "srv_name", "srv_addr", "srv_port")):
+                    cols = (pos["be_name"], pos["srv_name"], pos["srv_addr"], pos["srv_port"])
+            if line[0] == "#" or line.strip() == "1":  # the header, comments, the format version
+                kept.append(line)
             continue
         p = line.split(" ")
         if len(p) <= max(cols):
@@ -358,6 +406,8 @@ def filter_server_state(state_text: str, servers: Mapping[tuple[str, str], tuple
                 kept.append(line)
                 continue
         dropped.append(key)
+    if cols is None:  # not a state dump HAProxy can read back: none at all (the config's states win)
+        return "", []
     return "\n".join(kept) + "\n", dropped
 
 

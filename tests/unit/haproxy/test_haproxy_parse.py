@@ -5,6 +5,7 @@ from __future__ import annotations
 import haproxy_samples as S
 import pytest
 
+from haplane.errors import HAProxyParseError
 from haplane.haproxy.parse import (
     answer_error,
     config_lines,
@@ -46,7 +47,11 @@ def test_servers_state_cmaint_alone_is_not_maintenance() -> None:
 
 def test_servers_state_tolerates_junk_and_extra_columns() -> None:
     assert parse_servers_state("") == []
-    assert parse_servers_state("1\n# be_id be_name\n") == []
+    header = S.SERVERS_STATE.splitlines()[1]
+    assert parse_servers_state(f"1\n{header}\n") == []  # no server
+    for text in ("1\n# be_id be_name\n", "1\n", "garbage\n"):  # no header with its columns: not an answer
+        with pytest.raises(HAProxyParseError, match="not a show servers state answer"):
+            parse_servers_state(text)
     header = S.SERVERS_STATE.splitlines()[1] + " new_col"
     line = S.SERVERS_STATE.splitlines()[2] + " 42"
     (s,) = parse_servers_state(f"1\n{header}\n{line}\nshort line\n")

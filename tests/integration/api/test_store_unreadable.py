@@ -1,0 +1,109 @@
+"""`haplane up` over a SQLite file that is no database any more: HAProxy serves the last good config from the
+state directory, haplane says loudly (once) that the store cannot be read and what to do, `/health` and
+`/metrics` show it, and once the file is restored the agent converges without a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "integration-admin-token"
+H = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _start(args: list[str], log: Path) -> Proc:
+    env = {**os.environ, "HAPLANE_TOKEN": TOKEN}
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(key, None)
+    return Proc([sys.executable, "-m", "haplane", *args], log, env=env)
+
+
+def test_up_serves_the_last_good_config_while_the_store_cannot_be_read(tmp_path: Path,
+                                                                       http_backends: MakeHttpBackend,
+                                                                       loopback: Callable[[], str]) -> None:
+    state = short_tmpdir("unreadable")
+    api_port, proxy_port = free_port(), free_port()
+    args = ["up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port", str(proxy_port),
+            "--http-address", "127.0.0.1", "--https-port", "0", "--no-docker"]
+    api = f"http://127.0.0.1:{api_port}"
+    proxy = httpx.Client(base_url=f"http://127.0.0.1:{proxy_port}", headers={"Host": "web.test"}, timeout=5)
+
+    def answers() -> set[str]:
+        seen = set()
+        for _ in range(8):
+            try:
+                r = proxy.get("/")
+            except httpx.HTTPError:
+                continue
+            if r.status_code == 200:
+                seen.add(r.headers["x-backend"])
+        return seen
+
+    def health() -> httpx.Response | None:
+        try:
+            return httpx.get(api + "/health", timeout=2)
+        except httpx.HTTPError:
+            return None
+
+    keep = http_backends("keep", loopback())
+    proc = _start(args, tmp_path / "first.log")
+    wait_until(lambda: health() is not None, 30, what="the API")
+    assert httpx.put(f"{api}/services/web", json={"predicate": "web.test", "port": keep.port},
+                     headers=H).status_code == 201
+    assert httpx.put(f"{api}/services/web/instances/keep", json={"address": keep.host}, headers=H).status_code == 201
+    wait_until(lambda: answers() == {"keep"}, 30, what="the instance routable")
+    # a structural change: the reload's config (the last good one) has the instance in its slot (instances
+    # that came through the Runtime API after the last reload are not in it)
+    assert httpx.put(f"{api}/services/other", json={"predicate": "other.test", "port": keep.port},
+                     headers=H).status_code == 201
+    wait_until(lambda: f"{keep.host}:{keep.port}" in (state / "haproxy.cfg.last-good").read_text(), 30,
+               what="a reload")
+    proc.send_signal(signal.SIGINT)  # a clean stop: HAProxy stops with it
+    assert proc.wait(30) == 0, proc.log_tail()
+
+    db = state / "haplane.db"
+    good = db.read_bytes()
+    assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
+    db.write_bytes(b"garbage, not a SQLite database\n" * 2000)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+    log = tmp_path / "second.log"
+    proc = _start(args, log)
+    try:
+        # routing comes back from the last good config, although nothing can be composed
+        wait_until(lambda: answers() == {"keep"}, 30, what="the last good config served")
+        wait_until(lambda: (r := health()) is not None and "agent" in r.json(), 30, what="/health")
+        r = health()
+        assert r is not None
+        agent = r.json()["agent"]
+        assert agent["store_ok"] is False and agent["haproxy_ok"] is True, agent
+        assert "not a database" in agent["store_error"], agent
+        assert r.status_code == 503 and r.json()["status"] == "unavailable"
+        metrics = httpx.get(f"{api}/metrics", headers=H, timeout=10).text
+        assert "haplane_agent_store_up 0.0" in metrics
+        said = [ln for ln in log.read_text().splitlines() if " ERROR " in ln and "cannot be read" in ln]
+        assert len(said) == 1, log.read_text()
+        assert "last good config" in said[0] and "restore a backup" in said[0]
+
+        # the file is restored: the agent reads it (backoff at most 5 s), converges and takes new changes
+        db.write_bytes(good)
+        wait_until(lambda: (r := health()) is not None and r.json().get("agent", {}).get("store_ok") is True, 30,
+                   what="the store read again")
+        more = http_backends("more", loopback())
+        assert httpx.put(f"{api}/services/web/instances/more", json={"address": f"{more.host}:{more.port}"},
+                         headers=H).status_code == 201
+        wait_until(lambda: answers() == {"keep", "more"}, 30, what="a change after the store came back")
+        assert len([ln for ln in log.read_text().splitlines() if " ERROR " in ln]) == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, proc.log_tail()
