@@ -458,6 +458,10 @@ class Agent:
         if change is not None:
             self.activity.record(change, "held")
             self.status.held = self.holds.messages()
+            # a full pass now, without it: the rest of its slot's commands ran (HAProxy runs every command of a
+            # batch), so the slot may be in service at its free address until that pass puts it back in maint
+            self._resync_requested = True
+            self._events.put_nowait([])
 
     # --- reloads -----------------------------------------------------------------------------------------------
 

@@ -69,7 +69,18 @@ async def test_a_refused_instance_is_held_and_the_rest_goes_on(tmp_path: Path, b
             await rig.until_status("app.test", 200)
             await rig.reg.put_instance(Instance("bad", "app", address, 8080))
             agent = rig.bundle.agent
-            await asyncio.sleep(0.3)
+            await _until(lambda: "instance:app/bad" in agent.status.held)
+            # its slot's other commands ran (weight, state ready): a pass without it puts the slot back in maint
+            # at once, not at the next event -- nothing is routed to the free slot's address meanwhile
+            control = rig.bundle.control
+
+            async def slots_in_service() -> set[str]:
+                return {name for name, o in (await control.servers({"app"}))["app"].items() if not o.maint}
+
+            deadline = asyncio.get_running_loop().time() + 2
+            while await slots_in_service() != {"s1"}:
+                assert asyncio.get_running_loop().time() < deadline, await slots_in_service()
+                await asyncio.sleep(0.02)
             # a new service meanwhile: its reload is not starved
             w = new_backend(backends, "w")
             await rig.reg.put_service(Service("web", "host", "web.test"))
