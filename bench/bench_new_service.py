@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -68,10 +69,16 @@ async def reloads(rig: Rig) -> int:
     return int((await show_proc(rig.bundle.control.process)).reloads)  # type: ignore[attr-defined]
 
 
-async def new_services(rig: Rig, tag: str, count: int) -> tuple[list[float], int, float]:
+async def settled_within(rig: Rig, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(settled(rig), seconds)
+
+
+async def new_services(rig: Rig, tag: str, count: int, give_up: float) -> tuple[list[float], int, float]:
     """``count`` new services, one at a time: (seconds to the first answer each, HAProxy's reloads, agent CPU).
-    The parts of the agent's reloads meanwhile are printed (their median)."""
-    await settled(rig)
+    The parts of the agent's reloads meanwhile are printed (their median), and its failed reloads; a service
+    not answering within ``give_up`` seconds ends the series (said, not counted as a figure)."""
+    await settled_within(rig, give_up)
     before, cpu0 = await reloads(rig), cpu_s()
     seq0 = rig.bundle.agent.activity.seq
     lat: list[float] = []
@@ -80,9 +87,16 @@ async def new_services(rig: Rig, tag: str, count: int) -> tuple[list[float], int
         t = time.monotonic()
         await rig.reg.put_service(Service(name, "host", f"{name}.test"))
         await rig.reg.put_instance(Instance("n0", name, *rig.addr(k + 5)))
-        lat.append(await rig.prober.until(f"{name}.test", rig.want(k + 5), timeout=600) - t)
-        await settled(rig)  # each alone: the next one does not wait for the reload this one asked for
+        try:
+            lat.append(await rig.prober.until(f"{name}.test", rig.want(k + 5), timeout=give_up) - t)
+        except TimeoutError:
+            print(f"    {name}: not routable within {give_up:.0f} s; the series ends here")
+            break
+        await settled_within(rig, give_up)  # each alone: the next one does not wait for the reload this one asked
     cpu = cpu_s() - cpu0
+    failed = rig.bundle.agent.activity.query(since=seq0, kind="reload-failed")
+    if failed:
+        print(f"    reloads failed: {len(failed)}, the first: {failed[0].detail.get('error')}")
     parts: dict[str, list[float]] = {}
     for rec in rig.bundle.agent.activity.query(since=seq0, kind="reload"):
         for part, ms in rec.detail.get("timings_ms", {}).items():
@@ -132,18 +146,18 @@ async def at_size(tmp: Path, services: int, args: argparse.Namespace, first: boo
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"new service -> first request answered (aim p99 <= {AIM_NEW_MS:.0f} ms, 0 reloads, at every size):")
         if pools:
-            lat, n_reloads, cpu = await new_services(rig, "new", args.new)
+            lat, n_reloads, cpu = await new_services(rig, "new", args.new, args.give_up)
             row(f"pools on ({pools[0]}={pools[1]})", lat)
-            print(f"    HAProxy reloads: {n_reloads}; agent CPU {cpu / args.new * 1000:.1f} ms a new service")
+            print(f"    HAProxy reloads: {n_reloads}; agent CPU {cpu / max(1, len(lat)) * 1000:.1f} ms a new service")
             print(verdict(lat, AIM_NEW_MS, n_reloads))
             await rig.stop_agent()
             rig.settings = {pools[0]: pools[2]}
             await rig.start()
         else:
             print("  pools: not available (haplane has no pools setting): the figure below is the reload path")
-        lat_r, n_reloads_r, cpu_r = await new_services(rig, "rl", args.new_reload)
+        lat_r, n_reloads_r, cpu_r = await new_services(rig, "rl", args.new_reload, args.give_up)
         row("reload path" + (f" ({pools[0]}={pools[2]})" if pools else ""), lat_r)
-        print(f"    HAProxy reloads: {n_reloads_r}; agent CPU {cpu_r / args.new_reload * 1000:.1f} ms a new service")
+        print(f"    HAProxy reloads: {n_reloads_r}; agent CPU {cpu_r / max(1, len(lat_r)) * 1000:.1f} ms a new service")
         if not pools:
             print(verdict(lat_r, AIM_NEW_MS, n_reloads_r))
 
@@ -213,6 +227,7 @@ def main() -> int:
     ap.add_argument("--min-slots", type=int, default=8)
     ap.add_argument("--new", type=int, default=30, help="new services measured at each size (and floor trials)")
     ap.add_argument("--new-reload", type=int, default=10, help="new services through the reload path at each size")
+    ap.add_argument("--give-up", type=float, default=120, help="seconds a new service may take to answer")
     ap.add_argument("--changes", type=int, default=200, help="membership changes measured at each size")
     ap.add_argument("--heal", type=int, default=6, help="HAProxy kills at the first size (0: none)")
     args = ap.parse_args()
