@@ -155,11 +155,15 @@ async def at_size(tmp: Path, services: int, args: argparse.Namespace, first: boo
             await rig.start()
         else:
             print("  pools: not available (haplane has no pools setting): the figure below is the reload path")
-        lat_r, n_reloads_r, cpu_r = await new_services(rig, "rl", args.new_reload, args.give_up)
-        row("reload path" + (f" ({pools[0]}={pools[2]})" if pools else ""), lat_r)
-        print(f"    HAProxy reloads: {n_reloads_r}; agent CPU {cpu_r / max(1, len(lat_r)) * 1000:.1f} ms a new service")
-        if not pools:
-            print(verdict(lat_r, AIM_NEW_MS, n_reloads_r))
+        if args.new_reload:
+            lat_r, n_reloads_r, cpu_r = await new_services(rig, "rl", args.new_reload, args.give_up)
+            row("reload path" + (f" ({pools[0]}={pools[2]})" if pools else ""), lat_r)
+            print(f"    HAProxy reloads: {n_reloads_r}; agent CPU {cpu_r / max(1, len(lat_r)) * 1000:.1f} ms a new "
+                  "service")
+            if not pools:
+                print(verdict(lat_r, AIM_NEW_MS, n_reloads_r))
+        else:
+            print("  reload path: not measured (--new-reload 0)")
 
         await settled(rig)
         before, cpu0 = await reloads(rig), cpu_s()
@@ -226,7 +230,8 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--min-slots", type=int, default=8)
     ap.add_argument("--new", type=int, default=30, help="new services measured at each size (and floor trials)")
-    ap.add_argument("--new-reload", type=int, default=10, help="new services through the reload path at each size")
+    ap.add_argument("--new-reload", type=int, default=10,
+                    help="new services through the reload path at each size (0: none)")
     ap.add_argument("--give-up", type=float, default=120, help="seconds a new service may take to answer")
     ap.add_argument("--changes", type=int, default=200, help="membership changes measured at each size")
     ap.add_argument("--heal", type=int, default=6, help="HAProxy kills at the first size (0: none)")
