@@ -114,6 +114,15 @@ class StoreSink:
         await self.registry.store.close()
 
 
+def _error_kind(resp: Any) -> str | None:
+    """The ``error`` of an API error answer, or None when it is not one."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
 class ApiSink:
     """Writes to a remote registry's API: ``PUT /sources/{source}/instances`` with a bearer token and a
     ``ttl``; the set is re-sent every ``ttl/3`` seconds, so a dead watcher's instances expire by themselves."""
@@ -157,6 +166,9 @@ class ApiSink:
                     headers = {"If-Match": etag} if etag else {}
                     resp = await self.client.put(f"/services/{name}", headers=headers,
                                                  json={k: v for k, v in svc.to_dict().items() if v is not None})
+                    if resp.status_code == 409 and _error_kind(resp) == "NameTaken":
+                        log.warning("service %s is not defined by this source: %s", name, resp.json().get("detail"))
+                        break  # another record holds its name, host or path
                     if resp.status_code in (409, 412) or (etag and resp.status_code == 404):
                         continue  # someone else wrote it meanwhile: merge onto theirs
                     if resp.status_code >= 400:

@@ -14,7 +14,7 @@ from tests.unit.api.conftest import ADMIN, WRITE, MakeClient, auth
 from haplane.errors import NameTaken
 from haplane.model.records import Service
 from haplane.registry import RegistryStore
-from haplane.sources.base import StoreSink
+from haplane.sources.base import ApiSink, StoreSink
 from haplane.store import open_store
 from haplane.store.base import Compare, Op, Store
 
@@ -163,3 +163,17 @@ async def test_an_import_with_a_collision_is_refused_whole(make_client: MakeClie
     r = await b.post("/import", json=doc, headers=A)
     taken(r, "service:x")
     assert (await b.get("/services", headers=A)).json() == []
+
+
+async def test_a_source_through_the_api_defining_a_taken_name_is_told(make_client: MakeClient,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    c = await make_client()
+    assert (await c.put("/services/web", json={"predicate": "web.example.com"}, headers=W)).status_code == 201
+    sink = ApiSink("http://api", WRITE)
+    await sink.client.aclose()
+    sink.client = httpx.AsyncClient(transport=c._transport, base_url="http://api", headers=W)  # the app in-process
+    with caplog.at_level(logging.WARNING):
+        await sink.define([{"name": "web2", "predicate": "WEB.example.com."}])
+    assert "web2" in caplog.text and "service 'web'" in caplog.text
+    assert [s["name"] for s in (await c.get("/services", headers=W)).json()] == ["web"]
+    await sink.close()
