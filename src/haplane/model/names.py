@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from haplane.model.haproxy import path_map_key
 from haplane.model.records import BackendSpec, FrontendSpec, Service
@@ -100,13 +100,30 @@ def rank(who: str) -> tuple[int, str]:
 
 
 def service_claims(svc: Service, fallback_names: Mapping[str, str] | None = None) -> tuple[Claim, ...]:
-    claims = [Claim("backend", svc.name), Claim("backend", fallback_of(svc.name, fallback_names))]
-    if svc.predicate is not None:
-        if svc.mode == "host":
-            claims.append(Claim("host", normalise_host(svc.predicate), "predicate"))
+    return _service_claims(svc.name, svc.mode, svc.predicate, fallback_names)
+
+
+def _service_claims(name: str, mode: str, predicate: str | None, fallback_names: Mapping[str, str] | None
+                    ) -> tuple[Claim, ...]:
+    claims = [Claim("backend", name), Claim("backend", fallback_of(name, fallback_names))]
+    if predicate:
+        if mode == "path":
+            claims.append(Claim("path", normalise_path(predicate), "predicate"))
         else:
-            claims.append(Claim("path", normalise_path(svc.predicate), "predicate"))
+            claims.append(Claim("host", normalise_host(predicate), "predicate"))
     return tuple(claims)
+
+
+def stored_claims(kind: str, name: str, doc: Mapping[str, Any], fallback_names: Mapping[str, str] | None = None
+                  ) -> tuple[str, tuple[Claim, ...]]:
+    """The owner and claims of a record as the store keeps it (``to_dict``'s shape; ``kind`` and ``name`` from its
+    key), without validating it again: the registry reads every record this way when another process has
+    written since it last looked, so it must stay cheap (10,000 services)."""
+    if kind == "service":
+        predicate = doc.get("predicate")
+        return owner(kind, name), _service_claims(name, str(doc.get("mode") or "host"),
+                                                  predicate if isinstance(predicate, str) else None, fallback_names)
+    return owner(kind, name), (Claim(kind, name),)  # type: ignore[arg-type]
 
 
 def backend_claims(spec: BackendSpec) -> tuple[Claim, ...]:
@@ -145,7 +162,8 @@ class Names:
 
     def hold(self, who: str, claims: Iterable[Claim]) -> None:
         """``who`` now claims exactly ``claims``."""
-        self.release(who)
+        if who in self._of:
+            self.release(who)
         claims = tuple(claims)
         self._of[who] = claims
         for claim in claims:

@@ -13,13 +13,14 @@ as of the guard's revision, and read again (three ranges) only when another proc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from haplane.errors import Conflict, NameTaken, NotFound, PreconditionFailed, ValidationError
 from haplane.model import names as nm
 from haplane.model.records import BackendSpec, FrontendSpec, Service
-from haplane.registry.core import MAX_RETRIES, dumps, guard_write, parse
+from haplane.registry.core import MAX_RETRIES, dumps, guard_write
 from haplane.registry.reads import Reads
 from haplane.store.base import Compare, Delete, Op, Put
 from haplane.store.keys import (
@@ -92,12 +93,11 @@ class RecordWrites(Reads):
         rev = guard.mod_revision if guard is not None else 0
         if self._names is not None and self._names[0] == rev and rev:
             return self._names
-        (services, _), (backends, _), (frontends, _) = (await self.store.range(SERVICES),
-                                                        await self.store.range(BACKENDS),
-                                                        await self.store.range(FRONTENDS))
-        index = nm.index([parse(kv, Service.from_dict) for kv in services],
-                         [parse(kv, BackendSpec.from_dict) for kv in backends],
-                         [parse(kv, FrontendSpec.from_dict) for kv in frontends], self.fallback_names)
+        index = nm.Names()
+        for kind, prefix in (("service", SERVICES), ("backend", BACKENDS), ("frontend", FRONTENDS)):
+            kvs, _ = await self.store.range(prefix)
+            for kv in kvs:
+                index.hold(*nm.stored_claims(kind, kv.key[len(prefix):], json.loads(kv.value), self.fallback_names))
         self._names = (rev, index)
         return self._names
 

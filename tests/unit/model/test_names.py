@@ -89,3 +89,11 @@ def test_the_agent_says_which_records_it_left_out(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING, logger="haplane.agent"):
         composer.full(frozenset())
     assert "Thalassa backend 'b1'" in caplog.text and "service 'b1'" in caplog.text
+
+
+@pytest.mark.parametrize("record", [Service("web", "host", "Web.Example.com."), Service("api", "path", "api/"),
+                                    Service("bare"), BackendSpec("b1"), FrontendSpec("f1", (("127.0.0.1", 81),))])
+def test_a_stored_record_claims_what_it_claimed_when_written(record: Service | BackendSpec | FrontendSpec) -> None:
+    kind = {Service: "service", BackendSpec: "backend", FrontendSpec: "frontend"}[type(record)]
+    spares = {"web": "web-spare"}
+    assert nm.stored_claims(kind, record.name, record.to_dict(), spares) == nm.claims_of(record, spares)
