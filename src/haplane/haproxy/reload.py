@@ -30,11 +30,16 @@ from haplane.haproxy.parse import filter_server_state
 from haplane.haproxy.runtime import RuntimeClient
 from haplane.model.observed import ProcInfo
 
-__all__ = ["Servers", "reload_with_last_good", "save_server_state"]
+__all__ = ["Servers", "confirm_timeout", "reload_with_last_good", "save_server_state"]
 
 log = logging.getLogger("haplane.haproxy")
 T = TypeVar("T")
 Servers = Mapping[tuple[str, str], tuple[str, int | None]]  # (backend, server) → (address, port): Rendered.servers
+
+# HAProxy's time to parse a config and start a worker grows with its servers: measured on 2 cores under load,
+# a reload of 10,000 services (100,000 server slots) took longer than 15 s to confirm, so a fixed bound
+# reported reloads that went on to succeed as failed (and put the old files back under a new worker).
+SECONDS_PER_SERVER = 0.0005  # 100,000 slots: +50 s
 
 
 async def save_server_state(runtime: RuntimeClient, files: ConfigFiles, servers: Servers | None = None) -> bool:
@@ -75,15 +80,23 @@ async def _unless(abort: asyncio.Event | None, step: Awaitable[T]) -> T:
                     await t
 
 
+def confirm_timeout(base: float, servers: Servers | None) -> float:
+    """The bound of one reload confirmation: ``base`` plus :data:`SECONDS_PER_SERVER` for each server of the
+    config (unknown: ``base``)."""
+    return base + SECONDS_PER_SERVER * (len(servers) if servers else 0)
+
+
 async def reload_with_last_good(files: ConfigFiles, master: MasterClient, runtime: RuntimeClient,
                                 config: str | None, maps: Mapping[str, str] | None = None, *,
                                 servers: Servers | None = None, timeout: float = 15.0,
                                 abort: asyncio.Event | None = None,
                                 alerts: Callable[[], Awaitable[list[str]]] | None = None) -> ProcInfo:
     """Make ``config`` (already checked; None: reload the files as they are) with ``maps`` the running one (see
-    the module docstring); ``show proc`` after the reload. ``timeout`` bounds each of the two confirmations;
+    the module docstring); ``show proc`` after the reload. ``timeout`` bounds each of the two confirmations
+    for a config with no servers (``confirm_timeout`` adds to it for each of ``servers``);
     ``abort`` (set when the master exits, for a HAProxy haplane runs) fails them at once; ``alerts`` reads
     HAProxy's ALERT lines since the reload began, for the error."""
+    timeout = confirm_timeout(timeout, servers)
     before = await master.show_proc()
     await save_server_state(runtime, files, servers)
     if config is not None:
