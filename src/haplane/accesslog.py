@@ -207,9 +207,11 @@ def parse_output_line(line: str) -> AccessRecord | None:
 def names_of(config: Config) -> dict[tuple[str, str], tuple[str, str | None]]:
     """(backend, server) → (service, instance) for every server of ``config``: a service's backends (and its
     fallback) name the service, a Thalassa backend names itself; a slot names its instance, a static member
-    its address."""
+    its address; a spare of a pool names the service it holds, and a free one is left out."""
     out: dict[tuple[str, str], tuple[str, str | None]] = {}
     for be in config.backends:
+        if be.free_spare:
+            continue
         _kind, _, owner = be.owner.partition(":")
         service = owner or be.name
         for srv in be.servers:

@@ -11,8 +11,9 @@ Two entry points:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Container as Names
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from haplane.model.haproxy import (
     FREE_SLOT_ADDRESS,
@@ -30,7 +31,67 @@ from haplane.model.haproxy import (
     path_map_key,
 )
 from haplane.model.names import FALLBACK_SUFFIX, MAIN_FRONTEND, Collision, collisions, owner
-from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
+from haplane.model.records import (
+    BackendSpec,
+    FrontendSpec,
+    HealthCheck,
+    Instance,
+    Registry,
+    RegistryCert,
+    Service,
+)
+
+SPARE_PREFIX = "_pool"  # spares are _pool<profile>_<n>: a leading "_" no service or backend name may have
+
+
+@dataclass(frozen=True, slots=True)
+class PoolProfile:
+    """What a pool's spares are rendered with: a new service whose backend would be rendered the same (balance,
+    sticky cookie or not, health check or not; host routing through the map; the pool's slot count) takes one at
+    runtime. ``name`` is the pool's (the ``<profile>`` of its spares' names)."""
+
+    name: str
+    balance: str = "roundrobin"
+    cookie: str | None = None
+    health: HealthCheck | None = None
+
+    def matches(self, svc: Service) -> bool:
+        return (svc.balance, svc.cookie, svc.health) == (self.balance, self.cookie, self.health)
+
+    def describe(self) -> str:
+        words = [self.balance] + ([f"cookie {self.cookie}"] if self.cookie else [])
+        if self.health is not None:
+            words.append(f"check {self.health.method} {self.health.path}")
+        return ", ".join(words)
+
+
+def parse_pool_profile(text: str, name: str, where: str = "pool_profiles") -> PoolProfile:
+    """A profile as settings spell it: ``BALANCE[:cookie=NAME][:check=PATH]`` (``leastconn``,
+    ``roundrobin:cookie=JSESSIONID``, ``roundrobin:check=/healthz``: a GET of PATH with the health check's other
+    defaults). ``ValidationError`` names the part that is wrong."""
+    from haplane.model import values as v
+
+    balance, *parts = text.strip().split(":")
+    balance = v.choice(balance, where, v.BALANCE_ALGORITHMS, "roundrobin")
+    cookie: str | None = None
+    health: HealthCheck | None = None
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if key == "cookie" and sep:
+            cookie = v.cookie_name(value, f"{where} ({text}): cookie")
+        elif key == "check" and sep:
+            health = HealthCheck(path=v.path_prefix(value, f"{where} ({text}): check"))
+        else:
+            from haplane.errors import ValidationError
+
+            raise ValidationError(where, text, "is not BALANCE[:cookie=NAME][:check=PATH] "
+                                               f"({part!r} is neither cookie=NAME nor check=PATH)")
+    return PoolProfile(name, balance, cookie, health)
+
+
+def pool_profiles(texts: Sequence[str]) -> tuple[PoolProfile, ...]:
+    """The profiles of the settings' ``pool_profiles``, named 1, 2, ... in their order (spares _pool1_1, ...)."""
+    return tuple(parse_pool_profile(t, str(i)) for i, t in enumerate(texts, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +112,23 @@ class ComposeOptions:
     # (slot n is named <base>n instead of s<n>), and service -> name of its fallback backend
     server_prefixes: tuple[tuple[str, str], ...] = ()
     fallback_names: tuple[tuple[str, str], ...] = ()
+    # pools of ready backends: ``pool_size`` spares of each profile (0: no pools); ``pooled`` the spares taken
+    # since the config HAProxy runs was loaded (spare → service; a spare stays taken until the next reload, even
+    # once its service is gone); see ``place_in_pools``
+    pools: tuple[PoolProfile, ...] = ()
+    pool_size: int = 0
+    pooled: tuple[tuple[str, str], ...] = ()
 
     @property
     def focused(self) -> bool:
         return bool(self.focus_zones or self.focus_groups)
+
+    @property
+    def pooling(self) -> bool:
+        """Pools are rendered: there are profiles and spares, routes go through the runtime maps, no focus (a
+        focused service has two backends)."""
+        return (bool(self.pools) and self.pool_size > 0 and (self.host_map is not None or self.path_map is not None)
+                and not self.focused)
 
 
 def slot_count(max_slot: int, min_slots: int) -> int:
@@ -142,11 +216,146 @@ def service_backends(svc: Service, instances: Sequence[Instance], options: Compo
     ]
 
 
-def _service_route(svc: Service) -> Route | None:
+def _service_route(svc: Service, backend: str | None = None) -> Route | None:
     if svc.predicate is None:
         return None
     kind = "host" if svc.mode == "host" else "path_prefix"
-    return Route(svc.name, kind, svc.predicate, owner=f"service:{svc.name}")  # type: ignore[arg-type]
+    return Route(backend or svc.name, kind, svc.predicate, owner=f"service:{svc.name}")  # type: ignore[arg-type]
+
+
+# --- pools of ready backends ----------------------------------------------------------------------------------
+
+def spare_name(profile: PoolProfile, n: int) -> str:
+    return f"{SPARE_PREFIX}{profile.name}_{n}"
+
+
+def spares(options: ComposeOptions) -> dict[str, PoolProfile]:
+    """Every spare the config renders (name → its profile), pool by pool; none without ``options.pooling``, none
+    of a pool held back (``pool:NAME`` quarantined: an operator's template HAProxy refuses in its spares)."""
+    if not options.pooling:
+        return {}
+    return {spare_name(p, n): p for p in options.pools for n in range(1, options.pool_size + 1)
+            if f"pool:{p.name}" not in options.excluded}
+
+
+def spare_backend(profile: PoolProfile, name: str, options: ComposeOptions) -> Backend:
+    """A free spare: the backend a service of ``profile`` would get, its slots free (disabled)."""
+    size = slot_count(0, options.min_slots)
+    return Backend(name, _slotted_servers([], {}, size), balance=profile.balance, cookie=profile.cookie,
+                   cookie_key=options.cookie_key if profile.cookie else None, health=profile.health,
+                   check_inter_ms=profile.health.interval_ms if profile.health else 2000, slotted=True,
+                   pool=profile.name, owner=f"pool:{profile.name}")
+
+
+def pool_profile_of(svc: Service, instances: Sequence[Instance], options: ComposeOptions) -> PoolProfile | None:
+    """The pool whose spares ``svc`` can take: it is routed through a runtime map (a host, or a path prefix: it
+    has a predicate), has no HSDO slot names, its instances fit in a spare's slots, and its balance, cookie and
+    health check are a profile's."""
+    if not options.pooling or svc.predicate is None:
+        return None
+    if (options.host_map if svc.mode == "host" else options.path_map) is None:
+        return None
+    if svc.name in dict(options.server_prefixes):
+        return None
+    slots = assign_slots(instances)
+    if slot_count(max(slots.values(), default=0), options.min_slots) != slot_count(0, options.min_slots):
+        return None
+    return next((p for p in options.pools if p.matches(svc)), None)
+
+
+def held_in_maps(registry: Registry, maps: Mapping[str, Mapping[str, str]], options: ComposeOptions
+                 ) -> tuple[tuple[str, str], ...]:
+    """The spares services hold as HAProxy's route maps say (``maps``: map path → entries, as the Runtime API
+    shows them): a service whose route's entry names a spare holds it. How a reader without the agent's memory
+    (``haplane status`` and ``plan``, a restarted agent) knows where a service is served."""
+    if not options.pooling:
+        return ()
+    names = spares(options)
+    hosts = maps.get(options.host_map or "", {})
+    paths = maps.get(options.path_map or "", {})
+    held: dict[str, str] = {}
+    for svc in registry.services:
+        if svc.predicate is None:
+            continue
+        value = hosts.get(svc.predicate) if svc.mode == "host" else paths.get(path_map_key(svc.predicate))
+        if value is not None and value in names:
+            held.setdefault(value, svc.name)
+    return tuple(sorted(held.items()))
+
+
+def place_in_pools(registry: Registry, running: Names[str] | None, options: ComposeOptions
+                   ) -> tuple[tuple[str, str], ...]:
+    """Which spare each service holds (spare → service, sorted): the spares taken so far (``options.pooled``)
+    stay taken, and every new service (one with no backend of its own name among the backends HAProxy runs,
+    ``running``) that fits a profile takes the lowest free spare of its pool HAProxy runs, new services in name
+    order.
+
+    Depends only on the data (the records, the backends HAProxy runs, the spares taken since it loaded its
+    config), so the same events give the same placement on every node. A service that left and comes back before
+    the next reload gets its spare back; a spare whose service left stays taken (its slots may still drain) until
+    the next reload, which gives every pooled service a backend of its own name and frees every spare."""
+    if running is None or not options.pooling:
+        return ()
+    taken = dict(options.pooled)
+    holding = set(taken.values())
+    by_service: dict[str, list[Instance]] = defaultdict(list)
+    for inst in registry.instances:
+        by_service[inst.service].append(inst)
+    losers = {c.loser for c in name_collisions(registry, options)}  # left out or unrouted: no spare
+    for svc in sorted(registry.services, key=lambda s: s.name):
+        if svc.name in holding or svc.name in running or {f"service:{svc.name}"} & (options.excluded | losers):
+            continue
+        profile = pool_profile_of(svc, by_service.get(svc.name, []), options)
+        if profile is None:
+            continue
+        for n in range(1, options.pool_size + 1):
+            spare = spare_name(profile, n)
+            if spare not in taken and spare in running:
+                taken[spare] = svc.name
+                holding.add(svc.name)
+                break
+    return tuple(sorted(taken.items()))
+
+
+def _pooled_backend(svc: Service, instances: Sequence[Instance], spare: str, profile: PoolProfile,
+                    options: ComposeOptions) -> tuple[Backend, bool]:
+    """The spare ``spare`` holding ``svc``, and whether ``svc`` still fits it. When it no longer does (its
+    balance, cookie or health check changed, or it outgrew the slots), the spare keeps serving the instances that
+    fit its slots until the reload its own backend needs."""
+    free = spare_backend(profile, spare, options)
+    slots = assign_slots(instances)
+    size = len(free.servers)
+    if pool_profile_of(svc, instances, options) == profile:
+        return replace(free, servers=_slotted_servers(instances, slots, size), owner=f"service:{svc.name}",
+                       label=svc.name), True
+    fitting = [i for i in instances if slots[i.id] <= size]
+    return replace(free, servers=_slotted_servers(fitting, slots, size), owner=f"service:{svc.name}",
+                   label=svc.name), False
+
+
+def backends_of_service(svc: Service, instances: Sequence[Instance], options: ComposeOptions) -> list[Backend]:
+    """The backends of ``svc``: its own (``service_backends``), or the spare it holds (``options.pooled``), or
+    both while it no longer fits its spare."""
+    for spare, holder in options.pooled:
+        if holder == svc.name and options.pooling:
+            profile = spares(options).get(spare)
+            if profile is not None:
+                be, fits = _pooled_backend(svc, instances, spare, profile, options)
+                return [be] if fits else [*service_backends(svc, instances, options), be]
+    return service_backends(svc, instances, options)
+
+
+def _spares_of(options: ComposeOptions, held: Mapping[str, Backend]) -> tuple[list[Backend],
+                                                                             tuple[tuple[str, int, int], ...]]:
+    """Every spare (held ones as held), and the pools that run low: at most half their spares free."""
+    out: list[Backend] = []
+    free: dict[str, int] = {}
+    taken = {spare for spare, _svc in options.pooled}
+    for spare, profile in spares(options).items():
+        out.append(held.get(spare) or spare_backend(profile, spare, options))
+        free[profile.name] = free.get(profile.name, 0) + (spare not in taken)
+    low = tuple((name, n, options.pool_size) for name, n in free.items() if n * 2 <= options.pool_size)
+    return out, low
 
 
 def order_routes(routes: Iterable[Route]) -> list[Route]:
@@ -224,12 +433,20 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
         by_service[inst.service].append(inst)
     backends: list[Backend] = []
     routes: list[Route] = []
+    held: dict[str, Backend] = {}  # spares holding a service
     for svc in sorted(registry.services, key=lambda s: s.name):
         who = owner("service", svc.name)
         if who in options.excluded or who in left_out:
             continue
-        backends.extend(service_backends(svc, by_service.get(svc.name, []), options))
-        route = _service_route(svc)
+        own = []
+        for be in backends_of_service(svc, by_service.get(svc.name, []), options):
+            if be.pool:
+                held[be.name] = be
+            else:
+                own.append(be)
+        backends.extend(own)
+        # routed to the spare it holds while it has no backend of its own
+        route = _service_route(svc, None if own else next(n for n, b in held.items() if b.label == svc.name))
         if route is not None and who not in unrouted:
             routes.append(route)
     for spec in sorted(registry.backends, key=lambda b: b.name):
@@ -238,6 +455,8 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
             continue
         backends.append(thalassa_backend(spec, by_service, options))
     names = {b.name for b in backends}
+    pool_backends, pools_low = _spares_of(options, held)
+    backends.extend(pool_backends)
 
     maps: tuple[tuple[str, str], ...] = ()
     ordered = order_routes(routes)
@@ -273,7 +492,7 @@ def compose(registry: Registry, options: ComposeOptions | None = None) -> Config
         fe = _thalassa_frontend(fspec, names, options.tls)
         if fe is not None:
             frontends.append(fe)
-    return Config(tuple(frontends), tuple(backends), options.globals, maps, certificates)
+    return Config(tuple(frontends), tuple(backends), options.globals, maps, certificates, pools_low)
 
 
 # --- HTTPS ----------------------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ class _ScrapeCollector(Collector):
                         state.add_metric([*labels, st], 1.0 if s["state"] == st else 0.0)
                     if s["sessions"] is not None:
                         sessions.add_metric(labels, s["sessions"])
-                    row = g.rows.get((be["name"], s["name"]))
+                    row = g.rows.get((be.get("proxy", be["name"]), s["name"]))
                     if row is not None:
                         chkfail.add_metric(labels, row.chkfail)
         yield from (weight, target, state, sessions, chkfail)
@@ -197,7 +197,7 @@ class Metrics:
                                      registry=collectors)
         self.acme: AcmeManager | None = None  # when this process orders certificates
         self._collector = _ScrapeCollector()
-        self._names: tuple[object, dict[tuple[str, str], tuple[str, str | None]]] | None = None
+        self._names: tuple[object, dict[tuple[str, str], tuple[str, str | None]], dict[str, str]] | None = None
         collectors.register(self._collector)
         if agent is not None:
             agent.activity.listeners.append(self.on_activity)
@@ -251,8 +251,8 @@ class Metrics:
                 from haplane.traffic import traffic_text
 
                 if self._names is None or self._names[0] is not desired:  # once per new config
-                    self._names = (desired, names_of(desired))
-                g.traffic = traffic_text(g.rows.values(), self._names[1])
+                    self._names = (desired, names_of(desired), {b.name: b.label for b in desired.backends if b.label})
+                g.traffic = traffic_text(g.rows.values(), self._names[1], self._names[2])
             records = self.agent.registry()
             for inst in records.instances:
                 g.groups[inst.id] = inst.group

@@ -50,27 +50,27 @@ def server_state(status: str) -> str:
     return "up"
 
 
-def _route(r: Route) -> dict[str, Any]:
+def _route(r: Route, config: Config) -> dict[str, Any]:
     kind = ROUTE_WORDS.get(r.kind, r.kind)
     if r.kind.startswith("hdr"):
         kind = f"{r.kind}({r.header})"
-    return {"match": kind, "value": r.value, "backend": r.backend}
+    return {"match": kind, "value": r.value, "backend": config.shown(r.backend)}
 
 
-def _frontend(fe: Frontend, maps: Mapping[str, str], rows: Rows | None) -> dict[str, Any]:
+def _frontend(fe: Frontend, maps: Mapping[str, str], rows: Rows | None, config: Config) -> dict[str, Any]:
     rules = []
     if fe.host_map is not None:
         for line in maps.get(fe.host_map, "").splitlines():
             host, _, backend = line.partition(" ")
             if host:
-                rules.append({"match": "host", "value": host, "backend": backend})
+                rules.append({"match": "host", "value": host, "backend": config.shown(backend)})
     if fe.path_map is not None:  # longest prefix first, as HAProxy picks
         prefixes = [line.partition(" ") for line in maps.get(fe.path_map, "").splitlines()]
         for prefix, _, backend in sorted(prefixes, key=lambda p: (-len(p[0]), p[0])):
             if prefix:
                 rules.append({"match": ROUTE_WORDS["path_prefix"], "value": prefix,
-                              "backend": backend})
-    rules.extend(_route(r) for r in fe.routes)
+                              "backend": config.shown(backend)})
+    rules.extend(_route(r, config) for r in fe.routes)
     row = rows.get((fe.name, "FRONTEND")) if rows is not None else None
     return {"name": fe.name, "binds": [b.render() for b in fe.binds], "mode": fe.mode,
             "default_backend": fe.default_backend, "rules": rules,
@@ -98,7 +98,7 @@ def _backend_kind(be: Backend, registry: Registry) -> tuple[str, str | None, str
     owner_kind, _, owner = be.owner.partition(":")
     if owner_kind == "service":
         # a service's second backend is its fallback, whatever its name (<service>_fallback, or HSDO's name)
-        return ("fallback" if be.name != owner else "service"), owner, None
+        return ("fallback" if be.shown != owner else "service"), owner, None
     for spec in registry.backends:
         if spec.name == be.name:
             return spec.type, spec.service, spec.version
@@ -125,7 +125,17 @@ def build(config: Config, registry: Registry, rows: Rows | None = None,
     HAProxy's average) and ``p95`` (ms, from the access log), each None when unknown."""
     maps = dict(config.maps)
     backends = []
+    pools: dict[str, dict[str, Any]] = {}
     for be in config.backends:
+        if be.pool:
+            pool = pools.setdefault(be.pool, {"profile": be.pool, "balance": be.balance, "cookie": be.cookie,
+                                              "check": be.health.path if be.health else None, "spares": 0,
+                                              "free": 0, "held": []})
+            pool["spares"] += 1
+            if be.free_spare:  # a spare no service holds is not a backend anyone knows
+                pool["free"] += 1
+                continue
+            pool["held"].append(be.label)
         kind, service, version = _backend_kind(be, registry)
         servers = []
         free = 0
@@ -140,7 +150,7 @@ def build(config: Config, registry: Registry, rows: Rows | None = None,
         row = rows.get((be.name, "BACKEND")) if rows is not None else None
         up = sum(1 for s in servers if s["state"] == "up")
         backends.append({
-            "name": be.name, "kind": kind, "service": service, "version": version, "mode": be.mode,
+            "name": be.shown, "proxy": be.name, "kind": kind, "service": service, "version": version, "mode": be.mode,
             "balance": be.balance, "slots": len(be.servers) if be.slotted else None, "free_slots": free,
             "status": row.status if row else None, "sessions": row.scur if row else None,
             "servers_up": up, "servers_down": sum(1 for s in servers if s["state"] == "down"),
@@ -155,8 +165,9 @@ def build(config: Config, registry: Registry, rows: Rows | None = None,
         "revision": registry.revision,
         "live": rows is not None,
         "sampled_at": sampled_at,
-        "frontends": [_frontend(fe, maps, rows) for fe in config.frontends],
+        "frontends": [_frontend(fe, maps, rows, config) for fe in config.frontends],
         "backends": backends,
+        "pools": sorted(pools.values(), key=lambda p: p["profile"]),
         "services": [{"name": n, "mode": s.mode, "predicate": s.predicate, "instances": instances.get(n, 0)}
                      for n, s in sorted(services.items())],
         "quarantined": dict(quarantined or {}),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from haplane.model.change import CauseKind, Change, ChangeKind, ReloadCause, reason_of
@@ -121,7 +121,7 @@ class _Planner:
 
     def _slot(self, be: Backend, want: Server, o: SlotObs) -> None:
         key = (be.name, want.name)
-        ref = f"{be.name}/{want.name}"
+        ref = f"{be.shown}/{want.name}"
         mem = self.memory.get(key)
         if mem is None:
             mem = self.known.get(key)
@@ -134,7 +134,7 @@ class _Planner:
         current = mem.instance
         if current is not None and current != want.instance:
             # the slot's occupant leaves (or is replaced): drain it first
-            if not self._drained(key, be.name, mem, o, want):
+            if not self._drained(key, be, mem, o, want):
                 return
             current = None
             mem = SlotMemory(None)
@@ -145,14 +145,14 @@ class _Planner:
             self.memory[key] = SlotMemory(None)
             return
         if current is None:
-            self.fill(key, be.name, want, o)
+            self.fill(key, be, want, o)
             return
-        self.update(key, be.name, want, o, mem)
+        self.update(key, be, want, o, mem)
 
-    def _drained(self, key: tuple[str, str], backend: str, mem: SlotMemory, o: SlotObs, want: Server) -> bool:
+    def _drained(self, key: tuple[str, str], be: Backend, mem: SlotMemory, o: SlotObs, want: Server) -> bool:
         if o.maint or self.policy.drain_timeout <= 0 or mem.instance == "?":
             return True
-        ref = f"{backend}/{want.name}"
+        backend, ref = be.name, f"{be.shown}/{want.name}"
         if mem.drain_since is None:
             self.ops.append(SetState(backend, want.name, "drain", Change(
                 "server-drain", ref, f"instance {mem.instance} left: draining before the slot is freed",
@@ -171,8 +171,8 @@ class _Planner:
             return False
         return True
 
-    def fill(self, key: tuple[str, str], backend: str, want: Server, o: SlotObs) -> None:
-        ref = f"{backend}/{want.name}"
+    def fill(self, key: tuple[str, str], be: Backend, want: Server, o: SlotObs) -> None:
+        backend, ref = be.name, f"{be.shown}/{want.name}"
         weight = ramp_weight(want.weight, self.now, self.now, self.policy)
         detail = {"instance": want.instance, "address": want.endpoint, "weight": weight}
         self.ops.append(SetAddress(backend, want.name, want.address, want.port, Change(
@@ -189,8 +189,8 @@ class _Planner:
         if nxt is not None:
             self.wake.append(nxt)
 
-    def update(self, key: tuple[str, str], backend: str, want: Server, o: SlotObs, mem: SlotMemory) -> None:
-        ref = f"{backend}/{want.name}"
+    def update(self, key: tuple[str, str], be: Backend, want: Server, o: SlotObs, mem: SlotMemory) -> None:
+        backend, ref = be.name, f"{be.shown}/{want.name}"
         if (o.address, o.port) != (want.address, want.port):
             self.ops.append(SetAddress(backend, want.name, want.address, want.port, Change(
                 "server-update", ref, f"instance {want.instance} moved to {want.endpoint}")))
@@ -243,23 +243,34 @@ def plan_certs(desired: Config, current: Mapping[str, str], paths: set[str] | No
     return ops
 
 
-def plan_maps(desired: Config, current: Mapping[str, Mapping[str, str]], map_paths: Mapping[str, str]
-              ) -> list[RuntimeOp]:
+def plan_maps(desired: Config, current: Mapping[str, Mapping[str, str]], map_paths: Mapping[str, str],
+              applied: Config | None = None) -> list[RuntimeOp]:
     """Map entry changes: ``current`` is file name → {key: value} as HAProxy has it; ``map_paths`` file name →
-    the path HAProxy knows the map by."""
+    the path HAProxy knows the map by. In a map of backends (a frontend's host or path map), an entry is not
+    pointed at a backend HAProxy does not run yet (not in ``applied``): it stays as it is until the reload that
+    brings the backend, which loads the map file with it (a service leaving its spare for a backend of its own
+    keeps being served by the spare until then). The changes name backends as operators know them
+    (``Backend.shown``)."""
     ops: list[RuntimeOp] = []
+    backend_maps = {m for fe in desired.frontends for m in (fe.host_map, fe.path_map) if m}
     for name, content in desired.maps:
         path = map_paths.get(name, name)
         want = dict(line.split(" ", 1) for line in content.splitlines() if line)
         have = current.get(name, {})
+        shown: Callable[[str], str] = str
+        if name in backend_maps:
+            shown = desired.shown
+            if applied is not None:
+                want = {k: (val if k not in have or applied.backend(val) is not None else have[k])
+                        for k, val in want.items()}
         for k in sorted(have.keys() - want.keys()):
             ops.append(MapDel(path, k, Change("map-update", f"map:{name}", f"{k} removed")))
         for k in sorted(want):
             if k not in have:
-                ops.append(MapAdd(path, k, want[k], Change("map-update", f"map:{name}", f"{k} → {want[k]}")))
+                ops.append(MapAdd(path, k, want[k], Change("map-update", f"map:{name}", f"{k} → {shown(want[k])}")))
             elif have[k] != want[k]:
                 ops.append(MapSet(path, k, want[k], Change("map-update", f"map:{name}",
-                                                           f"{k} → {want[k]} (was {have[k]})")))
+                                                           f"{k} → {shown(want[k])} (was {shown(have[k])})")))
     return ops
 
 
@@ -321,9 +332,13 @@ def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | 
     if certs_now is not None:
         ops = ops + plan_certs(desired, certs_now, cert_paths)
     if maps_now is not None:
-        ops = ops + plan_maps(desired, maps_now, map_paths or {})
+        ops = ops + plan_maps(desired, maps_now, map_paths or {}, applied)
     reload = None
     if applied is None or desired.structure_key() != applied.structure_key():
         reload = Reload(structure_diff(applied, desired))
+    elif desired.pools_low:
+        # in the background: the new services are routable already; the reload gives them backends of their own
+        reload = Reload(tuple(ReloadCause("pool-refill", f"pool {name}", f"pool {name} refilled ({free} of {size} "
+                                          "spares were free)") for name, free, size in desired.pools_low))
     return Plan(tuple(ops), reload, ChainMap(p.memory, dict(memory) if not isinstance(memory, dict) else memory),
                 min(p.wake) if p.wake else None, frozenset(p.wake_backends), tuple(p.waiting), p.memory)

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # HAProxy's maxconn; default: 4,096, or less where the hard limit on open files is low (haproxy/limits.py)
     maxconn: int | None = Field(None, ge=16, le=10_000_000)
     host_map: bool = True  # route hosts and path prefixes through runtime maps (False: one ACL per route)
+    # pools of ready backends: spares per profile (0: no pools), and the profiles (BALANCE[:cookie=N][:check=P])
+    pool_size: int = Field(8, ge=0, le=256)
+    pool_profiles: tuple[str, ...] = ("roundrobin", "leastconn", "roundrobin:cookie=JSESSIONID")
     focus_zones: tuple[str, ...] = ()
     focus_groups: tuple[str, ...] = ()
     all_in_fallback: bool = False
@@ -260,6 +263,21 @@ class Settings(BaseSettings):
         if type(None) in kinds and str not in kinds and text == "":
             return None
         return text
+
+    @field_validator("pool_profiles")
+    @classmethod
+    def _pool_profiles(cls, texts: tuple[str, ...]) -> tuple[str, ...]:
+        from haplane.compose import pool_profiles
+        from haplane.errors import ValidationError as BadValue
+
+        try:
+            profiles = pool_profiles(texts)
+        except BadValue as exc:
+            raise ValueError(str(exc)) from None
+        seen = [(p.balance, p.cookie, p.health) for p in profiles]
+        if len(set(seen)) != len(seen):
+            raise ValueError("a profile is given twice")
+        return texts
 
     @field_validator("tokens")
     @classmethod

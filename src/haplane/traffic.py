@@ -141,14 +141,16 @@ def _write(out: list[str], prefix: str, fams: list[Family], responses_of: str,
         out.extend(f"{name}{{{labels}}} {_num(value(row))}\n" for labels, row in rows)
 
 
-def traffic_text(rows: Iterable[TrafficRow], names: Names) -> str:
+def traffic_text(rows: Iterable[TrafficRow], names: Names, shown: Mapping[str, str] | None = None) -> str:
     """The exposition text (Prometheus 0.0.4) of the frontend, service and instance families for ``rows``
     (one ``show stat``), named by ``names``.
 
     Written here rather than through prometheus_client's families: at 1,000 services with 4,000 instances these
     are ~75,000 samples, which prometheus_client builds and renders in ~1 s on this machine and this loop in a
-    tenth of that. ``promtool check metrics`` and prometheus_client's parser hold it to the format (tests)."""
+    tenth of that. ``promtool check metrics`` and prometheus_client's parser hold it to the format (tests).
+    ``shown``: HAProxy's backend name → the one operators know (a pool's spare → the service it holds)."""
     services = service_of_backend(names)
+    shown = shown or {}
     fe: list[tuple[str, TrafficRow]] = []
     svc: list[tuple[str, TrafficRow]] = []
     inst: list[tuple[str, TrafficRow]] = []
@@ -159,11 +161,11 @@ def traffic_text(rows: Iterable[TrafficRow], names: Names) -> str:
         elif row.type == "backend":
             service = services.get(row.pxname)
             if service is not None:
-                svc.append((f'service="{_esc(service)}",backend="{_esc(row.pxname)}"', row))
+                svc.append((f'service="{_esc(service)}",backend="{_esc(shown.get(row.pxname, row.pxname))}"', row))
         elif row.type == "server":
             named = names.get((row.pxname, row.svname))
             if named is not None and named[1] is not None:  # a slot nobody holds is left out
-                inst.append((f'service="{_esc(named[0])}",backend="{_esc(row.pxname)}",'
+                inst.append((f'service="{_esc(named[0])}",backend="{_esc(shown.get(row.pxname, row.pxname))}",'
                              f'instance="{_esc(named[1])}"', row))
     out: list[str] = []
     _write(out, "haplane_frontend_", FRONTEND_FAMILIES, "a frontend (404/503 of requests no backend took "

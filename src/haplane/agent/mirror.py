@@ -83,7 +83,7 @@ class _Certs:
 class Touched:
     """What a batch of events changed."""
 
-    services: set[str] = field(default_factory=set)  # services whose instances changed
+    services: set[str] = field(default_factory=set)  # services whose instances (or record) changed
     structural: bool = False  # a service, frontend or backend record changed
     backends: set[str] = field(default_factory=set)  # Thalassa backends whose record changed
     keys: int = 0
@@ -166,6 +166,7 @@ class Mirror:
                 svc = Service.from_dict(data)
                 self.services[svc.name] = svc
                 touched.structural = True
+                touched.services.add(svc.name)  # its backends converge with the change (a spare it takes)
             elif what.kind == "frontend":
                 fe = FrontendSpec.from_dict(data)
                 self.frontends[fe.name] = fe

@@ -14,16 +14,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 from dataclasses import replace
 from typing import Any
 
 from haplane.agent.mirror import Mirror, Touched
 from haplane.compose import (
     ComposeOptions,
+    backends_of_service,
     compose,
     frontends_without_tls,
+    held_in_maps,
     name_collisions,
-    service_backends,
+    place_in_pools,
     thalassa_backend,
 )
 from haplane.haproxy.runtime import command_of
@@ -58,8 +61,15 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
     full or structural pass); ``read_certs`` reads what HAProxy serves through the crt-list (of ``cert_paths``
     only, when given) so certificates are planned too. ``memory`` is the ramp/drain bookkeeping
     (``SlotMemory``), ``applied`` the config HAProxy runs (None: a reload is planned)."""
-    desired = compose(what, options) if isinstance(what, Registry) else what
-    observed = await reader.servers(backends)
+    if isinstance(what, Registry):
+        observed = await reader.servers(None)
+        options = await pools_as_observed(reader, what, options, observed.keys())
+        desired = compose(what, options)
+        if backends is not None:
+            observed = {name: slots for name, slots in observed.items() if name in backends}
+    else:
+        desired = what
+        observed = await reader.servers(backends)
     current = await maps_now(reader, desired) if read_maps and desired.maps else None
     crt_list = next((f.tls.crt_list for f in desired.frontends if f.tls is not None), None)
     certs = await reader.certificates(crt_list, cert_paths) if read_certs and crt_list is not None else None
@@ -68,24 +78,58 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
                          cert_paths=cert_paths)
 
 
+async def pools_as_observed(reader: HAProxyReader, registry: Registry, options: ComposeOptions,
+                            running: Container[str]) -> ComposeOptions:
+    """``options`` with the spares services hold as HAProxy's route maps show them (besides ``options.pooled``),
+    and those the new services would take among the backends HAProxy runs (``running``): how a reader without the
+    agent's memory (``haplane status``, ``haplane plan``) sees what the agent does."""
+    if not options.pooling:
+        return options
+    paths = [p for p in (options.host_map, options.path_map) if p]
+    held = dict(held_in_maps(registry, await reader.maps(paths), options))
+    held.update(options.pooled)
+    options = replace(options, pooled=tuple(sorted(held.items())))
+    return replace(options, pooled=place_in_pools(registry, running, options))
+
+
 class Composer:
     """The agent's composition over its mirror of the store, with the quarantined owners and the runtime holds
-    (``instance:``, ``certificate:`` owners) left out."""
+    (``instance:``, ``certificate:`` owners) left out, and the spares of the pools new services took since the
+    config HAProxy runs was loaded (``pooled``)."""
 
     def __init__(self, mirror: Mirror, options: ComposeOptions) -> None:
         self.mirror = mirror
         self.options = options
+        self.pooled: tuple[tuple[str, str], ...] = ()  # spare → service, since the last (re)load
         self._full: Config | None = None
-        self._full_key: tuple[int, frozenset[str]] | None = None
+        self._full_key: tuple[int, frozenset[str], tuple[tuple[str, str], ...]] | None = None
         self._left_out: list[str] = []  # TLS frontends this agent cannot serve (no HTTPS), last said
         self._collisions: list[str] = []  # records left out because another holds their name, last said
         self._losers: frozenset[str] = frozenset()  # their owners, left out of incremental compositions too
 
-    def full(self, excluded: frozenset[str]) -> Config:
-        """Everything in the store; the same object again while the store revision and ``excluded`` stay."""
-        key = (self.mirror.revision, excluded)
+    def options_for(self, excluded: frozenset[str]) -> ComposeOptions:
+        """The compose options with ``excluded`` held back and the spares taken so far."""
+        return replace(self.options, excluded=excluded, pooled=self.pooled)
+
+    def place(self, applied: Config | None, excluded: frozenset[str]) -> tuple[tuple[str, str], ...]:
+        """The spares every service holds once the new ones among the records took theirs (not kept)."""
+        return place_in_pools(self.mirror.registry(), None if applied is None else applied.names(),
+                              self.options_for(excluded))
+
+    def loaded(self) -> None:
+        """HAProxy (re)loaded a config this composer composed with no spare held: every spare is free again."""
+        self.pooled = ()
+
+    def full(self, excluded: frozenset[str], applied: Config | None = None) -> Config:
+        """Everything in the store; the same object again while the store revision, ``excluded`` and the spares
+        held stay. With ``applied`` (the config HAProxy runs), new services that fit a pool take its spares (kept
+        in ``pooled``); without it every service has a backend of its own (a config to reload with)."""
+        pooled: tuple[tuple[str, str], ...] = ()
+        if applied is not None:
+            self.pooled = pooled = self.place(applied, excluded)
+        key = (self.mirror.revision, excluded, pooled)
         if self._full_key != key or self._full is None:
-            registry, options = self.mirror.registry(), replace(self.options, excluded=excluded)
+            registry, options = self.mirror.registry(), replace(self.options, excluded=excluded, pooled=pooled)
             if any(o.startswith(("instance:", "certificate:")) for o in excluded):  # runtime holds
                 registry = replace(registry, instances=tuple(i for i in registry.instances
                                                              if f"instance:{i.service}/{i.id}" not in excluded),
@@ -110,13 +154,13 @@ class Composer:
     def incremental(self, desired: Config, touched: Touched, excluded: frozenset[str]) -> tuple[Config, set[str]]:
         """``desired`` with only the backends of touched services (and dynamic backends following them)
         composed again; and their names."""
-        opts = replace(self.options, excluded=excluded)
+        opts = self.options_for(excluded)
         replaced: dict[str, Backend] = {}
         for name in touched.services:
             svc = self.mirror.services.get(name)
             if svc is None or f"service:{name}" in excluded or f"service:{name}" in self._losers:
                 continue
-            for be in service_backends(svc, self._instances(name, excluded), opts):
+            for be in backends_of_service(svc, self._instances(name, excluded), opts):
                 replaced[be.name] = be
         by_service = {s: self._instances(s, excluded) for s in touched.services}
         for spec in self.mirror.backends.values():
@@ -136,13 +180,14 @@ class Composer:
         return [i for i in instances if f"instance:{service}/{i.id}" not in excluded]
 
     def touched_backends(self, touched: Touched, excluded: frozenset[str]) -> set[str]:
-        """The backends a structural batch touched: its changed Thalassa backends, and those of its services."""
-        opts = replace(self.options, excluded=excluded)
+        """The backends a structural batch touched: its changed Thalassa backends, and those of its services (the
+        spares they hold included)."""
+        opts = self.options_for(excluded)
         limit = set(touched.backends)
         for name in touched.services:
             svc = self.mirror.services.get(name)
             if svc is not None:
-                limit |= {be.name for be in service_backends(svc, self.mirror.service_instances(name), opts)}
+                limit |= {be.name for be in backends_of_service(svc, self.mirror.service_instances(name), opts)}
         return limit
 
 

@@ -122,8 +122,9 @@ class Agent:
         return self.mirror.instance(service, iid)
 
     def compose_options(self) -> ComposeOptions:
-        """The compose options in force: the agent's, with the quarantined and held owners left out."""
-        return self.options.compose_options(self._excluded())
+        """The compose options in force: the agent's, with the quarantined and held owners left out and the
+        spares services hold."""
+        return self.composer.options_for(self._excluded())
 
     def _excluded(self) -> frozenset[str]:
         return self.quarantine.excluded | self.holds.excluded
@@ -354,12 +355,14 @@ class Agent:
 
     # --- converge: compose, observe, plan, apply -----------------------------------------------------------
 
-    def _compose_full(self) -> Config:
+    def _compose_full(self, to_reload: bool = False) -> Config:
+        """Everything the registry asks for: new services in the spares of the pools HAProxy runs, or, for a
+        config to (re)load with (``to_reload``), every service in a backend of its own."""
         for change in self.quarantine.release_changed(self.mirror.fingerprint):
             self.activity.record(change)
         self.status.quarantined = self.quarantine.messages()
         self._release_holds()
-        return self.composer.full(self._excluded())
+        return self.composer.full(self._excluded(), None if to_reload else self.applied)
 
     def _release_holds(self) -> None:
         """Try again the held items whose record changed (at every pass: an instance event releases its own)."""
@@ -507,9 +510,13 @@ class Agent:
         causes = self._reload_wanted.causes if self._reload_wanted else ()
         self._reload_wanted = None
         t0 = self.clock()
-        self.desired = config = self._compose_full()
+        self.desired = config = self._compose_full(to_reload=True)
         if self.applied is not None and config.structure_key() == self.applied.structure_key():
-            return  # the change that asked for it was undone in the meantime
+            # the change that asked for it was undone in the meantime; or a pool ran low only through spares
+            # whose services are gone (their slots are free in HAProxy, or draining): they are free again
+            self.composer.loaded()
+            self.desired = self._compose_full()
+            return
         rendered = self._render(config)
         t_render = self.clock()
         verdict = await self.control.check(rendered)
@@ -541,6 +548,7 @@ class Agent:
     def _applied(self, rendered: Rendered) -> None:
         config, text = rendered.config, rendered.text
         self.applied = config
+        self.composer.loaded()
         self.applied_text = text
         self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
         for be in config.backends:

@@ -14,7 +14,7 @@ from haplane.accesslog import AccessLogCollector, LatencyWindow
 from haplane.agent.activity import Activity
 from haplane.agent.reconcile import Agent
 from haplane.agent.state import AgentOptions
-from haplane.compose import ComposeOptions
+from haplane.compose import ComposeOptions, pool_profiles
 from haplane.errors import ConfigurationError
 from haplane.model.haproxy import Bind, EdgeTls, Globals
 from haplane.model.values import ip_or_wildcard_bind
@@ -95,6 +95,8 @@ def agent_options(settings: Settings, state_dir: Path, control_global: tuple[str
         all_in_fallback=settings.all_in_fallback,
         tls=tls,
         certs_dir=certs_dir,
+        pools=pool_profiles(settings.pool_profiles),
+        pool_size=settings.pool_size,
     )
     compose = replace(compose, **hsdo_names(settings))
     policy = Policy(ramp_min=settings.ramp_min, ramp_step=settings.ramp_step, ramp_interval=settings.ramp_interval,
@@ -159,7 +161,8 @@ AGENT_SETTINGS = "agent-settings.json"
 # `events` read these back from the state directory, so they see what the agent sees
 SHAPING = ("store", "http_port", "http_address", "template", "haproxy_bin", "admin_socket", "master_socket",
            "reload_interval", "ramp_min", "ramp_max", "ramp_step", "ramp_interval", "drain_timeout", "min_slots",
-           "host_map", "focus_zones", "focus_groups", "all_in_fallback", "node", "etcd_cacert", "etcd_cert",
+           "host_map", "pool_size", "pool_profiles", "focus_zones", "focus_groups", "all_in_fallback", "node",
+           "etcd_cacert", "etcd_cert",
            "etcd_key", "etcd_user", "aws_service", "server_prefix", "fallback_backend", "fallback_server_prefix",
            "access_log", "access_log_sample", "access_log_format", "access_log_file", "haproxy_stats_port",
            "haproxy_stats_address", "haproxy_stats_user", "https_port", "https_address", "tls_min_version",

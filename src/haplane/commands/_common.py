@@ -50,8 +50,27 @@ def add_traffic_options(p: argparse.ArgumentParser) -> None:
 TRAFFIC_OPTIONS = ("access_log", "access_log_file", "access_log_format", "haproxy_stats_port")
 
 
+def add_pool_options(p: argparse.ArgumentParser) -> None:
+    """The pools of ready backends (``haplane agent`` and ``haplane up``)."""
+    g = p.add_argument_group("pools of ready backends", "HAProxy's config carries spare backends, one pool per "
+                             "profile; a new service that fits a profile (host routing, its balance, cookie and "
+                             "health check, its instances within the spare's slots) takes a spare through the "
+                             "Runtime API and is routable at once, without a reload; a background reload refills "
+                             "a pool once half its spares are taken")
+    g.add_argument("--pool-size", type=int, metavar="N",
+                   help="spares per profile (HAPLANE_POOL_SIZE; default: 8; 0: no pools, every new service "
+                        "takes a reload)")
+    g.add_argument("--pool-profiles", metavar="LIST",
+                   help="the profiles, comma-separated, each BALANCE[:cookie=NAME][:check=PATH] "
+                        "(HAPLANE_POOL_PROFILES; default: roundrobin,leastconn,roundrobin:cookie=JSESSIONID)")
+
+
+POOL_OPTIONS = ("pool_size", "pool_profiles")
+
+
 def load_settings(args: argparse.Namespace, **extra: Any) -> settings_mod.Settings:
-    overrides = {k: getattr(args, k, None) for k in ("state_dir", "store", "template", *TRAFFIC_OPTIONS)}
+    overrides = {k: getattr(args, k, None) for k in ("state_dir", "store", "template", *TRAFFIC_OPTIONS,
+                                                    *POOL_OPTIONS)}
     overrides.update(extra)
     return settings_mod.load(overrides, config_file=getattr(args, "config", None))
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 
-from haplane.commands._common import add_settings_options, add_traffic_options, load_settings
+from haplane.commands._common import add_pool_options, add_settings_options, add_traffic_options, load_settings
 from haplane.tls.wiring import tls_overrides
 
 HELP = "run the agent beside one HAProxy: watch the store, apply changes (Runtime API first)"
@@ -54,6 +54,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics on this port (HSDO's EXPORTER_PORT; default: off)")
     add_traffic_options(p)
+    add_pool_options(p)
     from haplane.tls.wiring import add_tls_options
 
     add_tls_options(p, "0 = none")

@@ -115,7 +115,7 @@ def infer_memory(desired: Config, observed: Observed, policy: Policy, now: float
 
 
 async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
-    from haplane.agent.planning import compose_observe_plan, plan_document
+    from haplane.agent.planning import compose_observe_plan, plan_document, pools_as_observed
     from haplane.agent.runner import build_agent
     from haplane.commands.status import admin_socket
     from haplane.compose import compose
@@ -136,10 +136,12 @@ async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
         options = bundle.agent.options
         with progress("reading the store"):
             snapshot = await RegistryStore(store).snapshot()
-        desired = compose(snapshot, options.compose)
         reader = RuntimeReader(RuntimeClient(sock, timeout=10))
         with progress("reading HAProxy's state"):
             observed = await reader.servers(None)  # to guess the agent's ramp memory from
+            # the spares services hold (HAProxy's route maps), and those new services would take
+            compose_options = await pools_as_observed(reader, snapshot, options.compose, observed.keys())
+        desired = compose(snapshot, compose_options)
         desired_text = render_config(desired, bundle.agent.template).text
         try:
             with open(bundle.control.config_path, encoding="utf-8") as fh:
@@ -149,7 +151,7 @@ async def local_plan(settings: Settings, directory: Path) -> dict[str, Any]:
         changes = structure_changes(applied_text, desired, desired_text)
         memory = infer_memory(desired, observed, options.policy, time.monotonic())
         with progress("planning"):
-            _, p = await compose_observe_plan(reader, desired, options.compose, options.policy, memory=memory,
+            _, p = await compose_observe_plan(reader, desired, compose_options, options.policy, memory=memory,
                                               applied=desired if not changes else None, now=time.monotonic())
         doc = plan_document(p, snapshot.revision, None, "; ".join(changes) if changes else None)
         doc["source"] = f"{directory} (store and {sock}; without the agent's memory)"

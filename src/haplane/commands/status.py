@@ -80,20 +80,27 @@ async def local_overview(settings: Settings, directory: Path) -> dict[str, Any]:
     try:
         with progress("reading the store"):
             snapshot = await RegistryStore(store).snapshot()
-        config = compose(snapshot, agent_options(settings, directory).compose)
+        options = agent_options(settings, directory).compose
         rows = None
         note = None
         sock = admin_socket(settings, directory)
         if sock.exists():
             try:
                 with progress("reading HAProxy's state"):
+                    from haplane.agent.planning import pools_as_observed
                     from haplane.agent.stats import parse_live
+                    from haplane.haproxy.control import RuntimeReader
 
-                    rows = {r.key: r for r in parse_live(await RuntimeClient(sock, timeout=5).command("show stat"))}
+                    client = RuntimeClient(sock, timeout=5)
+                    rows = {r.key: r for r in parse_live(await client.command("show stat"))}
+                    # the spares services hold, as HAProxy's route maps say: shown by the services' names
+                    options = await pools_as_observed(RuntimeReader(client), snapshot, options,
+                                                      {proxy for proxy, _server in rows})
             except HAProxyError as exc:
                 note = f"HAProxy did not answer on {sock}: {exc}"
         else:
             note = f"no HAProxy admin socket at {sock}: showing the registry's desired state"
+        config = compose(snapshot, options)
         doc = build(config, snapshot, rows)
         doc["note"] = note
         doc["nodes"] = await _nodes(store)

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from haplane.commands._common import add_settings_options, add_traffic_options, load_settings
+from haplane.commands._common import add_pool_options, add_settings_options, add_traffic_options, load_settings
 from haplane.commands.serve import check_exposure, split_listen
 from haplane.registry import RegistryStore
 from haplane.settings import Settings
@@ -65,6 +65,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="on Ctrl-C/SIGTERM, stop haplane but leave HAProxy serving; the next haplane on this "
                         "state directory attaches to it (HAPLANE_KEEP_HAPROXY; default: HAProxy is stopped)")
     add_traffic_options(p)
+    add_pool_options(p)
     from haplane.tls.wiring import add_tls_options
 
     add_tls_options(p, "8443")

@@ -33,7 +33,7 @@ class Change:
 
 CauseKind = Literal[
     "start", "restart", "backend-added", "backend-removed", "backend-changed", "backend-slots", "frontend-added",
-    "frontend-removed", "frontend-changed", "globals", "structure",
+    "frontend-removed", "frontend-changed", "globals", "structure", "pool-refill",
 ]
 
 

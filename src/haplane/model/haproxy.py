@@ -10,7 +10,7 @@ Two layers of a backend are kept apart on purpose:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
@@ -62,9 +62,25 @@ class Backend:
     natives: tuple[str, ...] = ()
     slotted: bool = False  # servers are slots s1..sN filled through the Runtime API
     owner: str = ""  # who this came from, e.g. "service:app1" or "backend:live" (for quarantine)
+    # a spare of a pool (``pool``: its profile's name): a backend rendered ahead of need, that a new service
+    # fitting the profile takes at runtime (map entries and slots through the Runtime API, no reload)
+    pool: str = ""
+    # the service a spare holds (what status, the UI, metrics and the activity log show instead of ``name``)
+    label: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The name operators know this backend by: the service a spare holds, else its HAProxy name."""
+        return self.label or self.name
+
+    @property
+    def free_spare(self) -> bool:
+        """A spare no service holds."""
+        return bool(self.pool) and not self.label
 
     def structure(self) -> tuple[object, ...]:
-        """Everything about this backend that only a reload can change."""
+        """Everything about this backend that only a reload can change (not ``owner``, ``pool``, ``label``: a
+        spare taken by a service keeps the structure it had free)."""
         servers: tuple[object, ...]
         if self.slotted:
             servers = (len(self.servers),)
@@ -215,6 +231,8 @@ class Config:
     globals: Globals = field(default_factory=Globals)
     maps: tuple[tuple[str, str], ...] = ()  # (file name, content) beside haproxy.cfg
     certificates: tuple[ServedCert, ...] = ()  # served through the crt-list; runtime-changeable
+    # the pools that run low: (profile, spares free, spares in all); a reload refills them (not structure)
+    pools_low: tuple[tuple[str, int, int], ...] = ()
     # computed once per config (a config holds 10,000 backends; the agent asks for these on every change)
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
     _positions: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
@@ -225,6 +243,17 @@ class Config:
             object.__setattr__(self, "_positions", {b.name: i for i, b in enumerate(self.backends)})
             assert self._positions is not None
         return self._positions.get(name)
+
+    def names(self) -> Container[str]:
+        """The names of its backends (``in`` is O(1))."""
+        self._position("")
+        assert self._positions is not None
+        return self._positions.keys()
+
+    def shown(self, name: str) -> str:
+        """The name operators know HAProxy's backend ``name`` by (the service a spare holds)."""
+        be = self.backend(name)
+        return name if be is None else be.shown
 
     def backend(self, name: str) -> Backend | None:
         i = self._position(name)

@@ -100,7 +100,11 @@ async def test_haproxy_stats_page_and_exporter_on_a_loopback_port_with_auth(tmp_
             assert (await client.get(base + "/metrics")).status_code == 401
             assert (await client.get(base + "/", auth=("haplane", "wrong-password"))).status_code == 401
             page = await client.get(base + "/", auth=("haplane", "s3cret-stats-pw"))
-            assert page.status_code == 200 and "Statistics Report" in page.text and ">web<" in page.text
+            # HAProxy's own page names backends as HAProxy knows them: a new service is in a pool's spare
+            desired = rig.bundle.agent.desired
+            assert desired is not None
+            proxy = next(b.name for b in desired.backends if b.shown == "web")
+            assert page.status_code == 200 and "Statistics Report" in page.text and f">{proxy}<" in page.text
             prom = await client.get(base + "/metrics", auth=("haplane", "s3cret-stats-pw"))
             assert prom.status_code == 200
             names = {f.name for f in text_string_to_metric_families(prom.text)}

@@ -46,7 +46,8 @@ async def test_membership_changes_apply_without_reload(tmp_path: Path, backends:
 
 
 async def test_structural_change_reloads_exactly_once(tmp_path: Path, backends: list[Backend]) -> None:
-    async with agent_rig(tmp_path, reload_interval=0.5) as rig:
+    # no pools: the new service is the structural change (with pools it takes a spare, tests/.../test_pools.py)
+    async with agent_rig(tmp_path, reload_interval=0.5, pool_size=0) as rig:
         b = new_backend(backends, "web")
         before = await rig.reloads()
         await rig.reg.put_service(Service("web", "path", "/web"))
@@ -94,7 +95,8 @@ async def test_failing_check_keeps_the_old_config_serving(tmp_path: Path, backen
         await rig.reg.put_service(Service("web", "host", "web.test"))
         w = new_backend(backends, "w")
         await rig.reg.put_instance(Instance("w1", "web", w.address, w.port))
-        await rig.until_status("web.test", 200)
+        await rig.until_status("web.test", 200)  # at once, in a pool's spare; the reload follows
+        await rig.settled()
         assert "backend:broken" in rig.bundle.agent.status.quarantined
         cfg = Path(rig.bundle.control.config_path).read_text()
         assert "this-is-not-a-directive" not in cfg and cfg != cfg_before
@@ -160,9 +162,12 @@ async def test_weights_ramp_on_haproxy(tmp_path: Path, backends: list[Backend]) 
         await rig.reg.put_instance(inst("i1", b, weight=9))
         await rig.until_status("app.test", 200)
         weights = []
+        desired = rig.bundle.agent.desired
+        assert desired is not None
+        proxy = next(b.name for b in desired.backends if b.shown == "app")  # a pool's spare, as HAProxy knows it
         for _ in range(30):
-            state = await rig.bundle.control.servers(["app"])
-            weights.append(state["app"]["s1"].weight)
+            state = await rig.bundle.control.servers([proxy])
+            weights.append(state[proxy]["s1"].weight)
             if weights[-1] == 9:
                 break
             await asyncio.sleep(0.05)

@@ -65,43 +65,52 @@ async def test_plan_shows_drift_and_a_pending_reload_without_changing_anything(
         tmp_path: Path, http_backends: MakeHttpBackend) -> None:
     # the agent reloads at most every 600 s here: a second structural change stays pending
     async with running_haplane(tmp_path, store=sqlite(tmp_path), reload_interval=600) as hp:
-        await web_with_two(hp, http_backends)
+        await web_with_two(hp, http_backends)  # web takes a pool's spare: no reload
         code, out, err = await hp.cli("plan", "--exit-code")
-        assert code == 0, err + out
+        assert code == 0, err + out  # the plan knows web is in a spare (HAProxy's host map says so)
         assert "runtime commands: none" in out and "reload: no" in out
+        # a reload now (a service outside every profile), so the next structural change waits reload_interval
+        before = await hp.rig.reloads()
+        await hp.rig.reg.put_service(Service("first", "path", "/first", balance="source"))
+        await hp.rig.settled()
+        assert await hp.rig.reloads() == before + 1
 
         # HAProxy drifts (someone set a weight by hand): the plan puts it back, through the Runtime API
         a, _ = await hp.rig.reg.get_instance("web", "w-a")
         admin = RuntimeClient(hp.rig.bundle.state_dir / "admin.sock")
-        await admin.run_checked([f"set server web/s{a.slot} weight 2"])
+        desired = hp.rig.bundle.agent.desired
+        assert desired is not None
+        web = next(b.name for b in desired.backends if b.shown == "web")  # its own backend since the reload
+        await admin.run_checked([f"set server {web}/s{a.slot} weight 2"])
         # a new service: structural; its reload waits for reload_interval
-        await hp.rig.reg.put_service(Service("api", "path", "/api"))
+        await hp.rig.reg.put_service(Service("api", "path", "/api", balance="source"))
         for _ in range(100):
             if hp.rig.bundle.agent.reload_pending:
                 break
             await asyncio.sleep(0.02)
         code, out, err = await hp.cli("plan", "--json", "--exit-code")
-        assert code == 2, err
+        assert code == 2, err + out
         doc = json.loads(out)
-        assert [c["command"] for c in doc["commands"]] == [f"set server web/s{a.slot} weight 6"]
+        assert [c["command"] for c in doc["commands"]] == [f"set server {web}/s{a.slot} weight 6"]
         assert doc["reload"] is True and "backend api added" in doc["reload_reason"]
         # nothing was applied: HAProxy still runs the drifted weight
-        (row,) = [r for r in await admin.stat() if r.key == ("web", f"s{a.slot}")]
+        (row,) = [r for r in await admin.stat() if r.key == (web, f"s{a.slot}")]
         assert row.weight == 2
 
         code, out, err = await hp.cli("plan")
-        assert f"set server web/s{a.slot} weight 6" in out and "reload: yes" in out and "backend api added" in out
+        assert f"set server {web}/s{a.slot} weight 6" in out and "reload: yes" in out and "backend api added" in out
 
         # the agent's own dry run (with its memory), through the API
         code, out, err = await hp.cli("plan", "--api", hp.url, "--token", READ, "--json")
         assert code == 0, err
         remote = json.loads(out)
-        assert remote["reload"] is True and f"set server web/s{a.slot} weight 6" in [
+        assert remote["reload"] is True and f"set server {web}/s{a.slot} weight 6" in [
             c["command"] for c in remote["commands"]]
 
 
 async def test_events_print_filter_and_follow(tmp_path: Path, http_backends: MakeHttpBackend) -> None:
-    async with running_haplane(tmp_path, store=sqlite(tmp_path)) as hp:
+    # no pools: the new service takes the reload whose record (its diff) this reads
+    async with running_haplane(tmp_path, store=sqlite(tmp_path), pool_size=0) as hp:
         await web_with_two(hp, http_backends)
         code, out, err = await hp.cli("events", "-n", "100")
         assert code == 0, err

@@ -55,6 +55,13 @@ async def test_metrics_follow_registrations_drains_and_reloads(tmp_path: Path, h
         assert value(m, "haplane_server_weight", backend="web", server=slot, instance="i1") == 7
         assert value(m, "haplane_server_weight_target", backend="web", server=slot, instance="i1") == 7
         assert value(m, "haplane_instances", service="web", state="ready") == 2
+        # web is in a pool's spare (HAProxy knows it as _pool...): /metrics names it web all the same; a service
+        # outside every profile takes a reload
+        desired = hp.rig.bundle.agent.desired
+        assert desired is not None and next(b.name for b in desired.backends if b.shown == "web").startswith("_pool")
+        await reg.put_service(Service("hashed", "host", "hashed.test", balance="source"))
+        await hp.rig.settled()
+        m = parse((await api.get("/metrics")).text)
         assert value(m, "haplane_reloads_total", reason="backend-added", result="ok") >= 1
         assert value(m, "haplane_runtime_commands_total", command="set server addr", result="ok") >= 2
         assert value(m, "haplane_source_events_total", source="api", event="put") >= 2
