@@ -62,8 +62,9 @@ async def test_structural_change_reloads_exactly_once(tmp_path: Path, backends: 
 async def test_a_new_service_and_its_first_instance_cost_one_reload(tmp_path: Path, backends: list[Backend],
                                                                     gap: float) -> None:
     """Written one after the other, ``gap`` apart: the instance is in the reload's config, or (arriving during or
-    after the reload) goes into a slot of the new backend through the Runtime API; never a second reload."""
-    async with agent_rig(tmp_path, reload_interval=1.0) as rig:
+    after the reload) goes into a slot of the new backend through the Runtime API; never a second reload. (No
+    pools here: with them the service takes a spare and no reload at all, tests/integration/agent/test_pools.py.)"""
+    async with agent_rig(tmp_path, reload_interval=1.0, pool_size=0) as rig:
         await rig.reg.put_service(Service("old", "host", "old.test"))
         await rig.settled()
         await asyncio.sleep(1.0)  # the last reload is a reload_interval ago: the next one may start at once
