@@ -44,7 +44,7 @@ class Counts:
         self.counted(planning, "compose", "compose")
         self.counted(reconcile, "render_config", "render")
         self.counted(Config, "_structure_key", "structure_key")
-        self.counted(planning, "service_backends", "service_backends",
+        self.counted(planning, "backends_of_service", "service_backends",
                      lambda args: self.composed.append(args[0].name))
         self.counted(planning, "plan", "plan",
                      lambda args, kw: self.planned.append(None if kw.get("backends") is None
