@@ -13,6 +13,7 @@
     │   ├── PreconditionFailed the caller's If-Match revision is not the current one              → 412
     │   └── NameTaken          a name another record holds in haproxy.cfg (backend, host, ...)    → 409
     ├── Unauthorized           no or unknown bearer token                                        → 401
+    ├── TooManyAttempts        wrong tokens from one address, too many: wait Retry-After seconds → 429
     ├── Forbidden              a token whose role is too weak                                    → 403
     │   └── AdminOnly          a field the token's role may not set or change (names it)         → 403
     ├── StoreError             the store failed
@@ -37,6 +38,7 @@ only ever catch these.
 
 from __future__ import annotations
 
+import math
 import reprlib
 from collections.abc import Sequence
 from typing import Any
@@ -246,6 +248,14 @@ _NAME_HINTS = {
 
 class Unauthorized(HaplaneError):
     pass
+
+
+class TooManyAttempts(HaplaneError):
+    """Too many wrong tokens from one address: it must wait ``retry_after`` seconds before trying again."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many wrong tokens from this address; try again in {math.ceil(retry_after)} s")
 
 
 class Forbidden(HaplaneError):

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -53,6 +53,15 @@ def reload_label(kind: str, detail: dict[str, Any]) -> str:
     return "structure"
 
 
+class LoginCounts(Protocol):
+    """What the API's guard against token guessing counts (``haplane.api.auth.LoginGuard``)."""
+
+    failures: int
+    refused: int
+
+    def __len__(self) -> int: ...
+
+
 @dataclass
 class Gathered:
     """What one scrape read (async) for the collector to yield (sync)."""
@@ -65,6 +74,7 @@ class Gathered:
     agent: dict[str, Any] | None = None
     certificates: list[tuple[str, str, float]] = field(default_factory=list)  # (name, source, not_after)
     acme_orders: dict[str, int] = field(default_factory=dict)  # result → orders this process made
+    logins: tuple[int, int, int] | None = None  # the API's wrong tokens, 429s, addresses waiting (api/auth.py)
     groups: dict[str, str | None] = field(default_factory=dict)  # instance id → its group (AutoScaling group)
     traffic: str = ""  # haplane.traffic: per frontend, service and instance, as exposition text
 
@@ -170,6 +180,14 @@ class _ScrapeCollector(Collector):
         for result in ("issued", "failed"):
             orders.add_metric([result], g.acme_orders.get(result, 0))
         yield orders
+        if g.logins is not None:
+            failures, refused, addresses = g.logins
+            yield CounterMetricFamily("haplane_login_failures", "Wrong tokens the API was sent (login or bearer)",
+                                      value=failures)
+            yield CounterMetricFamily("haplane_login_throttled", "Attempts refused (429) because their address "
+                                      "sent too many wrong tokens", value=refused)
+            yield GaugeMetricFamily("haplane_login_guard_addresses", "Client addresses with recent wrong tokens "
+                                    "(a bounded table)", value=addresses)
 
 
 class Metrics:
@@ -196,6 +214,7 @@ class Metrics:
                                      "that wrote them (api: written through the API)", ["source", "event"],
                                      registry=collectors)
         self.acme: AcmeManager | None = None  # when this process orders certificates
+        self.logins: LoginCounts | None = None  # when this process serves the API
         self._collector = _ScrapeCollector()
         self._names: tuple[object, dict[tuple[str, str], tuple[str, str | None]], dict[str, str]] | None = None
         collectors.register(self._collector)
@@ -280,6 +299,8 @@ class Metrics:
                     g.store_up = False
         if self.acme is not None:
             g.acme_orders = dict(self.acme.results)
+        if self.logins is not None:
+            g.logins = (self.logins.failures, self.logins.refused, len(self.logins))
         return g
 
     async def scrape(self) -> bytes:

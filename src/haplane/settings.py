@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     tokens: dict[str, str] = Field(default_factory=dict)  # token -> role (read|write|admin)
     session_secret: str | None = None  # signs UI session cookies (default: derived from the tokens)
     session_ttl: float = Field(43200.0, gt=0)  # seconds a UI session lasts
+    login_failures_allowed: int = Field(5, ge=1, le=1_000_000)  # wrong tokens from one address before it waits (429)
     tls_cert: str | None = None
     tls_key: str | None = None
     template: str | None = None

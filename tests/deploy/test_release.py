@@ -53,7 +53,8 @@ def test_cli_health_and_ui_print_the_same_version(tmp_path: Path) -> None:
         deps = ApiDeps(registry=RegistryStore(store), settings=Settings(state_dir=tmp_path, token=TOKEN))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(deps)),
                                      base_url="http://api") as c:
-            health = (await c.get("/health")).json()
+            assert (await c.get("/health")).json() == {"status": "ok"}  # the version needs a token
+            health = (await c.get("/health", headers={"Authorization": f"Bearer {TOKEN}"})).json()
             assert (await c.post("/auth/login", json={"token": TOKEN})).status_code == 200
             pages = []
             for name in PAGES:

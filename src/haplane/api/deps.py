@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from haplane.api.auth import LoginGuard
 from haplane.model.observed import CheckResult
 from haplane.registry import RegistryStore
 from haplane.render import Rendered
@@ -26,6 +27,11 @@ class ApiDeps:
     agent: AgentReader | None = None
     checker: Checker | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    guard: LoginGuard | None = None  # wrong tokens per client address (api/auth.py); made from the settings
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = LoginGuard(free=self.settings.login_failures_allowed)
 
     async def check(self, rendered: Rendered) -> CheckResult:
         if self.checker is not None:

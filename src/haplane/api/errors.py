@@ -7,6 +7,7 @@ adds ``"errors": [{"field", "detail"}, ...]`` (every bad item), a 413 adds ``"li
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,7 @@ from haplane.errors import (
     PreconditionFailed,
     StoreUnavailable,
     TooLarge,
+    TooManyAttempts,
     Unauthorized,
     ValidationError,
     shorten,
@@ -44,6 +46,7 @@ STATUS: tuple[tuple[type[HaplaneError], int], ...] = (
     (BadRequest, 400),
     (ValidationError, 422),
     (Unauthorized, 401),
+    (TooManyAttempts, 429),
     (Forbidden, 403),
     (NotFound, 404),
     (PreconditionFailed, 412),
@@ -83,6 +86,8 @@ def install(app: FastAPI) -> None:
         status = status_of(exc)
         body: dict[str, Any] = exc.to_dict()
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(math.ceil(exc.retry_after))}
         if isinstance(exc, BodyTooLarge):  # the rest of the body is not read: the connection cannot go on
             headers = {"Connection": "close"}
         if status >= 500:

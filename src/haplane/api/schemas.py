@@ -169,8 +169,11 @@ class StoreState(_Out):
 
 
 class HealthOut(_Out):
+    """The status to anyone; the version, the store and the agent's status to a caller with the read role."""
+
     status: Literal["ok", "unavailable"]
-    store: StoreState
+    version: str | None = None
+    store: StoreState | None = None
     agent: dict[str, Any] | None = None
 
 
@@ -248,12 +251,14 @@ ERRORS = {400: "the body is not JSON, or not an object", 401: "no token, or an u
           403: "the token's role may not do this (or a session change without X-CSRF-Token)",
           404: "no such record", 409: "a conflicting record exists", 412: "If-Match names a stale revision",
           422: "a field breaks a rule (the field and the rule are named)",
+          429: "too many wrong tokens from this address: wait Retry-After seconds (setting login_failures_allowed)",
           503: "the store (or HAProxy) does not answer"}
 WRITE_ONLY_ERRORS = (409, 412)
 BATCHES = frozenset({"heartbeats", "putSource"})  # may answer 413: more items than a setting allows
 TOO_LARGE = ("a body larger than max_body_bytes (max_bulk_body_bytes on bulk writes), or more items than the "
              "limit (the limit and the setting that raises it are named)")
 SESSION_COOKIE = "haplane_session"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"  # haplane.model.values.name (a test holds the two together)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -297,6 +302,10 @@ def contract(app: FastAPI) -> dict[str, Any]:
     for _path, ops in doc.get("paths", {}).items():
         for method, op in ops.items():
             oid = op.get("operationId", "")
+            for param in op.get("parameters", ()):
+                if param.get("in") == "path" and param.get("schema", {}).get("type") == "string":
+                    # every name in a path is a record's name: the rule the model holds it to (values.name)
+                    param["schema"]["pattern"] = f"^{NAME_PATTERN}$"
             responses: dict[str, Any] = {}
             codes, answer = SUCCESS.get(oid, ((200,), None))
             for code in codes:
@@ -311,7 +320,7 @@ def contract(app: FastAPI) -> dict[str, Any]:
             for code, why in ERRORS.items():
                 if str(code) in responses:
                     continue
-                if (oid in OPEN and code == 403) or (oid in OPEN - {"login"} and code == 401):
+                if (oid in OPEN and code == 403) or (oid in OPEN - {"login"} and code in (401, 429)):
                     continue  # open to all (login answers 401 for a token it does not know)
                 if method == "get" and code in WRITE_ONLY_ERRORS:
                     continue

@@ -25,12 +25,14 @@ so writing them never wakes an agent.
                                           transaction, so two writers that check the
                                           names (``model/names.py``) cannot both win
     /haplane-election/{name}              an election's leader (election.py)              kind "election"
+    /haplane-revoked/{session}            a UI session ended by logout, until it would    kind "revoked_session"
+                                          have expired (a store lease; api/auth.py)
 
 Who writes what: the registry (``haplane.registry``) the records, tables, allocation records, source sets and
 the names' guard; ``haplane.tls`` the certificates and ACME state; each agent its own node report; an
-``Election`` its key.
+``Election`` its key; the API's logout a revoked session.
 Who reads: the agent's mirror (records), the registry (everything it writes), metrics (instances), the API
-through the registry and ``tls.store``, ``read_nodes`` (node reports).
+through the registry and ``tls.store`` (and its own revoked sessions), ``read_nodes`` (node reports).
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ ACME_ACCOUNT = ACME + "account"
 NODES = "/haplane-nodes/"
 NAMES = "/haplane-names"  # outside ROOT: rewriting it never wakes an agent
 ELECTIONS = "/haplane-election/"
+REVOKED = "/haplane-revoked/"
 ACME_ELECTION = "acme"  # the Election name of the ACME manager (its key: election_key(ACME_ELECTION))
 
 KeyKind: TypeAlias = Literal["service", "instance", "frontend", "backend", "table", "alloc", "source",
                              "certificate", "private_key", "acme_challenge", "acme_order", "acme_account", "node",
-                             "election", "names"]
+                             "election", "names", "revoked_session"]
 
 # the folder right under ROOT -> the kind of key it holds
 _UNDER_ROOT: dict[str, KeyKind] = {"services": "service", "instances": "instance", "frontends": "frontend",
@@ -107,6 +110,8 @@ def decode(key: str) -> Key | None:
         return Key("election", key[len(ELECTIONS):])
     if key == NAMES:
         return Key("names", "")
+    if key.startswith(REVOKED):
+        return Key("revoked_session", key[len(REVOKED):])
     return None
 
 
@@ -158,6 +163,10 @@ def node_key(node: str) -> str:
 
 def election_key(name: str) -> str:
     return ELECTIONS + name
+
+
+def revoked_key(session: str) -> str:
+    return REVOKED + session
 
 
 def certificate_key(name: str) -> str:

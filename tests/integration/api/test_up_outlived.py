@@ -42,7 +42,7 @@ def master_pid(state: Path) -> int:
 def wait_ready(api: str, proc: Proc) -> None:
     def ready() -> bool:
         assert proc.alive(), proc.log_tail()
-        r = httpx.get(api + "/health", timeout=1)
+        r = httpx.get(api + "/health", headers=H, timeout=1)
         agent = r.json()["agent"] if r.status_code == 200 else {}
         return bool(agent.get("haproxy_ok") and agent.get("config_hash"))  # HAProxy runs the registry's config
 

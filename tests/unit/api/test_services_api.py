@@ -199,7 +199,7 @@ async def test_rendered_config_and_health(client: httpx.AsyncClient) -> None:
     assert again.text == r.text  # same data, same bytes
     r = await client.get("/haproxy/config?applied=1", headers=auth(READ))
     assert r.status_code == 422  # no agent in this process
-    h = await client.get("/health")
+    h = await client.get("/health", headers=auth(READ))
     assert h.status_code == 200 and h.json()["store"]["revision"] == 2
 
 

@@ -18,6 +18,7 @@ def router(deps: ApiDeps) -> APIRouter:
     if not isinstance(metrics, Metrics):
         metrics = Metrics(CollectorRegistry(), agent=deps.agent, store=deps.registry.store)
         deps.extra["metrics"] = metrics
+    metrics.logins = deps.guard  # the API's wrong tokens, counted by its guard
 
     @r.get("/metrics", response_class=Response, summary="Prometheus metrics: per-server weight and state, "
                                                         "reloads, runtime commands, latency, instances")

@@ -18,10 +18,12 @@ from haplane.api.routes._util import (
     same_name,
     set_etag,
 )
+from haplane.api.schemas import NAME_PATTERN
 from haplane.errors import Invalid, TooLarge, ValidationError
 from haplane.model import values
 from haplane.model.records import Instance, Service
 
+NAME = f"^{NAME_PATTERN}$"
 HEALTH_SCHEMA: dict[str, Any] = {
     "type": "object", "description": "HTTP health check (Thalassa's defaults)",
     "properties": {"method": {"type": "string", "default": "GET"}, "uri": {"type": "string", "default": "/"},
@@ -29,13 +31,14 @@ HEALTH_SCHEMA: dict[str, Any] = {
                    "host": {"type": "string"}, "interval": {"type": "integer", "default": 2000}},
 }
 SERVICE_SCHEMA: dict[str, Any] = {
-    "type": "object",
+    "type": "object", "additionalProperties": False,
     "properties": {
+        "name": {"type": "string", "pattern": NAME, "description": "the name in the URL (may be left out)"},
         "mode": {"type": "string", "enum": ["host", "path"], "default": "host"},
         "predicate": {"type": "string", "description": "host name (host mode) or path prefix (path mode)"},
-        "port": {"type": "integer", "description": "instances' default port"},
-        "cookie": {"type": "string", "description": "sticky-session cookie name"},
-        "balance": {"type": "string", "default": "roundrobin"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "instances' default port"},
+        "cookie": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "sticky-session cookie name"},
+        "balance": {"type": "string", "enum": list(values.BALANCE_ALGORITHMS), "default": "roundrobin"},
         "health": HEALTH_SCHEMA,
         "tls": {"type": "string", "enum": ["off", "on", "redirect", "auto"], "default": "on",
                 "description": "HTTPS for this host: off (plain HTTP only), on (both), redirect (plain HTTP answers "
@@ -46,17 +49,20 @@ SERVICE_SCHEMA: dict[str, Any] = {
     },
 }
 INSTANCE_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["address"],
+    "type": "object", "required": ["address"], "additionalProperties": False,
     "properties": {
         "address": {"type": "string", "description": "IPv4, IPv6 or DNS name, optionally with :port"},
-        "port": {"type": "integer"}, "weight": {"type": "integer", "default": 10},
-        "version": {"type": "string"}, "zone": {"type": "string"}, "group": {"type": "string"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "weight": {"type": "integer", "minimum": 0, "maximum": 256, "default": 10},
+        "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"},
+        "zone": {"type": "string", "pattern": NAME}, "group": {"type": "string", "pattern": NAME},
         "state": {"type": "string", "enum": ["ready", "drain", "maint"],
                   "description": "the operator's; a source re-sending the instance keeps it"},
-        "weight_override": {"type": ["integer", "null"],
+        "weight_override": {"type": ["integer", "null"], "minimum": 0, "maximum": 256,
                             "description": "a weight the operator pins: a source's pushes keep it; null hands "
                                            "the weight back to the source"},
-        "ttl": {"type": "number", "description": "seconds; renew with POST .../heartbeat, or it expires"},
+        "ttl": {"type": "number", "minimum": 1, "maximum": 86400,
+                "description": "seconds; renew with POST .../heartbeat, or it expires"},
     },
 }
 SOURCE_SCHEMA: dict[str, Any] = {
@@ -64,8 +70,8 @@ SOURCE_SCHEMA: dict[str, Any] = {
     "properties": {
         "instances": {"type": "array", "items": {**INSTANCE_SCHEMA, "required": ["service", "id", "address"],
                                                  "properties": {**INSTANCE_SCHEMA["properties"],
-                                                                "service": {"type": "string"},
-                                                                "id": {"type": "string"}}}},
+                                                                "service": {"type": "string", "pattern": NAME},
+                                                                "id": {"type": "string", "pattern": NAME}}}},
         "ttl": {"type": "number", "description": "the whole set expires unless sent again within ttl"},
     },
 }

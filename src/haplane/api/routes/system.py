@@ -9,11 +9,19 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from haplane import __version__
-from haplane.api.auth import COOKIE, Principal, create_session, require
+from haplane.api.auth import (
+    COOKIE,
+    Principal,
+    authenticate,
+    require,
+    revoke,
+    session_from_request,
+    start_session,
+)
 from haplane.api.deps import ApiDeps
 from haplane.api.rendering import render_registry
 from haplane.api.routes._util import body_doc, changed, json_body, object_body
-from haplane.errors import HaplaneError, NotFound, ValidationError
+from haplane.errors import Forbidden, HaplaneError, NotFound, TooManyAttempts, Unauthorized, ValidationError
 
 _SAFE_DIR = re.compile(r"/[A-Za-z0-9_./@+-]*")
 
@@ -35,19 +43,35 @@ def router(deps: ApiDeps) -> APIRouter:
     read = Depends(require(deps.settings, "read"))
     write = Depends(require(deps.settings, "write"))
 
-    @r.get("/health", tags=["system"], summary="Is the registry up (store reachable; the agent's status)")
-    async def health() -> JSONResponse:
-        body: dict[str, Any] = {"status": "ok", "version": __version__}
-        status = 200
+    @r.get("/health", tags=["system"], summary="Is the registry up (200 ok / 503 unavailable: its store answers). "
+                                              "With a read token or session: the version, the store and the "
+                                              "agent's status too")
+    async def health(request: Request) -> JSONResponse:
+        status, body = 200, {"status": "ok"}
+        detail: dict[str, Any] = {"version": __version__}
         try:
-            body["store"] = {"url": _redact(deps.registry.store.url),
-                             "revision": await deps.registry.store.revision()}
+            detail["store"] = {"url": _redact(deps.registry.store.url),
+                               "revision": await deps.registry.store.revision()}
         except HaplaneError as exc:
-            body.update(status="unavailable", store={"error": str(exc)})
-            status = 503
+            status, body = 503, {"status": "unavailable"}
+            detail["store"] = {"error": str(exc)}
         if deps.agent is not None:
-            body["agent"] = deps.agent.status()
+            detail["agent"] = deps.agent.status()
+        if await _may_read(request):
+            body.update(detail)
         return JSONResponse(body, status_code=status)
+
+    async def _may_read(request: Request) -> bool:
+        """The caller showed a credential of the read role (an open API counts); anyone else gets the status
+        alone (the store's URL holds a file path or a host, the agent's status more)."""
+        if not (request.headers.get("authorization") or request.cookies.get(COOKIE) or
+                not deps.settings.all_tokens()):
+            return False
+        try:
+            await authenticate(request, deps.settings)
+        except (Unauthorized, Forbidden, TooManyAttempts):
+            return False
+        return True
 
     @r.post("/auth/login", tags=["auth"], summary="Exchange a token for a session cookie (for the web UI)",
             openapi_extra=body_doc({"type": "object", "required": ["token"],
@@ -57,13 +81,15 @@ def router(deps: ApiDeps) -> APIRouter:
         token = d.get("token")
         if not isinstance(token, str) or not token:
             raise ValidationError("token", token, "must be a non-empty string")
-        cookie, sess = create_session(deps.settings, token)
+        cookie, sess = start_session(request, deps.settings, token)
         resp = JSONResponse({"role": sess.role, "csrf": sess.csrf, "expires": sess.expires})
         set_session_cookie(resp, deps, cookie)
         return resp
 
-    @r.post("/auth/logout", tags=["auth"], summary="End the session (clears the cookie)")
-    async def logout() -> JSONResponse:
+    @r.post("/auth/logout", tags=["auth"], summary="End the session: revoked for every server on this store, and "
+                                                   "the cookie cleared")
+    async def logout(request: Request) -> JSONResponse:
+        await end_session(request, deps)
         resp = JSONResponse({"ok": True})
         resp.delete_cookie(COOKIE, path="/")
         return resp
@@ -189,6 +215,13 @@ def _wants_json(accept: str) -> bool:
         ranks[kind.lower()] = max(q, ranks.get(kind.lower(), 0.0))
     json_q = ranks.get("application/json", 0.0)
     return json_q > 0 and json_q >= max(ranks.get("text/plain", 0.0), ranks.get("text/*", 0.0))
+
+
+async def end_session(request: Request, deps: ApiDeps) -> None:
+    """Revoke the caller's session in the store (a forged or expired cookie has nothing to revoke)."""
+    sess = session_from_request(request, deps.settings)
+    if sess is not None:
+        await revoke(deps.registry.store, sess)
 
 
 def set_session_cookie(resp: Response, deps: ApiDeps, cookie: str) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import html
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -28,10 +29,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from haplane import __version__
-from haplane.api.auth import COOKIE, Principal, authenticate, create_session, require
+from haplane.api.auth import COOKIE, Principal, authenticate, require, start_session
 from haplane.api.deps import ApiDeps
 from haplane.api.routes._util import changed, json_body, object_body
-from haplane.errors import Forbidden, HaplaneError, Unauthorized, ValidationError
+from haplane.errors import Forbidden, HaplaneError, TooManyAttempts, Unauthorized, ValidationError
 from haplane.model import values
 from haplane.typing import AgentReader
 
@@ -135,10 +136,10 @@ def router(deps: ApiDeps) -> APIRouter:
     write = Depends(require(deps.settings, "write"))
     reg = deps.registry
 
-    def signed_in(request: Request) -> Principal | None:
+    async def signed_in(request: Request) -> Principal | None:
         try:
-            return authenticate(request, deps.settings)
-        except (Unauthorized, Forbidden):
+            return await authenticate(request, deps.settings)
+        except (Unauthorized, Forbidden, TooManyAttempts):
             return None
 
     # --- pages -----------------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ def router(deps: ApiDeps) -> APIRouter:
         return RedirectResponse("/ui/", status_code=303)
 
     async def page(request: Request, name: str) -> Response:
-        if signed_in(request) is None:
+        if await signed_in(request) is None:
             return RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
         return HTMLResponse(_file(PAGES[name]).replace("{{version}}", html.escape(__version__)), headers=PAGE_HEADERS)
 
@@ -202,9 +203,12 @@ def router(deps: ApiDeps) -> APIRouter:
         if not token:
             return login_page("Enter a token.", status=400)
         try:
-            cookie, _sess = create_session(deps.settings, token)
+            cookie, _sess = start_session(request, deps.settings, token)
         except Unauthorized:
             return login_page("That token is not known here.", status=401)
+        except TooManyAttempts as exc:
+            return login_page(f"Too many wrong tokens from here: try again in {math.ceil(exc.retry_after)} s.",
+                              status=429)
         from haplane.api.routes.system import set_session_cookie
 
         resp = RedirectResponse("/ui/", status_code=303, headers={"Cache-Control": "no-store",
@@ -215,6 +219,9 @@ def router(deps: ApiDeps) -> APIRouter:
     @r.post("/ui/logout")
     async def logout(request: Request) -> Response:
         _same_origin(request)
+        from haplane.api.routes.system import end_session
+
+        await end_session(request, deps)
         resp = RedirectResponse("/ui/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
         return resp
