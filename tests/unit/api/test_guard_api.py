@@ -4,6 +4,7 @@ every server of the store; /health tells anyone only the status."""
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -23,8 +24,8 @@ def other_client(app_client: httpx.AsyncClient, address: str) -> httpx.AsyncClie
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 4711)), base_url="http://api")
 
 
-async def test_wrong_tokens_make_the_address_wait(client: httpx.AsyncClient,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_wrong_tokens_make_the_address_wait(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture,
+                                                  promtool_bin: str) -> None:
     with caplog.at_level(logging.WARNING, "haplane.api.auth"):
         for i in range(5):
             r = await client.post("/auth/login", json={"token": f"guess-{i:012d}"})
@@ -43,6 +44,9 @@ async def test_wrong_tokens_make_the_address_wait(client: httpx.AsyncClient,
     assert "haplane_login_failures_total 5.0" in metrics
     assert "haplane_login_throttled_total 3.0" in metrics
     assert "haplane_login_guard_addresses 1.0" in metrics
+    out = subprocess.run([promtool_bin, "check", "metrics"], input=metrics, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
 
 
 async def test_bearer_guesses_count_too(client: httpx.AsyncClient) -> None:
