@@ -32,7 +32,8 @@ class ErrorItem(BaseModel):
 
 class ErrorBody(BaseModel):
     """Every error: what kind, which field (a dotted path, or null), and a sentence saying the rule broken. A
-    refused batch adds ``errors`` (every bad item); a batch past its limit (413) adds ``limit`` and ``setting``."""
+    refused batch adds ``errors`` (every bad item); a batch past its limit (413) adds ``limit`` and ``setting``; a
+    name another record holds (409 NameTaken) adds ``holder``."""
 
     model_config = ConfigDict(extra="forbid")
     error: str = Field(examples=["ValidationError"])
@@ -41,6 +42,7 @@ class ErrorBody(BaseModel):
     errors: list[ErrorItem] | None = None
     limit: int | None = None
     setting: str | None = None
+    holder: str | None = Field(None, examples=["service:web"])
 
 
 class HealthCheckOut(_Out):
