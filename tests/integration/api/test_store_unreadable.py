@@ -50,7 +50,7 @@ def test_up_serves_the_last_good_config_while_the_store_cannot_be_read(tmp_path:
 
     def health() -> httpx.Response | None:
         try:
-            return httpx.get(api + "/health", timeout=2)
+            return httpx.get(api + "/health", headers=H, timeout=2)  # the details need a token
         except httpx.HTTPError:
             return None
 
