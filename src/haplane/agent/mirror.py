@@ -205,6 +205,7 @@ class Mirror:
         elif what.kind == "service":
             self.services.pop(what.name, None)
             touched.structural = True
+            touched.services.add(what.name)  # the spare it held, if any, is freed with the change
         elif what.kind == "frontend":
             self.frontends.pop(what.name, None)
             touched.structural = True

@@ -188,6 +188,8 @@ class Composer:
             svc = self.mirror.services.get(name)
             if svc is not None:
                 limit |= {be.name for be in backends_of_service(svc, self.mirror.service_instances(name), opts)}
+        # a service gone (or changed) leaves the spare it held: its slots are freed through the runtime
+        limit |= {spare for spare, holder in self.pooled if holder in touched.services}
         return limit
 
 

@@ -410,9 +410,11 @@ class Agent:
             cert_paths = {f"{self.options.compose.certs_dir}/{name}.pem" for name in touched.certs}
         read_certs = touched is None or bool(touched.certs)
         _, p = await self._plan(self.desired, limit, full_read, read_certs, cert_paths)
-        if p.reload is None and touched is not None and touched.structural and limit is not None:
-            # a record changed but the structure did not (a dynamic backend now follows another version): no
-            # reload will bring the rest along, so every backend converges through the runtime now
+        if p.reload is None and touched is not None and touched.structural and limit is not None and touched.backends:
+            # a Thalassa backend record changed but the structure did not (a dynamic backend now follows another
+            # version): no reload will bring the rest along, so every backend converges through the runtime now. A
+            # service record that changes no structure (a new service taking a pool's spare, a new host) has its
+            # own backends, or the spare it holds, in ``limit`` already: no walk over every backend on its path
             _, p = await self._plan(self.desired, None, full_read, read_certs, cert_paths)
         await self._apply(p)
         if p.reload is not None:

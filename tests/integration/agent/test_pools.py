@@ -47,6 +47,13 @@ async def test_new_host_service_takes_a_spare_without_reload(tmp_path: Path, bac
         assert [r["backend"] for r in rules] == ["web"]
         subjects = {rec.subject for rec in agent.activity.query()}
         assert "web/s1" in subjects and not any(s.startswith("_pool") for s in subjects)
+        # deleted: unrouted, and the spare's slot freed through the runtime, still no reload
+        spare = held[0].name
+        await rig.reg.delete_service("web")
+        await rig.until_status("web.test", 503)
+        await rig.settled()
+        assert (await rig.bundle.control.servers([spare]))[spare]["s1"].maint
+        assert await rig.reloads() == before
 
 
 async def test_new_path_service_takes_a_spare_without_reload(tmp_path: Path, backends: list[Backend]) -> None:
