@@ -103,30 +103,39 @@ class RecordWrites(Reads):
 
     async def _put_doc(self, key: str, record: Service | BackendSpec | FrontendSpec, if_match: int | None,
                        unchanged_since: int | None = None) -> tuple[int, bool]:
-        """Create or replace one record whose names are free; returns (revision, created)."""
+        """Create or replace one record whose names are free; returns (revision, created). A record that keeps
+        the names it holds (a service's port, health, TLS; a backend's members) is written without reading the
+        names: it takes nothing new, and its own key's compare keeps it from landing on a changed record."""
         who, claims = nm.claims_of(record, self.fallback_names)
+        kind, _, name = who.partition(":")
         async with self._doc_lock(NAMES):
             for _ in range(MAX_RETRIES):
-                guard_rev, names = await self.names()
                 current = await self.store.get(key)
+                same = current is not None and nm.stored_claims(kind, name, json.loads(current.value),
+                                                                self.fallback_names)[1] == claims
+                guard: tuple[int, nm.Names] | None = None if same else await self.names()
                 compare = guard_write(key, current, if_match)
                 if unchanged_since is not None and compare.mod_revision != unchanged_since:
                     raise PreconditionFailed(key, unchanged_since, compare.mod_revision)
-                taken = names.taken(who, claims)
-                if taken is not None:
-                    claim, holder = taken
-                    raise NameTaken(claim.field, claim.space, claim.value, holder, nm.describe(holder))
+                compares, ops = [compare], [Put(key, dumps(record.to_dict()))]
+                if guard is not None:
+                    taken = guard[1].taken(who, claims)
+                    if taken is not None:
+                        claim, holder = taken
+                        raise NameTaken(claim.field, claim.space, claim.value, holder, nm.describe(holder))
+                    compares.append(Compare(NAMES, guard[0]))
+                    ops.append(Put(NAMES, dumps({"last": who})))
                 try:
-                    rev = await self.commit([compare, Compare(NAMES, guard_rev)],
-                                            [Put(key, dumps(record.to_dict())), Put(NAMES, dumps({"last": who}))])
+                    rev = await self.commit(compares, ops)
                 except Conflict as exc:
                     if exc.key == NAMES:
                         continue  # another process wrote a record meanwhile: check the names again
                     if if_match is not None or unchanged_since is not None:
                         raise PreconditionFailed(key, if_match or unchanged_since, exc.actual) from None
                     continue
-                names.hold(who, claims)
-                self._names = (rev, names)
+                if guard is not None:
+                    guard[1].hold(who, claims)
+                    self._names = (rev, guard[1])
                 return rev, current is None
         raise Conflict(key)
 

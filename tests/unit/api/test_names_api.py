@@ -177,3 +177,18 @@ async def test_a_source_through_the_api_defining_a_taken_name_is_told(make_clien
     assert "web2" in caplog.text and "service 'web'" in caplog.text
     assert [s["name"] for s in (await c.get("/services", headers=W)).json()] == ["web"]
     await sink.close()
+
+
+async def test_a_write_that_keeps_its_names_does_not_read_them() -> None:
+    """Another process's update of a service's port, health or TLS takes no name: it costs no read of every
+    record (10,000 services), only its own key's compare-and-swap."""
+    store = open_store("memory://")
+    await RegistryStore(store).put_service(Service("web", "host", "web.example.com"))
+    other = RegistryStore(store)
+    await other.put_service(Service("web", "host", "WEB.example.com.", port=81))
+    assert other._names is None, "the names were read"
+    await other.put_service(Service("web", "host", "www.example.com"))  # a new host: checked
+    assert other._names is not None
+    with pytest.raises(NameTaken):
+        await other.put_service(Service("web2", "host", "www.example.com"))
+    await store.close()
