@@ -10,9 +10,12 @@ the config, so the new maps must exist for the check, but nothing in force may c
 the temporary directory and the config is rendered with its maps there (``Rendered.with_map_paths``: the
 paths are values handed to render, never substituted in the text); the lines are the same.
 
-Who calls it: the agent before every write of haproxy.cfg (``check_rendered``), the API before it stores
+Who calls it: the agent before every write of haproxy.cfg (``check_rendered(resolve=True)``: it runs where
+HAProxy runs, so a server name HAProxy could not resolve fails the check there), the API before it stores
 natives (``check_rendered``), and ``haplane check`` / ``haplane generate --check`` (``check_config``).
-A check costs about 10 ms for a small config (HAProxy parses, resolves nothing, binds nothing).
+A check costs about 10 ms for a small config (HAProxy parses, binds nothing). ``check_rendered`` resolves
+nothing unless asked: the config it checks has ``init-addr none`` on every server (rendered so, see
+``Rendered.with_map_paths``), so an API write never makes the API's host send a DNS query.
 """
 
 from __future__ import annotations
@@ -47,16 +50,19 @@ async def check_config(config: str | os.PathLike[str], haproxy_bin: str = "hapro
 
 
 async def check_rendered(rendered: Rendered, haproxy_bin: str = "haproxy", *,
-                         directory: str | os.PathLike[str] | None = None, timeout: float = 60.0) -> CheckResult:
+                         directory: str | os.PathLike[str] | None = None, timeout: float = 60.0,
+                         resolve: bool = False) -> CheckResult:
     """Check a rendered config with its map files (see the module docstring); messages name the map files
-    by the paths the config gives them."""
+    by the paths the config gives them. ``resolve``: let HAProxy resolve the servers' host names as it will
+    when it runs (only where it runs: the agent); otherwise none is resolved."""
     maps = rendered.maps
     sides = {name: f"map{n}-{os.path.basename(name)}" for n, name in enumerate(sorted(maps))}
 
     def text(tmpdir: str) -> str:
         for name, side in sides.items():
             Path(tmpdir, side).write_text(maps[name])
-        return rendered.with_map_paths({name: os.path.join(tmpdir, side) for name, side in sides.items()})
+        return rendered.with_map_paths({name: os.path.join(tmpdir, side) for name, side in sides.items()},
+                                       resolve=resolve)
 
     return await _check_text(text, haproxy_bin, directory, sides, timeout)
 

@@ -129,7 +129,7 @@ class _RuntimeOps(RuntimeReader):
     check_dir: Path
 
     async def check(self, config: Rendered) -> CheckResult:
-        return await check_rendered(config, self.haproxy_bin, directory=self.check_dir)
+        return await check_rendered(config, self.haproxy_bin, directory=self.check_dir, resolve=True)
 
     async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
         results = await self.runtime.apply(ops)

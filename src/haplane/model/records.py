@@ -294,13 +294,13 @@ class Rule:
         return d
 
 
-def _natives(data: dict[str, Any], where: str) -> tuple[str, ...]:
+def _natives(data: dict[str, Any], where: str, section: Literal["frontend", "backend"]) -> tuple[str, ...]:
     raw = data.get("natives", [])
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise ValidationError(_path(where, "natives"), raw, "must be a list of strings")
-    return tuple(v.native_line(line, f"{_path(where, 'natives')}[{i}]") for i, line in enumerate(raw))
+    return tuple(v.native_line(line, f"{_path(where, 'natives')}[{i}]", section) for i, line in enumerate(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +352,7 @@ class FrontendSpec:
             keepalive=v.choice(d.get("keepalive"), _path(where, "keepalive"),
                                ("default", "close", "server-close"), "default"),
             rules=tuple(Rule.from_dict(r, f"{_path(where, 'rules')}[{i}]") for i, r in enumerate(rules_raw)),
-            natives=_natives(d, where),
+            natives=_natives(d, where, "frontend"),
             tls=tls,
         )
 
@@ -436,7 +436,7 @@ class BackendSpec:
             host=backend_host,
             health=None if health_raw is MISSING else HealthCheck.from_dict(health_raw, _path(where, "health")),
             mode=v.choice(d.get("mode"), _path(where, "mode"), ("http", "tcp"), "http"),
-            natives=_natives(d, where),
+            natives=_natives(d, where, "backend"),
             members=members,
         )
 

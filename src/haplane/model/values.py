@@ -3,39 +3,77 @@
 Each validator takes the raw value and the field path it came from, and returns the normalised value or
 raises ``ValidationError(field, value, rule)``. The rules are written so that an accepted value can never
 leave its token in a config line: no whitespace, no quotes, no ``#``, no backslash, no control character,
-nothing HAProxy's tokenizer or environment-variable expansion would act on. The property test in
-``tests/unit/model/test_values_property.py`` holds the renderer to that promise with real ``haproxy -c``.
+nothing HAProxy's tokenizer or environment-variable expansion would act on. ``ALPHABETS`` below is the one
+table of what each kind of field may hold. The property test in ``tests/unit/model/test_values_property.py``
+holds the renderer to that promise: it splits the rendered config with HAProxy's own tokenisation
+(``haplane.model.cfgtokens``) and checks each value is one word in its own place, and runs real ``haproxy -c``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from haplane.errors import MISSING, ValidationError
 
-# A name: service, backend, frontend, server id, source, table, zone. HAProxy allows [A-Za-z0-9_.:-] in
-# proxy and server names; we drop ':' (it separates host:port in addresses and keys) and require a leading
-# alphanumeric so a name can never look like an option.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+@dataclass(frozen=True, slots=True)
+class Alphabet:
+    """The characters a kind of field may hold: ``chars`` (a regex character class body) and ``says`` (the
+    words an error and the docs use for it)."""
+
+    chars: str
+    says: str
+
+
+# THE table of field alphabets (docs/api.md "Field alphabets" refers to it). Everything that reaches haproxy.cfg
+# or the wire is ASCII: HTTP paths and host names are ASCII on the wire (RFC 3986 percent-encodes the rest), so
+# a pattern holding U+00A0 or U+2028 could never match a request and is refused, never passed on.
+ALPHABETS: dict[str, Alphabet] = {
+    # service, backend, frontend, server id, source, table, zone. HAProxy allows [A-Za-z0-9_.:-] in proxy and
+    # server names; ':' is dropped (it separates host:port) and a name starts alphanumeric (never an option).
+    "name": Alphabet(r"A-Za-z0-9_.\-", "1-100 of A-Z a-z 0-9 _ . -, starting with a letter or digit"),
+    "host_name": Alphabet(r"A-Za-z0-9.\-", "RFC 1123 labels of A-Z a-z 0-9 -, dot-separated, ASCII"),
+    # RFC 3986 pchar minus what HAProxy's tokenizer treats specially (quotes, '#', '\\', '$') and whitespace
+    "path": Alphabet(r"A-Za-z0-9._~!&()*+,;=:@%/\-", "RFC 3986 ASCII characters only, no spaces, quotes, '#', "
+                     "'$', '\\' or '//'"),
+    "cookie": Alphabet(r"A-Za-z0-9_.\-", "1-64 of A-Z a-z 0-9 _ . -"),
+    "version": Alphabet(r"A-Za-z0-9._+\-", "1-64 of A-Z a-z 0-9 . _ + -"),
+    "header_name": Alphabet(r"A-Za-z0-9\-", "an HTTP header name: A-Z a-z 0-9 -, starting with a letter or digit"),
+    "match_value": Alphabet(r"A-Za-z0-9._~!&()*+,;=:@%/?\-", "URL characters only (ASCII), no spaces, quotes, "
+                            "'#', '$' or '\\'"),
+    # a regex goes inside single quotes, where HAProxy interprets nothing: printable ASCII but the quote
+    "regex": Alphabet(r"\x20-\x26\x28-\x7e", "1-1024 printable ASCII characters, no single quote (a "
+                      "non-ASCII character never reaches HAProxy in a path or host: percent-encode it)"),
+    # a native line: printable ASCII (HAProxy's own quoting and escapes; see native_line)
+    "native": Alphabet(r"\x20-\x7e", "printable ASCII (quote or escape with HAProxy's own rules)"),
+}
+
+
+def _re(kind: str, first: str | None = None, size: str = "") -> re.Pattern[str]:
+    chars = ALPHABETS[kind].chars
+    return re.compile((f"[{first}]" if first else "") + f"[{chars}]{size}")
+
+
+_NAME = _re("name", "A-Za-z0-9", "{0,99}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-# Path: RFC 3986 pchar minus the characters HAProxy's config tokenizer treats specially (quotes, '#',
-# '\\', '$' for env expansion) and minus whitespace/controls.
-_PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,;=:@%/-]{0,1023}")
-# Cookie names: RFC 6265 token, restricted to what needs no quoting anywhere.
-_COOKIE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-# A regex goes inside single quotes, where HAProxy interprets nothing; only a quote or a control character
-# could break out.
-_REGEX_FORBIDDEN = re.compile(r"['\x00-\x1f\x7f]")
+_PATH = re.compile("/" + _re("path", size="{0,1023}").pattern)
+_COOKIE = _re("cookie", size="{1,64}")
+_VERSION = _re("version", "A-Za-z0-9", "{0,63}")
+_HEADER_NAME = _re("header_name", "A-Za-z0-9", "{0,63}")
+_MATCH_VALUE = _re("match_value", size="{1,1024}")
+_REGEX = _re("regex", size="{1,1024}")
+# a label inet_aton reads as a number (HAProxy's libc resolves '0x7f.1' to 127.0.0.1 without any DNS)
+_NUMERIC_LABEL = re.compile(r"(0[xX][0-9A-Fa-f]*|[0-9]+)")
+_ASCII_DIGITS = re.compile(r"[0-9]{1,30}")
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 HASH_BALANCES = frozenset({"source", "uri"})
 HTTP_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
 HTTP_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
-# Section keywords a native line may never start with: a native belongs to the section it is placed in.
+# Section keywords a native line may never start with (as HAProxy splits it): a native belongs to its section.
 SECTION_KEYWORDS = frozenset({
     "global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist", "program",
     "mailers", "cache", "ring", "http-errors", "fcgi-app", "dynamic-update", "log-forward",
@@ -47,14 +85,18 @@ def _require_str(value: Any, field: str) -> str:
         raise ValidationError(field, MISSING, "is required")
     if not isinstance(value, str):
         raise ValidationError(field, value, "must be a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in JSON): no text at all
+            raise ValidationError(field, value, "is not valid Unicode text (a lone surrogate)") from None
     return value
 
 
 def name(value: Any, field: str) -> str:
     s = _require_str(value, field)
     if not _NAME.fullmatch(s):
-        raise ValidationError(field, value, "is not a valid name (1-100 of A-Z a-z 0-9 _ . -, "
-                                            "starting with a letter or digit)")
+        raise ValidationError(field, value, f"is not a valid name ({ALPHABETS['name'].says})")
     return s
 
 
@@ -76,22 +118,21 @@ def path_prefix(value: Any, field: str) -> str:
     if not s.startswith("/"):
         s = "/" + s
     if not _PATH.fullmatch(s) or "//" in s:
-        raise ValidationError(field, value, "is not a valid URL path (RFC 3986 characters only, no spaces, "
-                                            "quotes, '#', '$', '\\' or '//')")
+        raise ValidationError(field, value, f"is not a valid URL path ({ALPHABETS['path'].says})")
     return s
 
 
 def cookie_name(value: Any, field: str) -> str:
     s = _require_str(value, field)
     if not _COOKIE.fullmatch(s):
-        raise ValidationError(field, value, "is not a valid cookie name (1-64 of A-Z a-z 0-9 _ . -)")
+        raise ValidationError(field, value, f"is not a valid cookie name ({ALPHABETS['cookie'].says})")
     return s
 
 
 def version(value: Any, field: str) -> str:
     s = _require_str(value, field)
     if not _VERSION.fullmatch(s):
-        raise ValidationError(field, value, "is not a valid version (1-64 of A-Z a-z 0-9 . _ + -)")
+        raise ValidationError(field, value, f"is not a valid version ({ALPHABETS['version'].says})")
     return s
 
 
@@ -104,9 +145,8 @@ def header_name(value: Any, field: str) -> str:
 
 def regex(value: Any, field: str) -> str:
     s = _require_str(value, field)
-    if not s or len(s) > 1024 or _REGEX_FORBIDDEN.search(s):
-        raise ValidationError(field, value, "is not an acceptable regex (1-1024 characters, no single quote "
-                                            "or control character)")
+    if not _REGEX.fullmatch(s):
+        raise ValidationError(field, value, f"is not an acceptable regex ({ALPHABETS['regex'].says})")
     try:
         re.compile(s)
     except re.error as exc:
@@ -117,21 +157,26 @@ def regex(value: Any, field: str) -> str:
 def match_value(value: Any, field: str) -> str:
     """A literal value matched by a rule (url, path, header domain): a single token, no specials."""
     s = _require_str(value, field)
-    if not re.fullmatch(r"[A-Za-z0-9._~!&()*+,;=:@%/?-]{1,1024}", s):
-        raise ValidationError(field, value, "is not a valid match value (URL characters only, no spaces, "
-                                            "quotes, '#', '$' or '\\')")
+    if not _MATCH_VALUE.fullmatch(s):
+        raise ValidationError(field, value, f"is not a valid match value ({ALPHABETS['match_value'].says})")
     return s
 
 
 def address(value: Any, field: str) -> str:
-    """An IPv4 or IPv6 address (normalised), or a DNS host name."""
+    """An IPv4 or IPv6 address (normalised), or a DNS host name, as HAProxy reads a server address (also at
+    ``set server ... addr``): no IPv6 scope (``fe80::1%eth0``: HAProxy refuses it), no name libc would read as
+    a number (``0x7f.1``)."""
     s = _require_str(value, field)
     raw = s[1:-1] if s.startswith("[") and s.endswith("]") else s
+    if "%" in raw:
+        raise ValidationError(field, value, "is not a valid address (an IPv6 scope such as '%eth0' is not "
+                                            "accepted: HAProxy refuses it)")
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
         pass
-    if raw.replace(".", "").isdigit():
+    labels = raw.rstrip(".").split(".")
+    if raw.isascii() and all(_NUMERIC_LABEL.fullmatch(label) for label in labels if label):
         raise ValidationError(field, value, "is not a valid IPv4 address")
     try:
         return host_name(raw, field)
@@ -144,7 +189,7 @@ def integer(value: Any, field: str, lo: int, hi: int, what: str = "integer") -> 
         raise ValidationError(field, MISSING, "is required")
     if isinstance(value, bool):
         raise ValidationError(field, value, f"must be an {what} from {lo} to {hi}")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _ASCII_DIGITS.fullmatch(value.strip()):  # not '²' (isdigit), not 5,000 digits
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -196,18 +241,13 @@ def choice(value: Any, field: str, options: tuple[str, ...], default: str | None
     return low
 
 
-def native_line(value: Any, field: str) -> str:
-    """One raw HAProxy directive for the section it is placed in (admin only, and checked by
-    ``haproxy -c`` with the whole config before it is stored)."""
-    s = _require_str(value, field)
-    stripped = s.strip()
-    if not stripped or re.search(r"[\x00-\x1f\x7f]", s):
-        raise ValidationError(field, value, "must be one non-empty line with no control characters")
-    if stripped.split()[0].lower() in SECTION_KEYWORDS:
-        raise ValidationError(field, value, "may not open a new section")
-    if len(s) > 2048:
-        raise ValidationError(field, value, "is longer than 2048 characters")
-    return stripped
+def native_line(value: Any, field: str, section: Literal["frontend", "backend"] = "backend") -> str:
+    """One raw HAProxy directive for the ``section`` it is placed in, split as HAProxy splits it and held to
+    the natives' allowlist (``model.natives``); checked by ``haproxy -c`` with the whole config before it is
+    stored."""
+    from haplane.model.natives import native_line as check
+
+    return check(value, field, section)
 
 
 def ip_or_wildcard_bind(value: Any, field: str) -> tuple[str, int]:

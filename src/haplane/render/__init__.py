@@ -82,22 +82,24 @@ def conditions(route: Route) -> list[str]:
             if v.endswith("/"):
                 return [f"path {hq(v.rstrip('/'))}", f"path_beg {hq(v)}"]
             return [f"path {hq(v)}", f"path_beg {hq(v + '/')}"]
+        # Thalassa's rules: '--' ends HAProxy's ACL flags, so a value such as '-i', '-m' or '--' is a pattern
         case "path" | "path_beg" | "url" | "url_beg":
-            return [f"{route.kind} {hq(v)}"]
+            return [f"{route.kind} -- {hq(v)}"]
         case "path_reg" | "url_reg":
-            return [f"{route.kind} {sq(v)}"]
+            return [f"{route.kind} -- {sq(v)}"]
         case "hdr_dom" | "hdr" | "hdr_beg":
-            return [f"{route.kind}({hq(route.header)}) -i {hq(v)}"]
+            return [f"{route.kind}({hq(route.header)}) -i -- {hq(v)}"]
     raise RenderError("route.kind", route.kind, "is not a known route kind")
 
 
 _LINE = re.compile(r"[A-Za-z0-9_.:/\[\]*@%~!&()+,;=?\- ]+")
 
 
-def server_line(s: Server) -> str:
+def server_line(s: Server, resolve: bool = True) -> str:
     """One ``server`` line. Built here rather than in the template: a config can hold 100,000 of them.
     The last line of defence is one check of the whole line: only token characters, and exactly as many
-    spaces as the words put there (so no value carried a space of its own)."""
+    spaces as the words put there (so no value carried a space of its own). ``resolve=False`` (a config only
+    checked, never run) adds ``init-addr none``: HAProxy then resolves no host name while it checks."""
     words = ["server", s.name, s.endpoint]
     weight = 0 if s.state == "drain" else s.weight
     if weight != 1:
@@ -108,6 +110,8 @@ def server_line(s: Server) -> str:
         words.append("check")
     if s.state == "maint":
         words.append("disabled")
+    if not resolve:
+        words += ["init-addr", "none"]
     line = " ".join(words)
     if not _LINE.fullmatch(line) or line.count(" ") != len(words) - 1:
         raise RenderError("server", line, "would not stay one HAProxy server line")
@@ -121,7 +125,7 @@ def _plain(values: dict[str, Any], _owner: str) -> dict[str, Any]:
     return values
 
 
-def _backend(b: Backend, wrap: Wrap = _plain) -> dict[str, Any]:
+def _backend(b: Backend, wrap: Wrap = _plain, resolve: bool = True) -> dict[str, Any]:
     h = b.health
     inter = h.interval_ms if h else b.check_inter_ms
     return wrap({
@@ -133,7 +137,7 @@ def _backend(b: Backend, wrap: Wrap = _plain) -> dict[str, Any]:
         "inter_ms": inter, "fastinter_ms": min(inter, 200), "downinter_ms": min(inter, 1000),
         "rise": h.rise if h else 1, "fall": h.fall if h else 2,
         "natives": list(b.natives), "servers": b.servers,
-        "server_lines": "\n    ".join(server_line(s) for s in b.servers),
+        "server_lines": "\n    ".join(server_line(s, resolve) for s in b.servers),
     }, b.owner)
 
 
@@ -164,9 +168,10 @@ def _frontend(f: Frontend, wrap: Wrap = _plain) -> dict[str, Any]:
     }, f.owner)
 
 
-def context(config: Config, wrap: Wrap = _plain) -> dict[str, Any]:
+def context(config: Config, wrap: Wrap = _plain, resolve: bool = True) -> dict[str, Any]:
     """The plain values a template sees (documented in the README for operators' templates). ``wrap`` is
-    given every frontend, route and backend value with its owner (``line_owners`` traces the reads)."""
+    given every frontend, route and backend value with its owner (``line_owners`` traces the reads);
+    ``resolve=False`` renders the server lines of a config that is only checked (``init-addr none``)."""
     g = config.globals
     return {
         "header": HEADER,
@@ -178,7 +183,7 @@ def context(config: Config, wrap: Wrap = _plain) -> dict[str, Any]:
               "tls_min_version": g.tls_min_version, "tls_ciphers": g.tls_ciphers,
               "tls_ciphersuites": g.tls_ciphersuites},
         "frontends": [_frontend(f, wrap) for f in config.frontends],
-        "backends": [_backend(b, wrap) for b in config.backends],
+        "backends": [_backend(b, wrap, resolve) for b in config.backends],
     }
 
 
@@ -190,11 +195,12 @@ def compile_template(text: str) -> jinja2.Template:
         raise RenderError("template", f"line {exc.lineno}", f"is not valid Jinja2: {exc.message}") from None
 
 
-def render(config: Config, template: jinja2.Template | None = None) -> str:
-    """haproxy.cfg for ``config``. Same config, same bytes."""
+def render(config: Config, template: jinja2.Template | None = None, *, resolve: bool = True) -> str:
+    """haproxy.cfg for ``config``. Same config, same bytes. ``resolve=False``: the config as ``haproxy -c``
+    checks it away from HAProxy's host, its servers with ``init-addr none`` (no DNS query while checking)."""
     tpl = template or _DEFAULT_ENV.get_template("haproxy.cfg.j2")
     try:
-        text = tpl.render(context(config))
+        text = tpl.render(context(config, resolve=resolve))
     except jinja2.UndefinedError as exc:
         raise RenderError("template", exc.message or "", "uses a variable haplane does not provide") from None
     return text if text.endswith("\n") else text + "\n"
@@ -276,15 +282,25 @@ class Rendered:
             out.update(b.owner for b in self.config.backends if b.name in names)
         return out
 
-    def with_map_paths(self, paths: Mapping[str, str]) -> str:
+    def with_map_paths(self, paths: Mapping[str, str], *, resolve: bool = True) -> str:
         """The text of the same config with each map file at ``paths[name]`` instead (same lines: a map path
-        is one token); the text itself when no map moves."""
+        is one token); the text itself when no map moves. ``resolve=False``: as checked where HAProxy does not
+        run, every server with ``init-addr none`` (same lines), so ``haproxy -c`` sends no DNS query; only
+        rendered again when a server has a host name."""
         cfg = self.config
-        if not any(name in paths for name, _ in cfg.maps):
+        moves = any(name in paths for name, _ in cfg.maps)
+        unresolved = not resolve and any(not _ip_literal(s.address) for b in cfg.backends for s in b.servers)
+        if not moves and not unresolved:
             return self.text
         moved = replace(cfg, maps=tuple((paths.get(name, name), content) for name, content in cfg.maps),
-                        frontends=tuple(_frontend_maps_at(f, paths) for f in cfg.frontends))
-        return render(moved, self.template)
+                        frontends=tuple(_frontend_maps_at(f, paths) for f in cfg.frontends)) if moves else cfg
+        return render(moved, self.template, resolve=not unresolved)
+
+
+def _ip_literal(address: str) -> bool:
+    """An address as the model keeps it (``values.address``) is an IP literal, not a name to resolve: IPv6
+    holds a ':', IPv4 only digits and dots (a name with only numeric labels is refused)."""
+    return ":" in address or address.replace(".", "").isdigit()
 
 
 def _frontend_maps_at(f: Frontend, paths: Mapping[str, str]) -> Frontend:

@@ -52,7 +52,7 @@ async def test_a_partly_invalid_document_changes_nothing_and_names_every_bad_row
 async def test_a_document_haproxy_refuses_changes_nothing(make_client: MakeClient) -> None:
     c = await make_client()
     data = copy.deepcopy(THALASSA)
-    data["backends"][2]["natives"] = ["option httpchk GET /a HTTP/1.0", "unknown-directive here"]
+    data["backends"][2]["natives"] = ["option httpchk GET /a HTTP/1.0", "timeout server not-a-time"]
     r = await c.post("/import", json=data, headers=H)
     assert r.status_code == 422 and r.json()["error"] == "ConfigCheckFailed", r.text
     assert (await c.get("/backends", headers=H)).json() == []
