@@ -188,13 +188,23 @@ def integer(value: Any, field: str, lo: int, hi: int, what: str = "integer") -> 
     if value is MISSING or value is None:
         raise ValidationError(field, MISSING, "is required")
     if isinstance(value, bool):
-        raise ValidationError(field, value, f"must be an {what} from {lo} to {hi}")
+        raise ValidationError(field, _shown(value), f"must be an {what} from {lo} to {hi}")
     if isinstance(value, str) and _ASCII_DIGITS.fullmatch(value.strip()):  # not '²' (isdigit), not 5,000 digits
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or not lo <= value <= hi:
-        raise ValidationError(field, value, f"must be an {what} from {lo} to {hi}")
+        raise ValidationError(field, _shown(value), f"must be an {what} from {lo} to {hi}")
+    return value
+
+
+def _shown(value: Any) -> Any:
+    """``value`` as an error shows it: an integer too long to print (Python refuses ``repr`` past 4,300 digits,
+    which would turn a 422 into a 500) is said by its size; a long string is cut."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    if isinstance(value, str) and len(value) > 100:
+        return value[:100] + f"... ({len(value)} characters)"
     return value
 
 
@@ -271,5 +281,5 @@ def seconds(value: Any, field: str, lo: float = 1, hi: float = 86400 * 7) -> flo
     if value is MISSING or value is None:
         raise ValidationError(field, MISSING, "is required")
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise ValidationError(field, value, f"must be a number of seconds from {lo:g} to {hi:g}")
+        raise ValidationError(field, _shown(value), f"must be a number of seconds from {lo:g} to {hi:g}")
     return float(value)

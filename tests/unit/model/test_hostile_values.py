@@ -93,3 +93,11 @@ def test_a_rule_value_that_looks_like_an_acl_flag_is_a_pattern(op: str, value: s
     # acl NAME CRITERION [-i] -- VALUE: the flags end before the value, whatever it looks like
     assert words[-1] == value and words[-2] == "--", words
     assert "-i" not in words[3:-2] or op.startswith("hdr"), words
+
+
+@pytest.mark.parametrize("huge", [10**5000, -(10**5000), "9" * 5000], ids=["int", "negative", "string"])
+def test_a_huge_number_is_refused_and_its_error_can_be_printed(huge: object) -> None:
+    for check in (lambda x: v.port(x, "port"), lambda x: v.seconds(x, "ttl"), lambda x: v.integer(x, "slot", 0, 9)):
+        with pytest.raises(ValidationError) as exc:
+            check(huge)
+        assert len(str(exc.value)) < 300  # repr() of a 5,000-digit int raises: the 422 became a 500
