@@ -4,7 +4,7 @@ Each validator takes the raw value and the field path it came from, and returns 
 raises ``ValidationError(field, value, rule)``. The rules are written so that an accepted value can never
 leave its token in a config line: no whitespace, no quotes, no ``#``, no backslash, no control character,
 nothing HAProxy's tokenizer or environment-variable expansion would act on. ``ALPHABETS`` below is the one
-table of what each kind of field may hold. The property test in ``tests/unit/model/test_values_property.py``
+table of what each kind of field may hold. The property test in ``tests/unit/model/test_fields_stay_one_word.py``
 holds the renderer to that promise: it splits the rendered config with HAProxy's own tokenisation
 (``haplane.model.cfgtokens``) and checks each value is one word in its own place, and runs real ``haproxy -c``.
 """
