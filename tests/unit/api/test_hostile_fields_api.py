@@ -1,6 +1,6 @@
 """Issue #17 through the API: bad values that gave a 500 (non-ASCII digits, lone surrogates, 5,000-digit numbers)
-or a config HAProxy refuses later (scoped IPv6), and natives that reached the host, are a 422 naming the field;
-nothing is stored."""
+or a config HAProxy refuses later (scoped IPv6), and natives that reached the host, are a 422 naming the field
+(a lone surrogate: a 400 naming the body, refused before any field is read); nothing is stored."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ async def test_a_hostile_value_is_a_422_naming_its_field(client: httpx.AsyncClie
     assert (await client.put("/services/app", json={"port": 8080}, headers=W)).status_code in (200, 201)
     before = await client.deps.registry.store.revision()  # type: ignore[attr-defined]
     r = await client.put(path, **raw(body))  # type: ignore[arg-type]
-    assert r.status_code == 422, r.text
-    assert r.json()["field"] == field, r.text
+    if "\\ud800" in body:  # the API refuses a lone surrogate in the body before any field is read
+        assert r.status_code == 400 and r.json()["field"] == "body", r.text
+    else:
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field, r.text
     assert await client.deps.registry.store.revision() == before  # type: ignore[attr-defined]
