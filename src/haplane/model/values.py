@@ -34,7 +34,7 @@ class Alphabet:
 ALPHABETS: dict[str, Alphabet] = {
     # service, backend, frontend, server id, source, table, zone. HAProxy allows [A-Za-z0-9_.:-] in proxy and
     # server names; ':' is dropped (it separates host:port) and a name starts alphanumeric (never an option).
-    "name": Alphabet(r"A-Za-z0-9_.\-", "1-100 of A-Z a-z 0-9 _ . -, starting with a letter or digit"),
+    "name": Alphabet(r"A-Za-z0-9_.-", "1-100 of A-Z a-z 0-9 _ . -, starting with a letter or digit"),
     "host_name": Alphabet(r"A-Za-z0-9.\-", "RFC 1123 labels of A-Z a-z 0-9 -, dot-separated, ASCII"),
     # RFC 3986 pchar minus what HAProxy's tokenizer treats specially (quotes, '#', '\\', '$') and whitespace
     "path": Alphabet(r"A-Za-z0-9._~!&()*+,;=:@%/\-", "RFC 3986 ASCII characters only, no spaces, quotes, '#', "
