@@ -74,8 +74,12 @@ async def test_a_refused_instance_is_held_and_the_rest_goes_on(tmp_path: Path, b
             # at once, not at the next event -- nothing is routed to the free slot's address meanwhile
             control = rig.bundle.control
 
+            desired = agent.desired
+            assert desired is not None
+            be = next(b.name for b in desired.backends if b.owner == "service:app")  # (a pool's spare, say)
+
             async def slots_in_service() -> set[str]:
-                return {name for name, o in (await control.servers({"app"}))["app"].items() if not o.maint}
+                return {name for name, o in (await control.servers({be}))[be].items() if not o.maint}
 
             deadline = asyncio.get_running_loop().time() + 2
             while await slots_in_service() != {"s1"}:
