@@ -3,10 +3,11 @@ revision a caller sends back as ``If-Match``."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from haplane.errors import NotFound
+from haplane.errors import NotFound, ValidationError
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, Service
 from haplane.registry.core import RegistryCore, parse
 from haplane.store import keys
@@ -14,25 +15,45 @@ from haplane.store import keys
 SERVICE_PORT_TTL = 1.0  # seconds a service's default port is taken from this process's copy
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+REPORTED_MAX = 1000  # (key, revision) pairs already said, per process
 
 
 class Reads(RegistryCore):
     async def snapshot(self) -> Registry:
         """Everything compose needs, read at one revision."""
         kvs, rev = await self.store.range(keys.ROOT)
-        services, instances, frontends, backends = [], [], [], []
+        services: list[Service] = []
+        instances: list[Instance] = []
+        frontends: list[FrontendSpec] = []
+        backends: list[BackendSpec] = []
         for kv in kvs:
             what = keys.decode(kv.key)
             kind = what.kind if what is not None else None
-            if kind == "service":
-                services.append(parse(kv, Service.from_dict))
-            elif kind == "instance":
-                instances.append(parse(kv, Instance.from_dict))
-            elif kind == "frontend":
-                frontends.append(parse(kv, FrontendSpec.from_dict))
-            elif kind == "backend":
-                backends.append(parse(kv, BackendSpec.from_dict))
+            try:
+                if kind == "service":
+                    services.append(parse(kv, Service.from_dict))
+                elif kind == "instance":
+                    instances.append(parse(kv, Instance.from_dict))
+                elif kind == "frontend":
+                    frontends.append(parse(kv, FrontendSpec.from_dict))
+                elif kind == "backend":
+                    backends.append(parse(kv, BackendSpec.from_dict))
+            except (ValidationError, ValueError) as exc:  # stored before today's rules (or by hand): left out
+                self._left_out(kv.key, kv.mod_revision, exc)
         return Registry(tuple(services), tuple(instances), tuple(frontends), tuple(backends), rev)
+
+    def _left_out(self, key: str, revision: int, exc: Exception) -> None:
+        """A stored record that does not pass today's checks is left out of every list and of the config (the
+        agent leaves it out too), said once per revision at WARNING; it stays readable alone, to fix or delete."""
+        reported: set[tuple[str, int]] = self.__dict__.setdefault("_reported", set())
+        if (key, revision) in reported:
+            return
+        if len(reported) >= REPORTED_MAX:
+            reported.clear()
+        reported.add((key, revision))
+        log.warning("stored record %s (revision %d) is left out: %s; write it again or delete it", key, revision,
+                    exc)
 
     async def _get(self, key: str, kind: str, name: str, parse_doc: Callable[[dict[str, Any]], T]) -> tuple[T, int]:
         kv = await self.store.get(key)

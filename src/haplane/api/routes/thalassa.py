@@ -95,6 +95,18 @@ def router(deps: ApiDeps) -> APIRouter:
         except NotFound:
             return None, 0
 
+    async def stored_for(who: Principal, get: Callable[[str], Awaitable[tuple[T, int]]], name: str
+                         ) -> tuple[T | None, int]:
+        """``stored``; a record stored before today's rules (it no longer passes them: an older haplane's
+        native, say) is, for an admin, as if absent, so an admin can write over it or delete it; below admin
+        its error stands (it may carry natives)."""
+        try:
+            return await stored(get, name)
+        except ValidationError:
+            if who.role != "admin":
+                raise
+            return None, 0
+
     def keep_admin_fields(who: Principal, d: dict[str, Any], natives: tuple[str, ...]) -> dict[str, Any]:
         """The body as ``who`` may write it: below admin, natives left out keep the stored ones."""
         if who.role == "admin" or d.get("natives") is not None:
@@ -136,7 +148,7 @@ def router(deps: ApiDeps) -> APIRouter:
         same_name(d, "name", name)
         same_name(d, "key", name)  # Thalassa's clients send the frontend's key in the body
         for _ in range(ROLE_ROUNDS):
-            current, current_rev = await stored(reg.get_frontend, name)
+            current, current_rev = await stored_for(who, reg.get_frontend, name)
             kept = current.natives if current is not None else ()
             spec = FrontendSpec.from_dict(keep_admin_fields(who, d, kept), "", name=name)
             need_admin_for_natives(who, spec.natives, kept)
@@ -167,7 +179,7 @@ def router(deps: ApiDeps) -> APIRouter:
     @r.delete("/frontends/{name}", summary="Delete a frontend (200, or 404)")
     async def delete_frontend(name: str, request: Request, who: Principal = write) -> dict[str, Any]:
         for _ in range(ROLE_ROUNDS):
-            current, current_rev = await stored(reg.get_frontend, name)
+            current, current_rev = await stored_for(who, reg.get_frontend, name)
             if current is not None and current.natives and who.role != "admin":
                 raise AdminOnly("natives", who.role, "delete a frontend that carries natives (raw config lines)")
             since = condition(who, request, current_rev) if current is not None else None
@@ -210,7 +222,7 @@ def router(deps: ApiDeps) -> APIRouter:
         d = object_body(await json_body(request))
         same_name(d, "key", name)
         for _ in range(ROLE_ROUNDS):
-            current, current_rev = await stored(reg.get_backend, name)
+            current, current_rev = await stored_for(who, reg.get_backend, name)
             kept = current.natives if current is not None else ()
             spec = BackendSpec.from_dict(keep_admin_fields(who, d, kept), "", name=name)
             need_admin_for_natives(who, spec.natives, kept)
@@ -258,7 +270,7 @@ def router(deps: ApiDeps) -> APIRouter:
         if users:
             raise ValidationError("name", name, f"is still used by frontend(s) {', '.join(sorted(users))}")
         for _ in range(ROLE_ROUNDS):
-            current, current_rev = await stored(reg.get_backend, name)
+            current, current_rev = await stored_for(who, reg.get_backend, name)
             if current is not None and current.natives and who.role != "admin":
                 raise AdminOnly("natives", who.role, "delete a backend that carries natives (raw config lines)")
             since = condition(who, request, current_rev) if current is not None else None
