@@ -283,8 +283,8 @@ def held_in_maps(registry: Registry, maps: Mapping[str, Mapping[str, str]], opti
     return tuple(sorted(held.items()))
 
 
-def place_in_pools(registry: Registry, running: Names[str] | None, options: ComposeOptions
-                   ) -> tuple[tuple[str, str], ...]:
+def place_in_pools(registry: Registry, running: Names[str] | None, options: ComposeOptions,
+                   lost: Sequence[Collision] | None = None) -> tuple[tuple[str, str], ...]:
     """Which spare each service holds (spare → service, sorted): the spares taken so far (``options.pooled``)
     stay taken, and every new service (one with no backend of its own name among the backends HAProxy runs,
     ``running``) that fits a profile takes the lowest free spare of its pool HAProxy runs, new services in name
@@ -293,7 +293,9 @@ def place_in_pools(registry: Registry, running: Names[str] | None, options: Comp
     Depends only on the data (the records, the backends HAProxy runs, the spares taken since it loaded its
     config), so the same events give the same placement on every node. A service that left and comes back before
     the next reload gets its spare back; a spare whose service left stays taken (its slots may still drain) until
-    the next reload, which gives every pooled service a backend of its own name and frees every spare."""
+    the next reload, which gives every pooled service a backend of its own name and frees every spare.
+
+    ``lost``: ``name_collisions(registry, options)`` when the caller has it already (a walk over every record)."""
     if running is None or not options.pooling:
         return ()
     taken = dict(options.pooled)
@@ -301,7 +303,9 @@ def place_in_pools(registry: Registry, running: Names[str] | None, options: Comp
     by_service: dict[str, list[Instance]] = defaultdict(list)
     for inst in registry.instances:
         by_service[inst.service].append(inst)
-    losers = {c.loser for c in name_collisions(registry, options)}  # left out or unrouted: no spare
+    if lost is None:
+        lost = name_collisions(registry, options)
+    losers = {c.loser for c in lost}  # left out or unrouted: no spare
     for svc in sorted(registry.services, key=lambda s: s.name):
         if svc.name in holding or svc.name in running or {f"service:{svc.name}"} & (options.excluded | losers):
             continue
@@ -421,11 +425,14 @@ def name_collisions(registry: Registry, options: ComposeOptions) -> list[Collisi
                       dict(options.fallback_names), fallbacks=options.focused)
 
 
-def compose(registry: Registry, options: ComposeOptions | None = None) -> Config:
+def compose(registry: Registry, options: ComposeOptions | None = None,
+            lost: Sequence[Collision] | None = None) -> Config:
     """The desired HAProxy model for everything in the registry (a record that collides with another's name is
-    left out, as ``name_collisions`` says)."""
+    left out, as ``name_collisions`` says; ``lost`` is that answer when the caller has it already: it depends on
+    the services, Thalassa backends and frontends and on ``options``' excluded owners and fallback names alone)."""
     options = options or ComposeOptions()
-    lost = name_collisions(registry, options)
+    if lost is None:
+        lost = name_collisions(registry, options)
     left_out = {c.loser for c in lost if c.claim.space not in ("host", "path")}
     unrouted = {c.loser for c in lost if c.claim.space in ("host", "path")}
     by_service: dict[str, list[Instance]] = defaultdict(list)

@@ -31,6 +31,7 @@ from haplane.compose import (
 )
 from haplane.haproxy.runtime import command_of
 from haplane.model.haproxy import Backend, Config
+from haplane.model.names import Collision
 from haplane.model.ops import RuntimeOp
 from haplane.model.records import Instance, Registry
 from haplane.plan import Memory, Plan, Policy, plan
@@ -106,6 +107,7 @@ class Composer:
         self._left_out: list[str] = []  # TLS frontends this agent cannot serve (no HTTPS), last said
         self._collisions: list[str] = []  # records left out because another holds their name, last said
         self._losers: frozenset[str] = frozenset()  # their owners, left out of incremental compositions too
+        self._lost: tuple[tuple[int, frozenset[str]], list[Collision]] | None = None  # name_collisions, per key
 
     def options_for(self, excluded: frozenset[str]) -> ComposeOptions:
         """The compose options with ``excluded`` held back and the spares taken so far."""
@@ -114,7 +116,16 @@ class Composer:
     def place(self, applied: Config | None, excluded: frozenset[str]) -> tuple[tuple[str, str], ...]:
         """The spares every service holds once the new ones among the records took theirs (not kept)."""
         return place_in_pools(self.mirror.registry(), None if applied is None else applied.names(),
-                              self.options_for(excluded))
+                              self.options_for(excluded), self._name_collisions(excluded))
+
+    def _name_collisions(self, excluded: frozenset[str]) -> list[Collision]:
+        """``name_collisions`` of the mirror's records (a walk over every one of them), once per store revision
+        and ``excluded``: placing new services in the pools and composing the config ask for the same answer
+        (the spares held and the instances change nothing in it)."""
+        key = (self.mirror.revision, excluded)
+        if self._lost is None or self._lost[0] != key:
+            self._lost = key, name_collisions(self.mirror.registry(), self.options_for(excluded))
+        return self._lost[1]
 
     def loaded(self) -> None:
         """HAProxy (re)loaded a config this composer composed with no spare held: every spare is free again."""
@@ -135,14 +146,14 @@ class Composer:
                                                              if f"instance:{i.service}/{i.id}" not in excluded),
                                    certificates=tuple(c for c in registry.certificates
                                                       if f"certificate:{c.name}" not in excluded))
-            self._full = compose(registry, options)
+            lost = self._name_collisions(excluded)
+            self._full = compose(registry, options, lost)
             self._full_key = key
             left_out = frontends_without_tls(registry, options)
             if left_out and left_out != self._left_out:
                 log.warning("frontend(s) %s ask for TLS but this agent has no HTTPS listener (https_port 0): left "
                             "out of HAProxy's config until it has one", ", ".join(left_out))
             self._left_out = left_out
-            lost = name_collisions(registry, options)
             said = [str(c) for c in lost]
             if said and said != self._collisions:
                 log.warning("name collision(s) in the store (written past the registry's checks): %s",

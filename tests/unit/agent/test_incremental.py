@@ -16,6 +16,7 @@ from test_reconcile import running, until  # beside this file (pytest puts its f
 
 import haplane.agent.planning as planning
 import haplane.agent.reconcile as reconcile
+import haplane.compose as compose_module
 import haplane.model.haproxy as haproxy_model
 from haplane.agent.nodes import model_hash
 from haplane.compose import ComposeOptions, compose
@@ -118,6 +119,22 @@ async def test_a_new_service_composes_the_whole_config(monkeypatch: pytest.Monke
         await until(lambda: rig.fake.reload_count == 1 and rig.agent.idle)
         assert counts.calls["compose"] >= 1 and counts.calls["render"] >= 1
         assert counts.calls["structure_key"] >= 1
+
+
+async def test_a_new_service_taking_a_spare_walks_the_names_of_every_record_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new service that takes a pool's spare (no reload) is placed in the pool and composed: both ask which
+    records' names collide, a walk over every record, asked once for the store revision (it was three times)."""
+    async with running(setup=services, pool_size=4) as rig:
+        await until(lambda: rig.agent.idle)
+        counts = Counts(monkeypatch)
+        counts.counted(compose_module, "collisions", "collisions")
+        await rig.reg.put_service(Service("fresh", "host", "fresh.test"))
+        await until(lambda: rig.fake.map_entries["/s/hosts.map"].get("fresh.test", "").startswith("_pool")
+                    and rig.agent.idle)
+        assert rig.fake.reload_count == 0  # it took a spare through the runtime
+        assert counts.calls["compose"] == 1  # the one new revision composed once
+        assert counts.calls["collisions"] == 1, dict(counts.calls)
 
 
 def _registry(extra: tuple[Instance, ...] = ()) -> Registry:

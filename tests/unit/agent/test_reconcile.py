@@ -12,7 +12,7 @@ import pytest
 from haplane.agent.activity import Activity
 from haplane.agent.reconcile import Agent
 from haplane.agent.state import AgentOptions
-from haplane.compose import ComposeOptions
+from haplane.compose import ComposeOptions, pool_profiles
 from haplane.model.records import Instance, Service
 from haplane.plan import Policy
 from haplane.registry import RegistryStore
@@ -39,15 +39,17 @@ async def until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
 @contextlib.asynccontextmanager
 async def running(poison: tuple[str, ...] = (), reload_interval: float = 0.05,
                   policy: Policy | None = None, setup: Callable[[RegistryStore], Awaitable[None]] | None = None,
-                  reload_budget: int = 30, clock: Callable[[], float] | None = None, path_map: str | None = None
-                  ) -> AsyncIterator[Rig]:
+                  reload_budget: int = 30, clock: Callable[[], float] | None = None, path_map: str | None = None,
+                  pool_size: int = 0) -> AsyncIterator[Rig]:
     store = open_store("memory://")
     reg = RegistryStore(store)
     if setup:
         await setup(reg)
     fake = FakeHAProxy(poison)
     activity = Activity()
-    opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="/s/hosts.map", path_map=path_map),
+    pools = pool_profiles(["roundrobin"]) if pool_size else ()
+    opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="/s/hosts.map", path_map=path_map, pools=pools,
+                                               pool_size=pool_size),
                         policy=policy or Policy(ramp_interval=0, drain_timeout=0),
                         reload_interval=reload_interval, reload_budget=reload_budget, coalesce=0.001,
                         resync_interval=3600)
