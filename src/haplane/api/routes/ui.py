@@ -118,11 +118,28 @@ async def with_heartbeat(source: AsyncIterator[bytes], every: float = HEARTBEAT)
                 await aclose()
 
 
-def names_doc(view: AgentReader) -> dict[str, list[str | None]]:
-    """"backend/slot" -> [service, instance] for the charts' legends (the agent's config now)."""
+def names_doc(view: AgentReader, shown: dict[str, str] | None = None) -> dict[str, list[str | None]]:
+    """"backend/slot" -> [service, instance] for the charts' legends (the agent's config now); a backend by the
+    name ``shown`` gives it (see ``shown_names``)."""
     from haplane.accesslog import names_of
 
-    return {f"{b}/{s}": [svc, inst] for (b, s), (svc, inst) in names_of(view.desired()).items() if inst is not None}
+    shown = shown or {}
+    return {f"{shown.get(b, b)}/{s}": [svc, inst] for (b, s), (svc, inst) in names_of(view.desired()).items()
+            if inst is not None}
+
+
+def shown_names(view: AgentReader) -> tuple[dict[str, str], frozenset[str]]:
+    """HAProxy backend -> the name operators know it by, where they differ (a pool's spare shows the service it
+    holds), and the free spares (no service's: left out of the charts)."""
+    backends = view.desired().backends
+    return ({b.name: b.shown for b in backends if b.shown != b.name},
+            frozenset(b.name for b in backends if b.free_spare))
+
+
+def shown_key(key: str, shown: dict[str, str]) -> str:
+    """A stats series key "proxy/name" with its proxy as operators know it."""
+    proxy, sep, rest = key.partition("/")
+    return shown.get(proxy, proxy) + sep + rest
 
 
 def stream(source: AsyncIterator[bytes]) -> StreamingResponse:
@@ -280,16 +297,19 @@ def router(deps: ApiDeps) -> APIRouter:
         sampler.touch()
         if not sampler.series:
             await sampler.fresh(0)
+        as_known, free = shown_names(view)  # a pool's spare is charted as the service it holds
         ranked = [(p, kind, busy) for p, kind, busy in sampler.busiest()
-                  if (idle or busy > 0) and q.lower() in p.lower()]
+                  if p not in free and (idle or busy > 0) and q.lower() in as_known.get(p, p).lower()]
         pages = max(1, -(-len(ranked) // per_page))
         page = min(page, pages - 1)
         shown = ranked[page * per_page:(page + 1) * per_page]
+        history = sampler.history(window, {p for p, _, _ in shown}) if series else {}
         return {"live": True, "interval": sampler.interval, "window": window,
                 "fields": ["t", "req", "err", "rtime", "scur"], "error": sampler.error,
-                "series": sampler.history(window, {p for p, _, _ in shown}) if series else {},
-                "order": [{"proxy": p, "kind": kind, "busy": round(busy, 3)} for p, kind, busy in shown],
-                "page": page, "pages": pages, "total": len(ranked), "names": names_doc(view)}
+                "series": {shown_key(k, as_known): v for k, v in history.items()},
+                "order": [{"proxy": as_known.get(p, p), "kind": kind, "busy": round(busy, 3)}
+                          for p, kind, busy in shown],
+                "page": page, "pages": pages, "total": len(ranked), "names": names_doc(view, as_known)}
 
     @r.get("/ui/api/instance/{service}/{iid}")
     async def instance(service: str, iid: str, window: int = 900, _: Principal = read) -> dict[str, Any]:
@@ -316,7 +336,8 @@ def router(deps: ApiDeps) -> APIRouter:
             sampler = deps.agent.stats
             if sampler is not None:
                 sampler.touch()
-                everything = sampler.history(window)
+                as_known, _free = shown_names(deps.agent)
+                everything = {shown_key(k, as_known): v for k, v in sampler.history(window).items()}
                 series = {k: v for k, v in everything.items() if k in slots}
         return {"instance": {**inst.to_dict(), "revision": rev}, "servers": servers, "history": history,
                 "series": series, "window": window, "live": deps.agent is not None}
@@ -374,8 +395,15 @@ def router(deps: ApiDeps) -> APIRouter:
                 yield sse("info", {"live": False})
                 while True:
                     await asyncio.sleep(3600)
-            yield sse("history", {"series": sampler.history(), "interval": sampler.interval, "t": time.time()})
+            assert deps.agent is not None
+            as_known, _free = shown_names(deps.agent)  # a pool's spare as the service it holds
+            yield sse("history", {"series": {shown_key(k, as_known): v for k, v in sampler.history().items()},
+                                  "interval": sampler.interval, "t": time.time()})
             async for tick in sampler.ticks():
+                as_known, _free = shown_names(deps.agent)
+                points = tick.get("points")
+                if as_known and isinstance(points, dict):
+                    tick = {**tick, "points": {shown_key(k, as_known): v for k, v in points.items()}}
                 yield sse("tick", tick)
 
         return stream(gen())
