@@ -176,15 +176,7 @@ class Agent:
                     await self._serve_last_good(exc)
                 log.log(logging.WARNING if failures <= 3 or delay < STORE_RETRY_CAP else logging.DEBUG,
                         "store unreachable (%s); retrying in %.1fs", exc, delay)
-                loop = asyncio.get_running_loop()
-                until = loop.time() + delay
-                while not self._heal_requested and loop.time() < until:  # an exit cuts the wait short
-                    await asyncio.sleep(min(0.05, until - loop.time()))
-                if self._heal_requested and self.applied is not None:
-                    # HAProxy died while the store is down: restart it now (converging to the registry as last
-                    # read), not when the store answers again
-                    self._heal_requested = False
-                    await self._heal()
+                await asyncio.sleep(delay)
 
     async def _serve_last_good(self, exc: StoreError) -> None:
         """The store cannot be read at start: serve the last good config on disk meanwhile, and say so once,

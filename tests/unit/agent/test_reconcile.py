@@ -254,29 +254,3 @@ async def test_a_route_moved_is_map_entries_alone_not_a_pass_over_every_backend(
         await until(lambda: rig.fake.map_entries["/s/paths.map"].get("/moved/") == "s1" and rig.agent.idle)
         assert "/s1/" not in rig.fake.map_entries["/s/paths.map"] and rig.fake.reload_count == 0
         assert None not in reads, f"every backend was read: {reads}"
-
-
-async def test_haproxy_is_healed_while_the_store_cannot_be_read() -> None:
-    """The store goes away and HAProxy dies meanwhile: the agent restarts it at once, with the registry as it last
-    read it, instead of waiting (in its store retries) for the store to answer again."""
-    from haplane.errors import StoreUnavailable
-
-    async with running(setup=app_service) as rig:
-        await rig.reg.put_instance(inst("a"))
-        await until(lambda: not rig.fake.slot("app", "s1").maint)
-        store = rig.agent.store
-        real_range = store.range
-
-        async def down(*_a: object, **_k: object) -> object:
-            raise StoreUnavailable("store down (test)")
-
-        store.range = down  # type: ignore[method-assign]
-        rig.agent._resync_requested = True  # as after a failed watch: a full resync, which cannot read the store
-        rig.agent._events.put_nowait([])
-        await until(lambda: not rig.agent.status.store_ok)
-        await asyncio.sleep(0.5)  # into the longer waits between store retries
-        rig.fake.kill()
-        await until(lambda: rig.fake.running and not rig.fake.slot("app", "s1").maint, timeout=1)
-        assert not rig.agent.status.store_ok
-        store.range = real_range  # type: ignore[method-assign]
-        await until(lambda: rig.agent.status.store_ok, timeout=7)
