@@ -88,12 +88,13 @@ def show_crt_list(crt_list: str) -> str:
 
 # What HAProxy 2.6 answers when each command succeeds; anything else is its error. The path in the answer must
 # be the command's own (see the module docstring: a "set" can land in another certificate's transaction).
+# "add" prints a dot for each bind that uses the crt-list (the HTTPS frontend, Thalassa TLS frontends).
 _OK: dict[str, re.Pattern[str]] = {
     "new": re.compile(r"New empty certificate store '(?P<p>[^']+)'!"),
     "set": re.compile(r"Transaction (?:created|updated) for certificate (?P<p>\S+)!"),
     "commit": re.compile(r"Committing (?P<p>\S+?)\.*\nSuccess!"),
     "abort": re.compile(r"Transaction aborted for certificate '(?P<p>[^']+)'!"),
-    "add": re.compile(r"Inserting certificate '(?P<p>[^']+)' in crt-list '[^']+'\.\nSuccess!"),
+    "add": re.compile(r"Inserting certificate '(?P<p>[^']+)' in crt-list '[^']+'\.*\nSuccess!"),
     "del-list": re.compile(r"Entry '(?P<p>[^']+)' deleted in crtlist '[^']+'!"),
     "del": re.compile(r"Certificate '(?P<p>[^']+)' deleted!"),
 }
