@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +92,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     procs.cleanup_all()
+
+
+def _started_procs() -> list[procs.Proc]:
+    """Every process ``Proc`` started and not stopped yet (the module is imported both as ``support.procs`` and
+    as ``tests.support.procs``: each has its own list)."""
+    out: list[procs.Proc] = []
+    for name in ("support.procs", "tests.support.procs"):
+        module = sys.modules.get(name)
+        if module is not None:
+            with module._LOCK:
+                out.extend(module._PROCS)
+    return out
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A process a test's body started and left running (its assertion failed before its own stop) is stopped
+    when the test ends: a `haplane up` left behind holds its ports (HTTPS 8443 by default) and fails every later
+    test that starts one. Fixtures' processes start in the setup phase and are left alone."""
+    before = {id(p) for p in _started_procs()}
+    try:
+        return (yield)
+    finally:
+        for p in _started_procs():
+            if id(p) not in before and p.alive():
+                p.stop(timeout=10)
 
 
 # --------------------------------------------------------------------------------------------------------------
