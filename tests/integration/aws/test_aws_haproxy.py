@@ -29,7 +29,11 @@ pytestmark = pytest.mark.integration
 
 
 async def live_slots(rig: Rig, backend: str = "web") -> dict[str, tuple[str, int]]:
-    """server name -> (address, weight) of the slots HAProxy has in use (not in maintenance)."""
+    """server name -> (address, weight) of the slots HAProxy has in use (not in maintenance), in the backend that
+    holds service ``backend`` inside HAProxy (its own, or a pool's spare it took)."""
+    desired = rig.bundle.agent.desired
+    held = [b.name for b in desired.backends if b.label == backend] if desired is not None else []
+    backend = held[0] if held else backend
     state = await rig.bundle.control.servers([backend])
     return {name: (s.address, s.weight) for name, s in state.get(backend, {}).items() if not s.maint}
 
