@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tests.deploy.conftest import DEPLOY
-from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
 from tests.support.require import require_binary
 
 RULES = DEPLOY / "prometheus" / "haplane-alerts.yml"
@@ -53,8 +53,8 @@ def test_the_rules_name_only_series_haplane_exposes(haproxy_bin: str, http_backe
     api, proxy = free_port(addr), free_port(addr)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HAPLANE_", "DOCKER_"))}
     env.update(HAPLANE_TOKEN=TOKEN, HAPLANE_RAMP_MIN="10")
-    proc = Proc([sys.executable, "-m", "haplane", "up", "--no-docker", "--state-dir", str(state), "--listen",
-                 f"{addr}:{api}", "--http-port", str(proxy), "--http-address", addr, "--haproxy-bin", haproxy_bin],
+    proc = Proc([sys.executable, "-m", "haplane", *up_args("--no-docker", "--state-dir", str(state), "--listen",
+                 f"{addr}:{api}", "--http-port", str(proxy), "--http-address", addr, "--haproxy-bin", haproxy_bin)],
                 tmp_path / "up.log", env=env)
     base = f"http://{addr}:{api}"
     h = {"Authorization": f"Bearer {TOKEN}"}

@@ -82,6 +82,8 @@ def test_the_image_builds_routes_and_stops_cleanly(dockerd: Dockerd, http_backen
                       "-v", f"{volume}:/var/lib/haplane", "--health-interval", "2s",
                       "--health-start-period", "30s", "-e", f"HAPLANE_LISTEN={addr}:{api}",
                       "-e", f"HAPLANE_HTTP_PORT={proxy}", "-e", f"HAPLANE_HTTP_ADDRESS={addr}",
+                      # HTTPS on a port of its own at this address, not up's *:8443 that overlapping runs share
+                      "-e", f"HAPLANE_HTTPS_PORT={free_port(addr)}", "-e", f"HAPLANE_HTTPS_ADDRESS={addr}",
                       "-e", f"HAPLANE_TOKEN={TOKEN}", "-e", "HAPLANE_RAMP_MIN=10", TAG)
     base = f"http://{addr}:{api}"
     h = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
 
 pytestmark = pytest.mark.e2e
 TOKEN = "e2e-up-admin-token"
@@ -28,9 +28,9 @@ def test_up_login_link_overview_stats_metrics_and_cli(tmp_path: Path, http_backe
     api_port, proxy_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAPLANE_") and "proxy" not in k.lower()}
     env.update({"HAPLANE_TOKEN": TOKEN, "HAPLANE_HAPROXY_BIN": haproxy_bin, "HAPLANE_RAMP_INTERVAL": "0"})
-    proc = Proc([sys.executable, "-m", "haplane", "up", "--state-dir", str(state), "--listen",
+    proc = Proc([sys.executable, "-m", "haplane", *up_args("--state-dir", str(state), "--listen",
                  f"127.0.0.1:{api_port}", "--http-port", str(proxy_port), "--http-address", "127.0.0.1",
-                 "--no-docker"], tmp_path / "up.log", env=env)
+                 "--no-docker")], tmp_path / "up.log", env=env)
     try:
         wait_until(lambda: proc.alive() and "login" in proc.log.read_text(), 30, what="the banner")
         link = re.search(r"login\s+(\S+)", proc.log.read_text())

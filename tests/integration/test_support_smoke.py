@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import base64
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
-from support.procs import Dockerd, EtcdCluster, MakeEtcdCluster, MakeHttpBackend, free_port, wait_until
+from support.procs import (
+    Dockerd,
+    EtcdCluster,
+    MakeEtcdCluster,
+    MakeHttpBackend,
+    Proc,
+    free_port,
+    up_args,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +149,18 @@ def test_dockerd_restart_keeps_containers_with_a_restart_policy(dockerd: Dockerd
     dockerd.restart(kill=True)
     wait_until(_serves(url, f"hi-{unique}"), 15, what="container after a daemon crash and restart")
     assert dockerd.cli("ps", "-q", "--filter", f"name=web-{unique}").stdout.strip()
+
+
+def test_proc_refuses_a_haplane_up_that_would_bind_the_default_https(tmp_path: Path) -> None:
+    """`up` binds HTTPS on *:8443 unless told: overlapping test runs would collide there, so a test must say."""
+    env = {k: v for k, v in os.environ.items() if k != "HAPLANE_HTTPS_PORT"}
+    for argv in ([sys.executable, "-m", "haplane", "up", "--no-docker"],
+                 ["/usr/bin/prlimit", "--", "/venv/bin/haplane", "--log-format", "json", "up"]):
+        with pytest.raises(ValueError, match="up_args"):
+            Proc(argv, tmp_path / "never.log", env=env)
+    assert up_args("--no-docker") == ["up", "--https-port", "0", "--no-docker"]
+    assert up_args(https_port=4443) == ["up", "--https-port", "4443", "--https-address", "127.0.0.1"]
+    # told through the environment, or not `up` at all: started as asked
+    p = Proc([sys.executable, "-m", "haplane", "up", "--help"], tmp_path / "help.log",
+             env={**env, "HAPLANE_HTTPS_PORT": "0"})
+    assert p.wait(60) == 0

@@ -70,6 +70,7 @@ __all__ = [
     "http_backend",
     "next_loopback",
     "short_tmpdir",
+    "up_args",
     "wait_until",
 ]
 
@@ -185,6 +186,25 @@ def find_binary(name: str, *candidates: str, env: str | None = None) -> str | No
 _SETPRIV = shutil.which("setpriv")
 
 
+def up_args(*args: str, https_port: int = 0, https_address: str = "127.0.0.1") -> list[str]:
+    """``haplane``'s arguments for ``up ARGS`` in a test: HTTPS off (``--https-port 0``), or on ``https_port`` at
+    ``https_address`` only. ``up``'s own default, HTTPS on *:8443 (every address), would collide between test
+    runs that overlap on one machine; ``Proc`` refuses a ``haplane up`` that says nothing about HTTPS."""
+    https = ["--https-port", str(https_port)]
+    if https_port:
+        https += ["--https-address", https_address]
+    return ["up", *https, *args]
+
+
+def _binds_the_default_https(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    """True for ``[... haplane [OPTIONS] up ...]`` with neither ``--https-port`` nor ``HAPLANE_HTTPS_PORT``."""
+    names = [i for i, a in enumerate(argv) if a == "haplane" or a.endswith("/haplane")]
+    if not names or "up" not in argv[names[0] + 1:]:
+        return False
+    told = any(a == "--https-port" or a.startswith("--https-port=") for a in argv)
+    return not told and "HAPLANE_HTTPS_PORT" not in env
+
+
 class Proc:
     """A child process in its own session, output to ``log``; registered for cleanup at exit.
 
@@ -196,6 +216,9 @@ class Proc:
         self.argv = list(argv)
         self.log = log
         full_env = dict(os.environ if env is None else env)
+        if _binds_the_default_https(self.argv, full_env):
+            raise ValueError(f"a test's `haplane up` must say where HTTPS goes (it binds *:8443 by default, which "
+                             f"overlapping runs share): build its arguments with up_args(...): {self.argv}")
         prefix: list[str] = []
         if _SETPRIV and threading.current_thread() is threading.main_thread():
             prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"]

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.procs import up_args
+
 from haplane import logsetup
 from haplane.haproxy.process import output_level
 
@@ -72,8 +74,8 @@ def test_expected_errors_are_one_line(tmp_path: Path) -> None:
     cases = [
         (["serve", "--store", "bogus://x", "--listen", f"127.0.0.1:{free_port}"], "unknown store scheme"),
         (["serve", "--store", "memory://", "--listen", f"127.0.0.1:{port}"], "Address already in use"),
-        (["up", "--state-dir", str(tmp_path / "a"), "--no-docker", "--listen", f"127.0.0.1:{free_port}",
-          "--haproxy-bin", str(tmp_path / "no-haproxy")], "cannot run"),
+        (up_args("--state-dir", str(tmp_path / "a"), "--no-docker", "--listen", f"127.0.0.1:{free_port}",
+                 "--haproxy-bin", str(tmp_path / "no-haproxy")), "cannot run"),
         (["--log-format", "json", "agent", "--state-dir", str(tmp_path / "b"), "--store", "bogus://",
           "--haproxy-bin", str(tmp_path / "no-haproxy")], "unknown store scheme"),
     ]

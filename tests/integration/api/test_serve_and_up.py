@@ -18,7 +18,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -260,15 +260,16 @@ def test_up_routes_what_the_api_registers_and_forgets_what_expires(tmp_path: Pat
                                                                   http_backends: MakeHttpBackend,
                                                                   loopback: Callable[[], str]) -> None:
     state = short_tmpdir("up")
-    api_port, proxy_port = free_port(), free_port()
-    proc = start(["up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
-                  str(proxy_port), "--http-address", "127.0.0.1", "--no-docker"], tmp_path,
-                 env={"HAPLANE_RAMP_MIN": "10", "HAPLANE_DRAIN_TIMEOUT": "1"})
+    api_port, proxy_port, https_port = free_port(), free_port(), free_port()
+    proc = start(up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
+                         str(proxy_port), "--http-address", "127.0.0.1", "--no-docker", https_port=https_port),
+                 tmp_path, env={"HAPLANE_RAMP_MIN": "10", "HAPLANE_DRAIN_TIMEOUT": "1"})
     api = f"http://127.0.0.1:{api_port}"
     wait_listening(api, proc)
     wait_until(lambda: "login" in proc.log.read_text(), 20, what="the banner")
     banner = proc.log.read_text()
     assert f"http://127.0.0.1:{proxy_port}/" in banner and f"{api}/ui/login?token={TOKEN}" in banner
+    assert f"https://127.0.0.1:{https_port}/" in banner
 
     h = {"Authorization": f"Bearer {TOKEN}"}
     keep, gone = http_backends("keep", loopback()), http_backends("gone", loopback())
@@ -289,6 +290,10 @@ def test_up_routes_what_the_api_registers_and_forgets_what_expires(tmp_path: Pat
         return seen
 
     wait_until(lambda: answered_by() == {"keep", "gone"}, 30, what="both instances routable")
+    # HTTPS too, with the self-signed default certificate up made at its first start
+    with httpx.Client(base_url=f"https://127.0.0.1:{https_port}", headers={"Host": "web.test"}, verify=False,
+                      timeout=5) as tls:
+        assert tls.get("/").headers["x-backend"] in {"keep", "gone"}
     applied = httpx.get(f"{api}/haproxy/config?applied=1", headers=h)
     # the service has a backend of its own, or holds a pool's spare (a new service takes one: no reload)
     assert applied.status_code == 200 and ("backend web" in applied.text or "backend _pool" in applied.text)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +32,8 @@ def test_up_serves_the_last_good_config_while_the_store_cannot_be_read(tmp_path:
                                                                        loopback: Callable[[], str]) -> None:
     state = short_tmpdir("unreadable")
     api_port, proxy_port = free_port(), free_port()
-    args = ["up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port", str(proxy_port),
-            "--http-address", "127.0.0.1", "--https-port", "0", "--no-docker"]
+    args = up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port", str(proxy_port),
+                   "--http-address", "127.0.0.1", "--no-docker")
     api = f"http://127.0.0.1:{api_port}"
     proxy = httpx.Client(base_url=f"http://127.0.0.1:{proxy_port}", headers={"Host": "web.test"}, timeout=5)
 

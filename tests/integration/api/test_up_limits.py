@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
 
 from haplane.model.records import Instance, Service
 from haplane.registry import RegistryStore
@@ -44,9 +44,9 @@ def up(state: Path, api_port: int, proxy_port: int) -> list[str]:
     prlimit = shutil.which("prlimit")
     if prlimit is None:
         pytest.skip("prlimit (util-linux) is not installed")
-    return [prlimit, f"--nofile={LIMIT}:{LIMIT}", "--", sys.executable, "-m", "haplane", "up", "--state-dir",
-            str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port", str(proxy_port), "--http-address",
-            "127.0.0.1", "--no-docker"]
+    return [prlimit, f"--nofile={LIMIT}:{LIMIT}", "--", sys.executable, "-m", "haplane",
+            *up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port", str(proxy_port),
+                     "--http-address", "127.0.0.1", "--no-docker")]
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,8 @@ def start_up(state: Path, api_port: int, proxy_port: int, log: Path, *extra: str
     env = {**os.environ, "HAPLANE_TOKEN": TOKEN, "HAPLANE_RAMP_MIN": "10", "HAPLANE_DRAIN_TIMEOUT": "0"}
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.pop(key, None)
-    return Proc([*HAPLANE, "up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
-                 str(proxy_port), "--http-address", "127.0.0.1", "--no-docker", *extra], log, env=env)
+    return Proc([*HAPLANE, *up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
+                 str(proxy_port), "--http-address", "127.0.0.1", "--no-docker", *extra)], log, env=env)
 
 
 def master_pid(state: Path) -> int:
@@ -160,8 +160,8 @@ def test_a_second_haplane_on_the_same_state_dir_is_refused(tmp_path: Path, state
     api_port, proxy_port = free_port(), free_port()
     first = start_up(state, api_port, proxy_port, tmp_path / "first.log")
     wait_ready(f"http://127.0.0.1:{api_port}", first)
-    r = subprocess.run([*HAPLANE, "up", "--state-dir", str(state), "--listen", f"127.0.0.1:{free_port()}",
-                        "--http-port", str(free_port()), "--http-address", "127.0.0.1", "--no-docker"],
+    r = subprocess.run([*HAPLANE, *up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{free_port()}",
+                        "--http-port", str(free_port()), "--http-address", "127.0.0.1", "--no-docker")],
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "HAPLANE_TOKEN": TOKEN})
     assert r.returncode != 0
@@ -177,8 +177,8 @@ def test_a_proxy_port_already_held_is_refused_in_one_line(tmp_path: Path, state:
     with socket.socket() as held:
         held.bind(("127.0.0.1", proxy_port))
         held.listen()
-        r = subprocess.run([*HAPLANE, "up", "--state-dir", str(state), "--listen", f"127.0.0.1:{free_port()}",
-                            "--http-port", str(proxy_port), "--http-address", "127.0.0.1", "--no-docker"],
+        r = subprocess.run([*HAPLANE, *up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{free_port()}",
+                            "--http-port", str(proxy_port), "--http-address", "127.0.0.1", "--no-docker")],
                            capture_output=True, text=True, timeout=60, env={**os.environ, "HAPLANE_TOKEN": TOKEN})
     assert r.returncode != 0
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("haplane")]
@@ -194,8 +194,8 @@ def test_a_second_haplane_on_a_held_proxy_port_is_refused(tmp_path: Path, state:
     first = start_up(state, api_port, proxy_port, tmp_path / "first.log")
     wait_ready(f"http://127.0.0.1:{api_port}", first)
     other = short_tmpdir("upk2")
-    r = subprocess.run([*HAPLANE, "up", "--state-dir", str(other), "--listen", f"127.0.0.1:{free_port()}",
-                        "--http-port", str(proxy_port), "--http-address", "127.0.0.1", "--no-docker"],
+    r = subprocess.run([*HAPLANE, *up_args("--state-dir", str(other), "--listen", f"127.0.0.1:{free_port()}",
+                        "--http-port", str(proxy_port), "--http-address", "127.0.0.1", "--no-docker")],
                        capture_output=True, text=True, timeout=60, env={**os.environ, "HAPLANE_TOKEN": TOKEN})
     assert r.returncode != 0
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("haplane")]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.procs import Dockerd, Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import Dockerd, Proc, free_port, short_tmpdir, up_args, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ def test_up_watches_the_daemon_named_by_docker_host(tmp_path: Path, dockerd: Doc
                                                     loopback: Callable[[], str]) -> None:
     state = short_tmpdir("up-dk")
     api_port, proxy_port, port = free_port(), free_port(), free_port()
-    proc = start(["up", "--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
-                  str(proxy_port), "--http-address", "127.0.0.1"], tmp_path / "up.log",
+    proc = start(up_args("--state-dir", str(state), "--listen", f"127.0.0.1:{api_port}", "--http-port",
+                         str(proxy_port), "--http-address", "127.0.0.1"), tmp_path / "up.log",
                  env={"DOCKER_HOST": dockerd.host, "HAPLANE_DOCKER_SOURCE": "docker-up", "HAPLANE_RAMP_MIN": "10",
                       "HAPLANE_DRAIN_TIMEOUT": "0"})
     try:
