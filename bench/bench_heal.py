@@ -26,17 +26,16 @@ import asyncio
 import contextlib
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _backends import spawn_cmd
+from _rig import bench_parser, over_sizes
 from bench_agent import Prober, fmt, free_port, pct
 
 from haplane.agent.runner import build_agent
@@ -267,31 +266,12 @@ async def at_size(tmp: Path, services: int, min_slots: int, changes: int, heal_t
 
 
 async def run(args: argparse.Namespace) -> int:
-    if not shutil.which(args.haproxy):
-        print("haproxy is not installed", file=sys.stderr)
-        return 2
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    print(f"descriptors: soft {soft}, hard {hard}")
-    for n, size in enumerate(args.sizes):
-        tmp = Path(tempfile.mkdtemp(prefix="hp-heal-"))
-        try:
-            await at_size(tmp, size, args.min_slots, args.changes, args.heal if n == 0 else 0)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return await over_sizes(args.haproxy, args.sizes, "hp-heal-", lambda tmp, size, n: at_size(
+        tmp, size, args.min_slots, args.changes, args.heal if n == 0 else 0))
 
 
 def main() -> int:
-    import faulthandler
-    import logging
-
-    faulthandler.register(signal.SIGUSR2, all_threads=True)  # kill -USR2: where is it now
-
-    # the kills are on purpose: HAProxy's alerts are expected here (HAPLANE_BENCH_LOG=INFO to see them)
-    logging.basicConfig(level=os.environ.get("HAPLANE_BENCH_LOG", "CRITICAL"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    ap = bench_parser(__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--min-slots", type=int, default=8, help="slots per service (a power of two: 8 -> 80,000 "
                     "slots at 10,000 services)")

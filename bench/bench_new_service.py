@@ -29,16 +29,14 @@ import asyncio
 import contextlib
 import os
 import resource
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import typing
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _rig import bench_parser, over_sizes
 from bench_agent import pct
 from bench_heal import Rig, cpu_s, healed, membership, row, rss_mb, settled, show_proc
 
@@ -217,29 +215,11 @@ async def at_size(tmp: Path, services: int, args: argparse.Namespace, first: boo
 
 
 async def run(args: argparse.Namespace) -> int:
-    if not shutil.which("haproxy"):
-        print("haproxy is not installed", file=sys.stderr)
-        return 2
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    print(f"descriptors: soft {soft}, hard {hard}")
-    for n, size in enumerate(args.sizes):
-        tmp = Path(tempfile.mkdtemp(prefix="hp-new-"))
-        try:
-            await at_size(tmp, size, args, n == 0)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return await over_sizes("haproxy", args.sizes, "hp-new-", lambda tmp, size, n: at_size(tmp, size, args, n == 0))
 
 
 def main() -> int:
-    import faulthandler
-    import logging
-
-    faulthandler.register(signal.SIGUSR2, all_threads=True)  # kill -USR2: where is it now
-    logging.basicConfig(level=os.environ.get("HAPLANE_BENCH_LOG", "CRITICAL"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    ap = bench_parser(__doc__)
     ap.add_argument("--pools", type=int, metavar="N", help="spares per pool profile with pools on (default: "
                     "haplane's default pool_size); the pools-off run is always pool_size 0")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])

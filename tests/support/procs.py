@@ -34,6 +34,7 @@ import platform
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -271,6 +272,23 @@ class Proc:
         with _LOCK:
             if self in _PROCS:
                 _PROCS.remove(self)
+
+    def wait_answering(self, url: str, timeout: float = 30.0, verify: bool | ssl.SSLContext = True) -> None:
+        """Poll ``url`` until it answers 200 (a server this process runs). ``ProcessError`` with the log's tail as
+        soon as the process exits, ``TimeoutError`` (with it too) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                raise ProcessError(f"{self.argv[:4]} exited with {self.popen.returncode} before {url} answered:\n"
+                                   f"{self.log_tail()}")
+            try:
+                if httpx.get(url, verify=verify, timeout=1, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not answering 200 after {timeout:.0f}s:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

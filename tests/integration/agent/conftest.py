@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import socket
 import threading
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from haplane.agent.runner import AgentBundle, build_agent
+from haplane.model.records import Instance, Service
 from haplane.registry import RegistryStore
 from haplane.settings import load
 
@@ -80,6 +82,26 @@ def backends() -> Iterator[list[Backend]]:
     yield made
     for b in made:
         b.stop()
+
+
+class LogLines(logging.Handler):
+    """The messages haplane logs (logger ``haplane``) while the ``log_lines`` fixture runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    lines = LogLines()
+    logger = logging.getLogger("haplane")
+    logger.addHandler(lines)
+    yield lines
+    logger.removeHandler(lines)
 
 
 _next_ip = [10]
@@ -158,3 +180,14 @@ async def agent_rig(tmp_path: Path, env: dict[str, str] | None = None, **setting
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         await bundle.close()
+
+
+@contextlib.asynccontextmanager
+async def rig_with_app(tmp_path: Path, backends: list[Backend], instance: str) -> AsyncIterator[Rig]:
+    """``agent_rig`` routing service ``app`` (host app.test) to one instance, ``instance`` on backend ``a``."""
+    async with agent_rig(tmp_path) as rig:
+        a = new_backend(backends, "a")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.reg.put_instance(Instance(instance, "app", a.address, a.port))
+        await rig.until_status("app.test", 200)
+        yield rig

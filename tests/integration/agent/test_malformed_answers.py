@@ -5,7 +5,6 @@ are sane again."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from haplane.haproxy.runtime import Command
 from haplane.model.records import Instance, Service
 
-from .conftest import Backend, agent_rig, new_backend
+from .conftest import Backend, LogLines, new_backend, rig_with_app
 
 pytestmark = pytest.mark.integration
 
@@ -27,60 +26,42 @@ MALFORMED = [
 ]
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 @pytest.mark.parametrize("answer", MALFORMED, ids=["garbage", "no-columns", "version-only"])
 async def test_malformed_server_state_answers_are_survived(tmp_path: Path, backends: list[Backend],
-                                                           answer: str) -> None:
-    lines = _Lines()
-    logging.getLogger("haplane").addHandler(lines)
-    try:
-        async with agent_rig(tmp_path) as rig:
-            a = new_backend(backends, "a")
-            await rig.reg.put_service(Service("app", "host", "app.test"))
-            await rig.reg.put_instance(Instance("i1", "app", a.address, a.port))
-            await rig.until_status("app.test", 200)
-            await rig.settled()
+                                                           log_lines: LogLines, answer: str) -> None:
+    async with rig_with_app(tmp_path, backends, "i1") as rig:
+        await rig.settled()
 
-            runtime = rig.bundle.control.runtime
-            real = runtime.execute
-            bad = {"left": 3}
+        runtime = rig.bundle.control.runtime
+        real = runtime.execute
+        bad = {"left": 3}
 
-            async def execute(commands: Sequence[Command]) -> list[str]:
-                answers = await real(commands)
-                if bad["left"] and any(str(c).startswith("show servers state") for c in commands):
-                    bad["left"] -= 1
-                    return [answer if str(c).startswith("show servers state") else t
-                            for c, t in zip(commands, answers, strict=True)]
-                return answers
+        async def execute(commands: Sequence[Command]) -> list[str]:
+            answers = await real(commands)
+            if bad["left"] and any(str(c).startswith("show servers state") for c in commands):
+                bad["left"] -= 1
+                return [answer if str(c).startswith("show servers state") else t
+                        for c, t in zip(commands, answers, strict=True)]
+            return answers
 
-            runtime.execute = execute  # type: ignore[method-assign]
-            before = len(lines.lines)
-            # a membership change and a structural one, both planned while the answers are malformed
-            b = new_backend(backends, "b")
-            await rig.reg.put_instance(Instance("i2", "app", b.address, b.port))
-            w = new_backend(backends, "w")
-            await rig.reg.put_service(Service("web", "host", "web.test"))
-            await rig.reg.put_instance(Instance("w1", "web", w.address, w.port))
-            r = await rig.until_status("web.test", 200, timeout=10)
-            assert r.text == "backend=w"
-            deadline = asyncio.get_running_loop().time() + 10
-            seen: set[str] = set()
-            while seen != {"backend=a", "backend=b"}:
-                assert asyncio.get_running_loop().time() < deadline, f"i2 never routed: {seen}"
-                seen |= {(await rig.get("app.test")).text for _ in range(10)}
-                await asyncio.sleep(0.05)
-            assert bad["left"] == 0
-            status = rig.bundle.agent.status
-            assert status.haproxy_ok  # back to healthy after the resync
-            said = [ln for ln in lines.lines[before:] if "show servers state" in ln]
-            assert 1 <= len(said) <= 3, said  # a line per malformed answer, not a flood
-    finally:
-        logging.getLogger("haplane").removeHandler(lines)
+        runtime.execute = execute  # type: ignore[method-assign]
+        before = len(log_lines.lines)
+        # a membership change and a structural one, both planned while the answers are malformed
+        b = new_backend(backends, "b")
+        await rig.reg.put_instance(Instance("i2", "app", b.address, b.port))
+        w = new_backend(backends, "w")
+        await rig.reg.put_service(Service("web", "host", "web.test"))
+        await rig.reg.put_instance(Instance("w1", "web", w.address, w.port))
+        r = await rig.until_status("web.test", 200, timeout=10)
+        assert r.text == "backend=w"
+        deadline = asyncio.get_running_loop().time() + 10
+        seen: set[str] = set()
+        while seen != {"backend=a", "backend=b"}:
+            assert asyncio.get_running_loop().time() < deadline, f"i2 never routed: {seen}"
+            seen |= {(await rig.get("app.test")).text for _ in range(10)}
+            await asyncio.sleep(0.05)
+        assert bad["left"] == 0
+        status = rig.bundle.agent.status
+        assert status.haproxy_ok  # back to healthy after the resync
+        said = [ln for ln in log_lines.lines[before:] if "show servers state" in ln]
+        assert 1 <= len(said) <= 3, said  # a line per malformed answer, not a flood

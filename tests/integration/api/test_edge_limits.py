@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.procs import Proc, free_port, short_tmpdir, wait_until
+from tests.support.procs import Proc, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +28,7 @@ def serve() -> Iterator[tuple[int, Proc]]:
         env.pop(key, None)
     proc = Proc([sys.executable, "-m", "haplane", "serve", "--state-dir", str(tmp / "state"), "--listen",
                  f"127.0.0.1:{port}"], tmp / "serve.log", env=env)
-
-    def up() -> bool:
-        assert proc.alive(), proc.log_tail()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, what="haplane serve answering")
+    proc.wait_answering(f"http://127.0.0.1:{port}/health")
     yield port, proc
     assert proc.stop() == 0, proc.log_tail()
 

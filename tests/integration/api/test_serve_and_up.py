@@ -34,14 +34,7 @@ def start(args: list[str], tmp: Path, env: dict[str, str] | None = None) -> Proc
 
 
 def wait_listening(url: str, proc: Proc, verify: bool | ssl.SSLContext = True) -> None:
-    def up() -> bool:
-        assert proc.alive(), proc.log_tail()
-        try:
-            return httpx.get(url + "/health", verify=verify, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, what=f"{url} answering")
+    proc.wait_answering(url + "/health", verify=verify)
 
 
 def serve_for_schemathesis() -> Iterator[str]:

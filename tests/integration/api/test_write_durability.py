@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.procs import Proc, free_port, wait_until
+from tests.support.procs import Proc, free_port
 
 from haplane.model.records import Instance
 from haplane.registry import RegistryStore
@@ -32,15 +32,7 @@ async def test_every_acknowledged_registration_survives_a_sigkill(tmp_path: Path
                  str(tmp_path / "state"), "--listen", f"127.0.0.1:{port}"], tmp_path / "serve.log",
                 env={**env, "HAPLANE_TOKEN": TOKEN})
     headers = {"Authorization": f"Bearer {TOKEN}"}
-
-    def up() -> bool:
-        assert proc.alive(), proc.log_tail()
-        try:
-            return httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await asyncio.to_thread(wait_until, up, 30, what="haplane serve")
+    await asyncio.to_thread(proc.wait_answering, url + "/health")
     acked: dict[str, tuple[int, int]] = {}  # id -> (slot, revision) as answered
     batched = asyncio.Event()
 

@@ -36,14 +36,7 @@ def web(dockerd: Dockerd, image: str, name: str, addr: str, port: int, *extra: s
 
 
 def wait_api(url: str, proc: Proc) -> None:
-    def up() -> bool:
-        assert proc.alive(), proc.log_tail()
-        try:
-            return httpx.get(url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, what=f"{url} answering")
+    proc.wait_answering(url + "/health")
 
 
 def test_up_watches_the_daemon_named_by_docker_host(tmp_path: Path, dockerd: Dockerd, busybox_image: str,

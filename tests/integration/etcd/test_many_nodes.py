@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.agent.conftest import Rig, agent_rig
-from tests.support.procs import EtcdCluster, MakeEtcdCluster, MakeHttpBackend, Proc, free_port, wait_until
+from tests.support.procs import EtcdCluster, MakeEtcdCluster, MakeHttpBackend, Proc, free_port
 
 from haplane.agent.nodes import read_nodes
 from haplane.election import Election
@@ -73,15 +73,7 @@ def serve(cluster_url: str, tmp: Path, name: str) -> tuple[Proc, str]:
     proc = Proc([sys.executable, "-m", "haplane", "serve", "--store", cluster_url, "--state-dir", str(tmp / name),
                  "--listen", f"127.0.0.1:{port}"], tmp / f"{name}.log", env=env)
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.alive(), proc.log_tail()
-        try:
-            return httpx.get(url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, what=f"haplane serve {name}")
+    proc.wait_answering(url + "/health")
     return proc, url
 
 

@@ -13,7 +13,7 @@ admin's change in between makes it read again, never overwrite them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -27,6 +27,14 @@ from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry
 from haplane.store.keys import backend_key, frontend_key
 
 T = TypeVar("T")
+
+
+class _WithNatives(Protocol):
+    @property
+    def natives(self) -> tuple[str, ...]: ...
+
+
+N = TypeVar("N", bound=_WithNatives)
 ROLE_ROUNDS = 10  # reads a write below admin makes when an admin changes the record under it
 
 RULE_SCHEMA: dict[str, Any] = {
@@ -123,6 +131,28 @@ def router(deps: ApiDeps) -> APIRouter:
         """Below admin, a write kept the admin's fields of what it read at ``rev``: it applies only to that."""
         return None if who.role == "admin" or if_match(request) is not None else rev
 
+    async def delete_guarded(kind: str, key: str, name: str, request: Request, who: Principal,
+                             get: Callable[[str], Awaitable[tuple[N, int]]],
+                             delete: Callable[[str, int | None], Awaitable[int]]) -> dict[str, Any]:
+        """Delete the ``kind`` (frontend or backend) ``name``: below admin, never one that carries natives, and
+        only as it was read (an admin's change in between makes it read again)."""
+        for _ in range(ROLE_ROUNDS):
+            current, current_rev = await stored_for(who, get, name)
+            if current is not None and current.natives and who.role != "admin":
+                raise AdminOnly("natives", who.role, f"delete a {kind} that carries natives (raw config lines)")
+            since = condition(who, request, current_rev) if current is not None else None
+            try:
+                rev = await delete(name, if_match(request) or since)
+            except PreconditionFailed:
+                if since is None:
+                    raise
+                continue
+            break
+        else:
+            raise Conflict(key)
+        changed(request, f"{kind} {name} deleted at revision {rev}")
+        return {"deleted": name, "revision": rev}
+
     def backend_names(snapshot: Registry) -> set[str]:
         return {b.name for b in snapshot.backends} | {s.name for s in snapshot.services}
 
@@ -178,22 +208,8 @@ def router(deps: ApiDeps) -> APIRouter:
 
     @r.delete("/frontends/{name}", summary="Delete a frontend (200, or 404)")
     async def delete_frontend(name: str, request: Request, who: Principal = write) -> dict[str, Any]:
-        for _ in range(ROLE_ROUNDS):
-            current, current_rev = await stored_for(who, reg.get_frontend, name)
-            if current is not None and current.natives and who.role != "admin":
-                raise AdminOnly("natives", who.role, "delete a frontend that carries natives (raw config lines)")
-            since = condition(who, request, current_rev) if current is not None else None
-            try:
-                rev = await reg.delete_frontend(name, if_match(request) or since)
-            except PreconditionFailed:
-                if since is None:
-                    raise
-                continue
-            break
-        else:
-            raise Conflict(frontend_key(name))
-        changed(request, f"frontend {name} deleted at revision {rev}")
-        return {"deleted": name, "revision": rev}
+        return await delete_guarded("frontend", frontend_key(name), name, request, who, reg.get_frontend,
+                                    reg.delete_frontend)
 
     # --- backends ----------------------------------------------------------------------------------------
 
@@ -269,21 +285,7 @@ def router(deps: ApiDeps) -> APIRouter:
                  if f.backend == name or any(rule.backend == name for rule in f.rules)]
         if users:
             raise ValidationError("name", name, f"is still used by frontend(s) {', '.join(sorted(users))}")
-        for _ in range(ROLE_ROUNDS):
-            current, current_rev = await stored_for(who, reg.get_backend, name)
-            if current is not None and current.natives and who.role != "admin":
-                raise AdminOnly("natives", who.role, "delete a backend that carries natives (raw config lines)")
-            since = condition(who, request, current_rev) if current is not None else None
-            try:
-                rev = await reg.delete_backend(name, if_match(request) or since)
-            except PreconditionFailed:
-                if since is None:
-                    raise
-                continue
-            break
-        else:
-            raise Conflict(backend_key(name))
-        changed(request, f"backend {name} deleted at revision {rev}")
-        return {"deleted": name, "revision": rev}
+        return await delete_guarded("backend", backend_key(name), name, request, who, reg.get_backend,
+                                    reg.delete_backend)
 
     return r
