@@ -160,7 +160,7 @@ class ManagedHAProxy(_RuntimeOps):
         self.keep_running = keep_running
         self.haproxy_bin = haproxy_bin
         self.check_dir = Path(state_dir)
-        self.runtime = self.process.runtime
+        self.runtime = self.process.held  # one connection held open to the worker (the process drops it)
         self.config_path = str(self.process.config_path)
 
     async def start(self, config: Rendered) -> None:

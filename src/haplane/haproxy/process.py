@@ -236,6 +236,8 @@ class HAProxyProcess:
         self.master_socket = self.state_dir / MASTER_SOCKET
         self.record_path = self.state_dir / MASTER_RECORD
         self.runtime = RuntimeClient(self.admin_socket)
+        # the agent's: one connection held open to the current worker, dropped whenever the worker changes
+        self.held = RuntimeClient(self.admin_socket, hold=True)
         self.master = MasterClient(self.master_socket)
         self.output: collections.deque[str] = collections.deque(maxlen=keep_lines)
         self._lines_seen = 0
@@ -344,6 +346,7 @@ class HAProxyProcess:
         ``HAProxyUnavailable`` (with HAProxy's ALERT lines) if HAProxy exits or does not come up."""
         if self.running:
             raise HAProxyError(f"HAProxy already runs (pid {self.pid})")
+        self.held.drop()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock()
         if config is not None:
@@ -397,9 +400,13 @@ class HAProxyProcess:
         if not self.running:
             raise HAProxyUnavailable("HAProxy is not running")
         mark = self._lines_seen
-        after = await reload_with_last_good(self.files, self.master, self.runtime, config, maps, servers=servers,
-                                            timeout=self.reload_timeout, abort=self._exited,
-                                            alerts=lambda: self._alerts_since(mark))
+        self.held.drop()  # held open, it would keep the old worker soft-stopping (and talk to it)
+        try:
+            after = await reload_with_last_good(self.files, self.master, self.runtime, config, maps, servers=servers,
+                                                timeout=self.reload_timeout, abort=self._exited,
+                                                alerts=lambda: self._alerts_since(mark))
+        finally:
+            self.held.drop()  # one opened meanwhile may be to the old worker
         self._worker_pid = after.worker_pid
         log.info("HAProxy reloaded: reload %s, worker %s", after.reloads, after.worker_pid)
         return after
@@ -426,6 +433,7 @@ class HAProxyProcess:
         ``graceful``, else SIGTERM; SIGKILL if it has not exited within ``timeout``. Returns the exit code
         (-1 for an adopted master, whose status goes to its own parent)."""
         proc = self._proc
+        self.held.drop()  # held open, it would keep a soft-stopping worker until hard-stop-after
         if proc is None:
             self._unlock()
             return self.returncode
@@ -451,6 +459,7 @@ class HAProxyProcess:
             await self.stop()
             return
         self._stopping = True
+        self.held.drop()
         await proc.forget()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -570,6 +579,7 @@ class HAProxyProcess:
 
     async def _watch(self, proc: _Master) -> None:
         code = await proc.wait()
+        self.held.drop()
         self.returncode = code
         self._exited.set()
         if proc is self._proc and not self._stopping:

@@ -220,3 +220,29 @@ async def test_noreuseport_keeps_the_port_to_itself_and_reloads_stay_seamless(st
             await task  # a refused connection would raise here
         assert (await hp.master.show_proc()).reloads == 5
         assert len(answered) > 20 and set(answered) == {200}, answered
+
+
+async def test_held_connection_follows_the_worker_across_reloads_and_restarts(start_haproxy: StartHAProxy,
+                                                                            state_dir: Path) -> None:
+    """The agent's held admin connection (``HAProxyProcess.held``) is one connection while the worker stays, and
+    a new one to the new worker after a reload or a restart: an old worker soft-stopping still answers on a
+    connection held open to it (its changes lost with it), and would linger until hard-stop-after for it."""
+    port = free_port()
+    hp = await start_haproxy(base_config(str(state_dir), port, slots_backend()))
+    for _ in range(3):
+        assert (await hp.held.info()).pid == hp.worker_pid
+    assert hp.held.connections == 1
+    old_worker = hp.worker_pid
+    assert old_worker is not None
+    await hp.reload(base_config(str(state_dir), port, slots_backend(extra="    timeout server 4s\n")))
+    await hp.held.execute(["set server b/s1 weight 7"])
+    assert (await hp.held.info()).pid == hp.worker_pid != old_worker  # the new worker took the change
+    assert {s.name: s.uweight for s in await hp.runtime.servers_state("b")}["s1"] == 7
+    for _ in range(200):  # the old worker is not kept soft-stopping by a connection of ours
+        if not os.path.exists(f"/proc/{old_worker}"):
+            break
+        await asyncio.sleep(0.02)
+    assert not os.path.exists(f"/proc/{old_worker}")
+    before = hp.worker_pid
+    await hp.restart_from_last_good()
+    assert (await hp.held.info()).pid == hp.worker_pid != before

@@ -291,3 +291,121 @@ async def test_master_unreachable(sock_dir: Path) -> None:
     async with fake_master(path, ["Unknown command.\n"]):
         with pytest.raises(HAProxyUnavailable, match="unexpected answer"):
             await MasterClient(path).show_proc()
+
+
+# --- a held connection (RuntimeClient(hold=True)) ---------------------------------------------------------
+
+async def test_held_connection_carries_every_batch(sock_dir: Path) -> None:
+    """Counted: batches on a held client open one connection and say ``prompt`` once; without ``hold``, one each."""
+    path = sock_dir / "admin.sock"
+    async with fake_cli(path, haproxy_like) as seen:
+        held = RuntimeClient(path, hold=True)
+        for i in range(5):
+            answers = await held.run([f"set server b/s1 weight {i}", "set server b/nope weight 1"])
+            assert [a.ok for a in answers] == [True, False] and answers[1].error == "No such server."
+        assert held.connections == 1 and seen.count("prompt") == 1
+        assert seen.count("set server b/nope weight 1") == 5  # each command sent once
+        fresh = RuntimeClient(path)
+        for _ in range(5):
+            await fresh.execute(["show info"])
+        assert fresh.connections == 5
+
+
+async def test_held_connection_dropped_is_opened_again(sock_dir: Path) -> None:
+    path = sock_dir / "admin.sock"
+    async with fake_cli(path, haproxy_like) as seen:
+        held = RuntimeClient(path, hold=True)
+        await held.execute(["show info"])
+        held.drop()  # the worker changed: the next batch must not go to the old one
+        await held.execute(["show info"])
+        assert held.connections == 2 and seen.count("prompt") == 2
+
+
+async def test_held_connection_closed_by_haproxy_is_reopened_and_the_batch_sent_once(sock_dir: Path) -> None:
+    """HAProxy closes an idle CLI connection (its stats timeout): the next batch goes over a new one, each command
+    once; the retry happens only when nothing of the batch was answered."""
+    path = sock_dir / "admin.sock"
+    conns: list[asyncio.StreamWriter] = []
+    seen: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+        while line := await reader.readline():
+            seen.append(line.decode().rstrip("\n"))
+            writer.write(b"\n> ")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(handle, str(path))
+    try:
+        held = RuntimeClient(path, hold=True)
+        await held.execute(["set server b/s1 weight 1"])
+        conns[0].close()  # the idle timeout
+        assert await held.execute(["set server b/s1 weight 2"]) == [""]
+        assert held.connections == 2 and seen.count("set server b/s1 weight 2") == 1
+    finally:
+        server.close()
+
+
+async def test_held_connection_is_not_retried_after_part_of_a_batch(sock_dir: Path) -> None:
+    path = sock_dir / "admin.sock"
+    async with fake_cli(path, haproxy_like) as seen:
+        held = RuntimeClient(path, hold=True)
+        await held.execute(["show info"])
+        with pytest.raises(HAProxyUnavailable, match="1 of 3"):
+            await held.execute(["set server b/s1 weight 3", "close", "show info"])
+        assert seen.count("set server b/s1 weight 3") == 1  # not sent again
+        assert await held.execute(["show info"])  # a new connection for the next batch
+        assert held.connections == 2
+
+
+async def test_held_connection_busy_sends_a_batch_over_its_own(sock_dir: Path) -> None:
+    path = sock_dir / "admin.sock"
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            if line.startswith(b"slow"):
+                await release.wait()
+            writer.write(b"\n> ")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(slow, str(path))
+    try:
+        held = RuntimeClient(path, hold=True)
+        first = asyncio.create_task(held.execute(["slow"]))
+        await asyncio.sleep(0.05)
+        assert await held.execute(["show info"]) == [""]  # not queued behind the slow batch
+        release.set()
+        assert await first == [""]
+        assert held.connections == 2
+        await held.execute(["show info"])
+        assert held.connections == 2  # the held one again
+    finally:
+        server.close()
+
+
+async def test_held_connection_timed_out_is_not_used_again(sock_dir: Path) -> None:
+    path = sock_dir / "admin.sock"
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            if line.startswith(b"slow"):
+                await release.wait()
+            writer.write(b"\n> ")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(slow, str(path))
+    try:
+        held = RuntimeClient(path, hold=True, timeout=0.1)
+        with pytest.raises(HAProxyUnavailable, match="no complete answer"):
+            await held.execute(["slow"])
+        release.set()
+        # the late answer to "slow" must not be read as this batch's
+        assert await held.execute(["show info"]) == [""]
+        assert held.connections == 2
+    finally:
+        server.close()
