@@ -232,15 +232,18 @@ async def test_watch_delivers_every_txn_once_in_order_under_concurrent_writers(s
     watch = store.watch("/c/", start)
     first = asyncio.ensure_future(next_batch(watch))
 
-    async def writer(n: int) -> list[int]:
-        return [await store.txn([], [put(f"/c/{n}/{i}"), put(f"/c/{n}/{i}/twin")]) for i in range(20)]
+    writers, txns = 6, 10  # 60 transactions of two keys from 6 writers at once (more only cost time on moto)
+    want = writers * txns * 2
 
-    revs = sorted(r for rs in await asyncio.gather(*(writer(n) for n in range(10))) for r in rs)
+    async def writer(n: int) -> list[int]:
+        return [await store.txn([], [put(f"/c/{n}/{i}"), put(f"/c/{n}/{i}/twin")]) for i in range(txns)]
+
+    revs = sorted(r for rs in await asyncio.gather(*(writer(n) for n in range(writers))) for r in rs)
     events = await first
-    events += await collect(watch, lambda evs: len(evs) >= 400 - len(events))
-    assert len(events) == 400
+    events += await collect(watch, lambda evs: len(evs) >= want - len(events))
+    assert len(events) == want
     assert [e.revision for e in events] == sorted(e.revision for e in events), "in revision order"
-    assert len({(e.key, e.revision) for e in events}) == 400, "no duplicates"
+    assert len({(e.key, e.revision) for e in events}) == want, "no duplicates"
     assert sorted({e.revision for e in events}) == revs, "every txn, none missing"
     by_rev: dict[int, list[str]] = {}
     for e in events:
@@ -393,6 +396,9 @@ async def test_concurrent_compare_and_swap_loses_no_update(store: Store) -> None
             except Conflict:
                 conflicts += 1
 
-    await asyncio.gather(*(increment() for _ in range(50)))
+    # 16 at once: every round of reads but one loses, so the work grows with the square of the count
+    await asyncio.gather(*(increment() for _ in range(16)))
     kv = await store.get("/counter")
-    assert kv is not None and kv.value == "50"
+    assert kv is not None and kv.value == "16"
+    # they did race (memory:// does not yield between a read and a write: nothing interleaves there)
+    assert conflicts > 0 or store.url.startswith("memory:"), "the writers never raced: the test proves nothing"
