@@ -248,13 +248,17 @@ class Agent:
             timeout = None if deadline == NEVER else max(0.0, deadline - now)
             batches: list[list[Event]] = []
             try:
-                batches.append(await asyncio.wait_for(self._events.get(), timeout))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the item of a get() that completes
+                # in the same turn as a cancel and drops the cancel, so the agent would run on, never stopping
+                async with asyncio.timeout(timeout):
+                    batches.append(await self._events.get())
+            except TimeoutError:
+                pass
+            if batches:
                 if self.options.coalesce > 0:
                     await asyncio.sleep(self.options.coalesce)
                 while not self._events.empty():
                     batches.append(self._events.get_nowait())
-            except TimeoutError:
-                pass
             try:
                 await self._step(batches)
             except HAProxyError as exc:

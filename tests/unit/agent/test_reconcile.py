@@ -254,3 +254,26 @@ async def test_a_route_moved_is_map_entries_alone_not_a_pass_over_every_backend(
         await until(lambda: rig.fake.map_entries["/s/paths.map"].get("/moved/") == "s1" and rig.agent.idle)
         assert "/s1/" not in rig.fake.map_entries["/s/paths.map"] and rig.fake.reload_count == 0
         assert None not in reads, f"every backend was read: {reads}"
+
+
+async def test_the_agent_stops_when_cancelled_as_an_event_arrives() -> None:
+    """A cancel (haplane's shutdown) in the same turn as an event's arrival stops the agent: it is not dropped
+    for the event (on Python 3.11 asyncio.wait_for did so, and the agent then waited for its next resync)."""
+    store = open_store("memory://")
+    fake = FakeHAProxy()
+    opts = AgentOptions(compose=ComposeOptions(min_slots=4, host_map="/s/hosts.map"), coalesce=0.001,
+                        resync_interval=3600)
+    agent = Agent(store, fake, opts, Activity())
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.ready.wait(), 3)
+        await until(lambda: agent.idle)
+        await asyncio.sleep(0.01)  # the loop waits for its next event
+        agent._events.put_nowait([])  # the event and the cancel land in the same turn of the event loop
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert task in done and task.cancelled(), "the agent ran on after it was cancelled"
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=2)
+        await store.close()
