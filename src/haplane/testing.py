@@ -98,6 +98,11 @@ class FakeHAProxy:
         self._require()
         return [self._execute(op) for op in ops]
 
+    async def execute_and_read(self, ops: Sequence[RuntimeOp], backends: Iterable[str]
+                               ) -> tuple[list[OpResult], dict[str, dict[str, SlotObs]]]:
+        results = await self.execute(ops)
+        return results, await self.servers(list(backends))
+
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         return {p: dict(self.map_entries.get(p, {})) for p in paths}
 

@@ -165,6 +165,13 @@ class HAProxyControl(HAProxyReader, Protocol):
         """The plan's operations over one connection, in order; one result each."""
         ...
 
+    async def execute_and_read(self, ops: Sequence[RuntimeOp], backends: Iterable[str]
+                               ) -> tuple[list[OpResult], dict[str, dict[str, SlotObs]]]:
+        """``execute(ops)``, then ``servers(backends)``: what the operations left in those backends, read in the
+        same round trip where the control can (a membership change planned on what the agent last read of its
+        backend sends its operations and reads the backend back at once)."""
+        ...
+
     async def reloads(self) -> int:
         """HAProxy's own reload counter (master ``show proc``)."""
         ...

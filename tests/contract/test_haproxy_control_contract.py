@@ -105,6 +105,21 @@ async def test_operations_change_what_is_observed(rig: Rig) -> None:
     assert await rig.control.maps([rig.map_path]) == {rig.map_path: {"app.test": "web", "new.test": "app"}}
 
 
+async def test_operations_and_the_read_after_them(rig: Rig) -> None:
+    """``execute_and_read``: the operations' results as ``execute`` gives them (a refusal attributed to its own
+    operation), and the slots they left, as ``servers`` reads them (a backend HAProxy does not run left out)."""
+    await rig.control.start(rig.rendered(a1()))
+    ops: list[RuntimeOp] = [SetAddress("app", "s2", "127.0.0.3", 9000, C), SetWeight("app", "nope", 3, C),
+                            SetWeight("app", "s2", 7, C), SetState("app", "s2", "ready", C)]
+    results, after = await rig.control.execute_and_read(ops, ["app", "nope"])
+    assert [r.op for r in results] == ops and [r.ok for r in results] == [True, False, True, True]
+    assert results[1].answer
+    assert after == {"app": {"s1": SlotObs("127.0.0.2", 8080, 5, False, False),
+                             "s2": SlotObs("127.0.0.3", 9000, 7, False, False), "s3": FREE, "s4": FREE}}
+    assert after == await rig.control.servers(["app"])
+    assert await rig.control.execute_and_read([], ["web"]) == ([], await rig.control.servers(["web"]))
+
+
 async def test_refused_operations_fail_alike_and_change_nothing(rig: Rig) -> None:
     await rig.control.start(rig.rendered(a1()))
     before_servers = await rig.control.servers()

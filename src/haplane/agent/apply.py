@@ -10,13 +10,14 @@ the agent's memory: the loop does, with what these return.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from haplane.errors import HAProxyError
 from haplane.model.change import Change, ReloadCause, reason_of
 from haplane.model.haproxy import Config
+from haplane.model.observed import Observed, OpResult
 from haplane.model.ops import CertPut, RuntimeOp, SetAddress, SetState, SetWeight
 from haplane.render import Rendered
 from haplane.typing import HAProxyControl
@@ -44,14 +45,22 @@ async def apply_ops(control: HAProxyControl, ops: Sequence[RuntimeOp]) -> list[O
     answer when it refused)."""
     if not ops:
         return []
-    out = []
-    for res in await control.execute(ops):
-        if res.ok:
-            out.append(Outcome(res.op.change, "ok", {"command": res.command, "op": res.op.verb}, res.op))
-        else:
-            out.append(Outcome(res.op.change, "failed", {"command": res.command, "op": res.op.verb,
-                                                        "answer": res.answer}, res.op))
-    return out
+    return [_outcome(res) for res in await control.execute(ops)]
+
+
+async def apply_ops_and_read(control: HAProxyControl, ops: Sequence[RuntimeOp], backends: Iterable[str]
+                             ) -> tuple[list[Outcome], Observed]:
+    """``apply_ops``, with the slots of ``backends`` read right after the operations, in the same round trip
+    (``HAProxyControl.execute_and_read``): the Outcomes, and what HAProxy then has in those backends."""
+    results, after = await control.execute_and_read(ops, backends)
+    return [_outcome(res) for res in results], after
+
+
+def _outcome(res: OpResult) -> Outcome:
+    if res.ok:
+        return Outcome(res.op.change, "ok", {"command": res.command, "op": res.op.verb}, res.op)
+    return Outcome(res.op.change, "failed", {"command": res.command, "op": res.op.verb, "answer": res.answer},
+                   res.op)
 
 
 def held_owner(op: RuntimeOp, desired: Config | None, service_of: Callable[[str], str | None]) -> str | None:

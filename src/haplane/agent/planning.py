@@ -32,6 +32,7 @@ from haplane.compose import (
 from haplane.haproxy.runtime import command_of
 from haplane.model.haproxy import Backend, Config
 from haplane.model.names import Collision
+from haplane.model.observed import Observed
 from haplane.model.ops import RuntimeOp
 from haplane.model.records import Instance, Registry
 from haplane.plan import Memory, Plan, Policy, plan
@@ -39,7 +40,7 @@ from haplane.typing import HAProxyReader
 
 log = logging.getLogger("haplane.agent")
 
-__all__ = ["Composer", "command_text", "compose_observe_plan", "maps_now", "plan_document"]
+__all__ = ["Composer", "command_text", "compose_observe_plan", "maps_now", "plan_document", "plan_seen"]
 
 
 async def maps_now(reader: HAProxyReader, desired: Config) -> dict[str, dict[str, str]]:
@@ -77,6 +78,13 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
     return desired, plan(desired, observed, memory, applied, now, policy, maps_now=current,
                          map_paths={path: path for path, _ in desired.maps}, backends=backends, certs_now=certs,
                          cert_paths=cert_paths)
+
+
+def plan_seen(desired: Config, seen: Observed, policy: Policy, *, memory: Memory, applied: Config | None,
+              now: float, backends: set[str]) -> Plan:
+    """The plan for ``backends`` on slots HAProxy answered for them already (``agent.seen``): their membership
+    alone (no maps, no certificates), with no read first."""
+    return plan(desired, seen, memory, applied, now, policy, backends=backends)
 
 
 async def pools_as_observed(reader: HAProxyReader, registry: Registry, options: ComposeOptions,

@@ -31,11 +31,12 @@ from collections.abc import Callable
 import jinja2
 
 from haplane.agent.activity import Activity
-from haplane.agent.apply import Outcome, apply_ops, apply_reload, held_owner
+from haplane.agent.apply import Outcome, apply_ops, apply_ops_and_read, apply_reload, held_owner
 from haplane.agent.budget import ReloadBudget
 from haplane.agent.mirror import Mirror, Touched
-from haplane.agent.planning import Composer, compose_observe_plan
+from haplane.agent.planning import Composer, compose_observe_plan, plan_seen
 from haplane.agent.quarantine import Quarantine, RuntimeHolds
+from haplane.agent.seen import Seeing, SeenSlots, as_expected, expected
 from haplane.agent.state import AgentOptions, AgentStatus
 from haplane.backoff import backoff_delay
 from haplane.compose import ComposeOptions
@@ -76,6 +77,7 @@ class Agent:
         self.applied: Config | None = None  # what HAProxy was last started or reloaded with
         self.applied_text: str | None = None
         self.memory: dict[tuple[str, str], SlotMemory] = {}  # ramp and drain bookkeeping, per slot
+        self.seen = SeenSlots()  # each backend's slots as HAProxy last answered (a membership change plans on it)
         self.status = AgentStatus()
         self.ready = asyncio.Event()  # set once HAProxy runs the registry's config
         self.reporter: Reporter | None = None  # a node report writer, when this node reports to the store
@@ -262,6 +264,7 @@ class Agent:
             try:
                 await self._step(batches)
             except HAProxyError as exc:
+                self.seen.forget()
                 self.status.haproxy_ok = False
                 self.status.last_error = f"haproxy: {exc}"
                 log.warning("HAProxy error: %s; resync in %.1fs", exc, self._resync_soon())
@@ -351,6 +354,7 @@ class Agent:
             asyncio.get_running_loop().call_later(0.5, self._haproxy_exited)
             return
         self.memory.clear()
+        self.seen.forget()
         self.status.haproxy_ok = True
         await self._converge(None)
         took = self.clock() - t0
@@ -405,6 +409,9 @@ class Agent:
             if not limit:
                 self._set_revision()
                 return
+            if not timers and await self._membership(limit):
+                self._set_revision()
+                return
         # a certificate moves a map entry only through a tls: auto service (it redirects once covered)
         auto = bool(touched is not None and touched.certs
                     and any(s.tls == "auto" for s in self.mirror.services.values()))
@@ -427,7 +434,8 @@ class Agent:
 
     async def _plan(self, desired: Config, limit: set[str] | None, read_maps: bool, read_certs: bool = False,
                     cert_paths: set[str] | None = None) -> tuple[Config, Plan]:
-        return await compose_observe_plan(self.control, desired, self.compose_options(), self.options.policy,
+        return await compose_observe_plan(Seeing(self.control, self.seen), desired, self.compose_options(),
+                                          self.options.policy,
                                           memory=self.memory, applied=self.applied, now=self.clock(),
                                           backends=limit, read_maps=read_maps, read_certs=read_certs,
                                           cert_paths=cert_paths)
@@ -438,20 +446,52 @@ class Agent:
     def _record(self, outcome: Outcome) -> None:
         self.activity.record(outcome.change, outcome.result, **outcome.extra)
 
+    async def _membership(self, limit: set[str]) -> bool:
+        """A membership change in ONE Runtime API round trip: planned on what HAProxy last said of the backends in
+        ``limit`` (``SeenSlots``), its operations sent with ``show servers state`` of those backends after them.
+        The answer is what is seen from then on; when it is not what the operations should have left (HAProxy was
+        changed behind the agent's back), the agent plans on it and sends what that plan finds at once. False,
+        with nothing done, when a backend of ``limit`` was not seen since HAProxy last changed, or has a slot
+        draining: read it first."""
+        seen = self.seen.of(limit)
+        if seen is None or self.desired is None:
+            return False
+        policy = self.options.policy
+        first = plan_seen(self.desired, seen, policy, memory=self.memory, applied=self.applied, now=self.clock(),
+                          backends=limit)
+        outcomes, after = await apply_ops_and_read(self.control, first.ops, limit)
+        self.seen.saw(after, limit)
+        if first.reload is not None:
+            self._reload_wanted = first.reload
+        if not self._took(first, outcomes) or as_expected(after, expected(seen, first.ops)):
+            return True
+        # HAProxy was not as last read (changed behind the agent's back): plan on what it answered now
+        log.info("HAProxy's slots in %s were not as last read: planning on them again", ", ".join(sorted(limit)))
+        again = plan_seen(self.desired, after, policy, memory=self.memory, applied=self.applied, now=self.clock(),
+                          backends=limit)
+        await self._apply(again)
+        return True
+
     async def _apply(self, p: Plan) -> None:
-        outcomes = await apply_ops(self.control, p.ops)
+        self._took(p, await apply_ops(self.control, p.ops))
+
+    def _took(self, p: Plan, outcomes: list[Outcome]) -> bool:
+        """Record what ``p``'s operations did; hold what HAProxy refused. True if every one was taken."""
         for outcome in outcomes:
             self._record(outcome)
             if not outcome.ok:
                 self._hold(outcome)
-        if all(o.ok for o in outcomes):
+        ok = all(o.ok for o in outcomes)
+        if ok:
             self.memory.update(p.memory_changes)
         else:
             self._resync_requested = True  # re-read HAProxy before trusting our memory again
+            self.seen.forget()
         self.status.waiting = p.waiting
         if p.wake_at is not None:
             self._wake_at = min(self._wake_at, p.wake_at)
             self._wake_backends |= p.wake_backends
+        return ok
 
     def _hold(self, refused: Outcome) -> None:
         """Hold the item HAProxy refused a change of (left out of the desired config, not retried until its
@@ -554,6 +594,7 @@ class Agent:
     def _applied(self, rendered: Rendered) -> None:
         config, text = rendered.config, rendered.text
         self.applied = config
+        self.seen.forget()  # a new worker: what the old one said of its slots may not hold
         self.composer.loaded()
         self.applied_text = text
         self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -77,7 +77,11 @@ class RuntimeReader:
         cmds = ["show servers state"] if backends is None else [f"show servers state {b}" for b in backends]
         if not cmds:
             return {}
-        answers = await self.runtime.execute(cmds)
+        return await self._observed(cmds, await self.runtime.execute(cmds))
+
+    async def _observed(self, cmds: Sequence[str], answers: Sequence[str]) -> dict[str, dict[str, SlotObs]]:
+        """The slots in HAProxy's answers to ``show servers state`` commands, with the sessions of the backends
+        where a slot drains (one more read, of those alone)."""
         out: dict[str, dict[str, SlotObs]] = {}
         draining: set[int] = set()
         for cmd, text in zip(cmds, answers, strict=True):
@@ -130,6 +134,18 @@ class _RuntimeOps(RuntimeReader):
 
     async def check(self, config: Rendered) -> CheckResult:
         return await check_rendered(config, self.haproxy_bin, directory=self.check_dir, resolve=True)
+
+    async def execute_and_read(self, ops: Sequence[RuntimeOp], backends: Iterable[str]
+                               ) -> tuple[list[OpResult], dict[str, dict[str, SlotObs]]]:
+        """``execute(ops)`` and ``servers(backends)`` in one round trip: the operations, then ``show servers
+        state`` of each backend, pipelined in one batch (a certificate operation among them: the two one after
+        the other)."""
+        names = list(backends)
+        if any(isinstance(op, CertPut | CertDel) for op in ops):
+            return await self.execute(ops), await self.servers(names) if names else {}
+        reads = [f"show servers state {b}" for b in names]
+        results, answers = await self.runtime.apply_then(ops, reads)
+        return results, await self._observed(reads, answers) if reads else {}
 
     async def execute(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
         results = await self.runtime.apply(ops)

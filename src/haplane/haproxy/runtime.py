@@ -342,14 +342,14 @@ class RuntimeClient:
         certs: list[CertPut | CertDel] = []
         for op in ops:
             if isinstance(op, CertPut | CertDel):
-                out += await self._apply_batch(batch)
+                out += (await self._apply_batch(batch))[0]
                 batch = []
                 certs.append(op)
             else:
                 out += await self._apply_certs(certs)
                 certs = []
                 batch.append(op)
-        return out + await self._apply_certs(certs) + await self._apply_batch(batch)
+        return out + await self._apply_certs(certs) + (await self._apply_batch(batch))[0]
 
     async def _apply_certs(self, ops: Sequence[CertPut | CertDel]) -> list[OpResult]:
         """Certificate sequences one after the other, with HAProxy's ssl state read once for the run (and again
@@ -382,9 +382,18 @@ class RuntimeClient:
             out.append(OpResult(op, "; ".join(ran) or command_of(op), True, ""))
         return out
 
-    async def _apply_batch(self, ops: Sequence[RuntimeOp]) -> list[OpResult]:
-        if not ops:
-            return []
+    async def apply_then(self, ops: Sequence[RuntimeOp], reads: Sequence[str]) -> tuple[list[OpResult], list[str]]:
+        """The plan's operations (no certificate among them), then ``reads``, in ONE pipelined batch (a round trip,
+        on a held connection no connect either): one result per operation, as ``apply`` gives them, and the
+        reads' answer texts (HAProxy's, not judged). What the operations left, read right after them."""
+        if any(isinstance(op, CertPut | CertDel) for op in ops):
+            raise ValueError("apply_then takes no certificate operation (a sequence of its own: apply)")
+        return await self._apply_batch(ops, reads)
+
+    async def _apply_batch(self, ops: Sequence[RuntimeOp], reads: Sequence[str] = ()
+                           ) -> tuple[list[OpResult], list[str]]:
+        if not ops and not reads:
+            return [], []
         results: list[OpResult | None] = []
         commands: list[str] = []
         for op in ops:
@@ -393,14 +402,15 @@ class RuntimeClient:
                 results.append(None)
             except ValueError as exc:
                 results.append(OpResult(op, "", False, f"not sent: {exc}"))
-        answers = iter(await self.run(commands))
+        answered = await self.run([*commands, *reads])
+        answers = iter(answered[:len(commands)])
         out: list[OpResult] = []
         for op, res in zip(ops, results, strict=True):
             if res is None:
                 a = next(answers)
                 res = OpResult(op, a.command, a.ok, a.text)
             out.append(res)
-        return out
+        return out, [a.text for a in answered[len(commands):]]
 
     # -- reads -----------------------------------------------------------------------------------------
 

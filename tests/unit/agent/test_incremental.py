@@ -7,8 +7,10 @@ renders it, nor fingerprints its structure again, nor indexes its backends again
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -108,6 +110,81 @@ async def test_a_membership_change_touches_its_service_alone(monkeypatch: pytest
         await until(lambda: rig.fake.slot("svc7", "s1").maint and rig.agent.idle)
         assert counts.composed == ["svc7"] and counts.read == [frozenset({"svc7"})]
         assert not any(counts.calls[whole] for whole in ("compose", "render", "structure_key", "index"))
+
+
+class Trips:
+    """The agent's calls to the fake's reads and operations, as the round trips a real control would make:
+    ``servers``, ``execute`` and ``execute_and_read`` (one round trip for the operations and the read after)."""
+
+    def __init__(self, fake: Any) -> None:
+        self.calls: list[str] = []
+        inner = False
+        for name in ("servers", "execute", "execute_and_read"):
+            real = getattr(fake, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+                async def call() -> Any:
+                    nonlocal inner
+                    if not inner:
+                        self.calls.append(_name)
+                    outer, inner = inner, True
+                    try:
+                        return await _real(*args)
+                    finally:
+                        inner = outer
+                return call()
+
+            setattr(fake, name, counted)
+
+
+async def test_a_membership_change_is_one_round_trip() -> None:
+    """Counted: after a full pass read every backend, an instance added, changed or removed is planned on what
+    HAProxy last said of its backend and costs ONE round trip (its operations and the read of that backend after
+    them), not a read and then the operations."""
+    async with running(setup=services) as rig:
+        await until(lambda: rig.agent.idle and rig.fake.reload_count == 0)
+        trips = Trips(rig.fake)
+        await rig.reg.put_instance(Instance("i1", "svc7", "127.0.0.3", 9000))
+        await until(lambda: rig.fake.slot("svc7", "s2").address == "127.0.0.3" and rig.agent.idle)
+        assert trips.calls == ["execute_and_read"]
+        trips.calls.clear()
+        await rig.reg.put_instance(Instance("i1", "svc7", "127.0.0.3", 9000, weight=20))
+        await until(lambda: rig.fake.slot("svc7", "s2").weight == 20 and rig.agent.idle)
+        await rig.reg.delete_instance("svc7", "i0")
+        await until(lambda: rig.fake.slot("svc7", "s1").maint and rig.agent.idle)
+        assert trips.calls == ["execute_and_read", "execute_and_read"]
+
+
+async def test_haproxy_changed_behind_the_agents_back_is_put_right_by_the_next_change() -> None:
+    """What HAProxy answers after a change's operations is checked against what they should have left: a slot
+    changed by hand since it was last read (here put in maintenance) is set right at once, not at the next resync."""
+    async with running(setup=services) as rig:
+        await until(lambda: rig.agent.idle and rig.fake.reload_count == 0)
+        rig.fake.backends["svc7"]["s1"] = replace(rig.fake.slot("svc7", "s1"), maint=True)  # by hand
+        trips = Trips(rig.fake)
+        await rig.reg.put_instance(Instance("i1", "svc7", "127.0.0.3", 9000))
+        await until(lambda: rig.fake.slot("svc7", "s2").address == "127.0.0.3" and rig.agent.idle)
+        assert not rig.fake.slot("svc7", "s1").maint  # i0 in service again
+        assert trips.calls == ["execute_and_read", "execute"]
+        assert rig.fake.reload_count == 0
+
+
+async def test_a_refusal_in_one_round_trip_is_held_not_retried() -> None:
+    """A membership change planned on what was seen, refused by HAProxy (here an address the Runtime API cannot
+    take, never sent): the instance is held, once, and not sent again; what was seen is forgotten and a full pass
+    re-reads HAProxy."""
+    async with running(setup=services) as rig:
+        await until(lambda: rig.agent.idle and rig.fake.reload_count == 0)
+        trips = Trips(rig.fake)
+        await rig.reg.put_instance(Instance("bad", "svc7", "localhost", 9000))
+        await until(lambda: "instance:svc7/bad" in rig.agent.status.held and rig.agent.idle)
+        assert trips.calls[0] == "execute_and_read"
+        await asyncio.sleep(0.2)
+        assert sum(1 for op in rig.fake.ops if getattr(op, "address", None) == "localhost") == 1
+        assert sum(1 for r in rig.activity.records if r.result == "held") == 1
+        await rig.reg.put_instance(Instance("i1", "svc7", "127.0.0.3", 9000))  # the rest goes on
+        await until(lambda: any(o.address == "127.0.0.3" and not o.maint for o in rig.fake.backends["svc7"].values())
+                    and rig.agent.idle)
 
 
 async def test_a_new_service_composes_the_whole_config(monkeypatch: pytest.MonkeyPatch) -> None:

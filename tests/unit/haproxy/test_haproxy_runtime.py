@@ -409,3 +409,25 @@ async def test_held_connection_timed_out_is_not_used_again(sock_dir: Path) -> No
         assert held.connections == 2
     finally:
         server.close()
+
+
+async def test_operations_then_reads_go_in_one_batch(sock_dir: Path) -> None:
+    """``apply_then``: the operations and the reads after them over one connection, pipelined; each refusal is the
+    result of its own operation, and the reads' answers come back apart."""
+    from haplane.model.change import Change
+    from haplane.model.ops import CertDel, SetState, SetWeight
+
+    c = Change("server-update", "t", "t")
+    path = sock_dir / "admin.sock"
+    async with fake_cli(path, haproxy_like) as seen:
+        client = RuntimeClient(path)
+        results, reads = await client.apply_then(
+            [SetWeight("b", "nope", 3, c), SetWeight("b", "s1", 300, c), SetState("b", "s1", "ready", c)],
+            ["show servers state"])
+        assert [(r.ok, r.answer) for r in results] == [
+            (False, "No such server."), (False, "not sent: weight 300 is not in 0..256"), (True, "")]
+        assert reads == [S.SERVERS_STATE.rstrip("\n")]
+        assert client.connections == 1
+        assert seen == ["prompt", "set server b/nope weight 3", "set server b/s1 state ready", "show servers state"]
+        with pytest.raises(ValueError, match="certificate"):
+            await client.apply_then([CertDel("x", "/x.pem", "/l", c)], [])
