@@ -4,6 +4,7 @@ state directory, haplane says loudly (once) that the store cannot be read and wh
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -13,6 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.procs import MakeHttpBackend, Proc, free_port, short_tmpdir, up_args, wait_until
+
+from haplane.model.records import Instance, Service
+from haplane.registry import RegistryStore
+from haplane.store import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +30,14 @@ def _start(args: list[str], log: Path) -> Proc:
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.pop(key, None)
     return Proc([sys.executable, "-m", "haplane", *args], log, env=env)
+
+
+async def _write_registry(state: Path, service: Service, instance: Instance) -> None:
+    store = open_store(f"sqlite:///{state}/haplane.db")
+    reg = RegistryStore(store)
+    await reg.put_service(service)
+    await reg.put_instance(instance)
+    await store.close()
 
 
 def test_up_serves_the_last_good_config_while_the_store_cannot_be_read(tmp_path: Path,
@@ -55,18 +68,13 @@ def test_up_serves_the_last_good_config_while_the_store_cannot_be_read(tmp_path:
             return None
 
     keep = http_backends("keep", loopback())
+    # the registry written before the first start: a start renders it whole, so that config (the last good one)
+    # has the instance in its slot (an instance that came through the Runtime API after the last start or reload
+    # is not in it)
+    asyncio.run(_write_registry(state, Service("web", "host", "web.test", port=keep.port),
+                                Instance("keep", "web", keep.host, keep.port)))
     proc = _start(args, tmp_path / "first.log")
-    wait_until(lambda: health() is not None, 30, what="the API")
-    assert httpx.put(f"{api}/services/web", json={"predicate": "web.test", "port": keep.port},
-                     headers=H).status_code == 201
-    assert httpx.put(f"{api}/services/web/instances/keep", json={"address": keep.host}, headers=H).status_code == 201
     wait_until(lambda: answers() == {"keep"}, 30, what="the instance routable")
-    # a start renders the registry whole: that config (the last good one) has the instance in its slot
-    # (instances that came through the Runtime API after the last start or reload are not in it)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0, proc.log_tail()
-    proc = _start(args, tmp_path / "restart.log")
-    wait_until(lambda: answers() == {"keep"}, 30, what="the instance routable after a restart")
     assert f"{keep.host}:{keep.port}" in (state / "haproxy.cfg.last-good").read_text()
     proc.send_signal(signal.SIGINT)  # a clean stop: HAProxy stops with it
     assert proc.wait(30) == 0, proc.log_tail()
