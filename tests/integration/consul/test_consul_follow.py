@@ -5,48 +5,19 @@ real HAProxy by name and version."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from tests.integration.agent.conftest import Backend, agent_rig, free_port, new_backend
-from tests.integration.consul.test_consul_source import until
+from tests.integration.consul.conftest import running, until
 
 from haplane.model.records import BackendSpec, FrontendSpec
 from haplane.registry import RegistryStore
-from haplane.sources.base import StoreSink
 from haplane.sources.consul import ConsulSource
 from haplane.sources.consul_follow import ConsulFollower
 from haplane.testing_consul import ConsulStandIn
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def consul() -> Iterator[ConsulStandIn]:
-    with ConsulStandIn() as c:
-        yield c
-
-
-@pytest.fixture
-def backends() -> Iterator[list[Backend]]:
-    made: list[Backend] = []
-    yield made
-    for b in made:
-        b.stop()
-
-
-@contextlib.asynccontextmanager
-async def following(follower: ConsulFollower, reg: RegistryStore) -> AsyncIterator[None]:
-    task = asyncio.create_task(follower.run(StoreSink(reg)))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_one_watcher_follows_every_service_dynamic_backends_name(tmp_path: Path, consul: ConsulStandIn,
@@ -79,7 +50,7 @@ async def test_one_watcher_follows_every_service_dynamic_backends_name(tmp_path:
                 return "no answer"
             return r.text
 
-        async with following(follower, reg):
+        async with running(follower, reg):
             async def routed() -> bool:
                 return [await answer(h) for h in ("live.test", "next.test", "www.test")] == [
                     "backend=api1", "backend=api2", "backend=web1"]
@@ -108,7 +79,7 @@ async def test_a_tag_follows_every_service_carrying_it(tmp_path: Path, consul: C
     reg = RegistryStore(store)
     follower = ConsulFollower(lambda s: ConsulSource(s, address=consul.address, wait=2), tag="haplane",
                               address=consul.address, wait=2)
-    async with following(follower, reg):
+    async with running(follower, reg):
         async def api_only() -> bool:
             return {i.service for i, _ in await reg.list_instances()} == {"api"}
         await until(api_only, what="the tagged service")

@@ -7,45 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.integration.agent.conftest import Backend, agent_rig, free_port, new_backend
+from tests.integration.consul.conftest import running, until
 
 from haplane.model.records import BackendSpec, FrontendSpec, Instance
 from haplane.registry import RegistryStore
-from haplane.sources.base import StoreSink
 from haplane.sources.consul import ConsulSource
 from haplane.store.memory import MemoryStore
 from haplane.testing_consul import ConsulStandIn
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def consul() -> Iterator[ConsulStandIn]:
-    with ConsulStandIn() as c:
-        yield c
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(source: ConsulSource, reg: RegistryStore) -> AsyncIterator[None]:
-    task = asyncio.create_task(source.run(StoreSink(reg)))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def view(reg: RegistryStore) -> dict[str, tuple[str, int, str | None]]:

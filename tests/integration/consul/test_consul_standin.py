@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -29,12 +28,6 @@ CATALOG_KEYS = {"ID", "Node", "Address", "Datacenter", "TaggedAddresses", "NodeM
                 "ServiceEnableTagOverride", "ServiceID", "ServiceName", "ServicePort", "ServiceMeta",
                 "ServiceTaggedAddresses", "ServiceTags", "ServiceProxy", "ServiceConnect", "ServiceWeights",
                 "Namespace", "CreateIndex", "ModifyIndex"}
-
-
-@pytest.fixture
-def consul() -> Iterator[ConsulStandIn]:
-    with ConsulStandIn() as c:
-        yield c
 
 
 def test_documented_shapes(consul: ConsulStandIn) -> None:
