@@ -35,6 +35,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -199,24 +200,11 @@ class ConsulStandIn:
                 self._send(h, 403, b"ACL not found", "text/plain; charset=utf-8", None)
                 return
             hidden = True
-        try:
-            wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
-            want = int(query["index"]) if query.get("index") else 0
-        except ValueError as exc:
-            self._send(h, 400, f"{exc}\n".encode(), "text/plain; charset=utf-8", None)
+        block = self._blocking_query(h, query)
+        if block is None:
             return
-        deadline = time.monotonic() + wait
         with self._cond:
-            if want > 0:
-                while self.index(service) == want and not self._stopped:  # lower counts as a change
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-            if self._stopped:
-                h.close_connection = True
-                with contextlib.suppress(OSError):
-                    h.connection.shutdown(socket.SHUT_RDWR)
+            if not self._waited(h, *block, lambda: self.index(service)):
                 return
             entries = [e for e in self._entries.values() if e.service == service]
             index = self.index(service)
@@ -239,24 +227,11 @@ class ConsulStandIn:
     def _services(self, h: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         """``GET /v1/catalog/services``: every service with the union of its instances' tags, ``{name: [tags]}``;
         a blocking query waits for any catalog change (its index is the catalog's, the last raft index)."""
-        try:
-            wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
-            want = int(query["index"]) if query.get("index") else 0
-        except ValueError as exc:
-            self._send(h, 400, f"{exc}\n".encode(), "text/plain; charset=utf-8", None)
+        block = self._blocking_query(h, query)
+        if block is None:
             return
-        deadline = time.monotonic() + wait
         with self._cond:
-            if want > 0:
-                while max(1, self._index) == want and not self._stopped:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-            if self._stopped:
-                h.close_connection = True
-                with contextlib.suppress(OSError):
-                    h.connection.shutdown(socket.SHUT_RDWR)
+            if not self._waited(h, *block, lambda: max(1, self._index)):
                 return
             services: dict[str, list[str]] = {}
             for e in self._entries.values():
@@ -264,6 +239,32 @@ class ConsulStandIn:
                 tags.extend(t for t in e.tags if t not in tags)
             index = max(1, self._index)
         self._send(h, 200, json.dumps(dict(sorted(services.items()))).encode(), "application/json", index)
+
+    def _blocking_query(self, h: BaseHTTPRequestHandler, query: dict[str, str]) -> tuple[float, int] | None:
+        """A blocking query's deadline and index (``?wait=D&index=N``), or None once a 400 is sent for them."""
+        try:
+            wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
+            want = int(query["index"]) if query.get("index") else 0
+        except ValueError as exc:
+            self._send(h, 400, f"{exc}\n".encode(), "text/plain; charset=utf-8", None)
+            return None
+        return time.monotonic() + wait, want
+
+    def _waited(self, h: BaseHTTPRequestHandler, deadline: float, want: int, current: Callable[[], int]) -> bool:
+        """Holding ``self._cond``: wait while ``current()`` is still ``want`` (any other index, lower too, is a
+        change) and the deadline is ahead. False when the stand-in stopped meanwhile (the connection is closed)."""
+        if want > 0:
+            while current() == want and not self._stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+        if self._stopped:
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.connection.shutdown(socket.SHUT_RDWR)
+            return False
+        return True
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, index: int | None,
               filtered: bool = False) -> None:
