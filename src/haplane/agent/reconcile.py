@@ -86,6 +86,7 @@ class Agent:
         self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
         self._resync_requested = False
         self._heal_requested = False
+        self._exit_seen = asyncio.Event()  # set with _heal_requested: wakes the waits between the store's retries
         self._healing = False
         self._reload_wanted: Reload | None = None
         self._reloading = False
@@ -178,7 +179,26 @@ class Agent:
                     await self._serve_last_good(exc)
                 log.log(logging.WARNING if failures <= 3 or delay < STORE_RETRY_CAP else logging.DEBUG,
                         "store unreachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                await self._wait_healing(delay)
+
+    async def _wait_healing(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the store's next try, healing at once an HAProxy that exits meanwhile:
+        routing comes back from the last good config (converging to the registry as last read, if it was read),
+        not when the store answers again."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay
+        while True:
+            self._exit_seen.clear()  # before reading the flag: an exit after this line sets the event again
+            if self._heal_requested:
+                self._heal_requested = False
+                await self._heal()
+                continue
+            left = until - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._exit_seen.wait()
 
     async def _serve_last_good(self, exc: StoreError) -> None:
         """The store cannot be read at start: serve the last good config on disk meanwhile, and say so once,
@@ -216,6 +236,7 @@ class Agent:
     def _haproxy_exited(self) -> None:
         """HAProxy exited without being asked to (the control saw it): heal it at the loop's next turn, now."""
         self._heal_requested = True
+        self._exit_seen.set()
         self._events.put_nowait([])
 
     async def _watch(self) -> None:
@@ -356,7 +377,8 @@ class Agent:
         self.memory.clear()
         self.seen.forget()
         self.status.haproxy_ok = True
-        await self._converge(None)
+        if self.applied is not None:  # else the store was never read: the last good config is all there is
+            await self._converge(None)
         took = self.clock() - t0
         self.activity.record(Change("restart", "haproxy", "HAProxy was not running: restarted from the last "
                                                           "good config", {"seconds": round(took, 3)}))

@@ -155,6 +155,41 @@ async def test_killed_haproxy_is_healed(tmp_path: Path, backends: list[Backend],
         assert took < 5, took
 
 
+async def test_haproxy_killed_while_the_store_cannot_be_read_is_healed_at_once(tmp_path: Path,
+                                                                               backends: list[Backend]) -> None:
+    """The store stops answering (closed under the running agent) and HAProxy's master is then SIGKILLed: the agent
+    restarts HAProxy from the last good config at once and converges to the registry as it last read it (the
+    service took a pool's spare through the Runtime API: the last good config does not route it), while it keeps
+    retrying the store. Before, HAProxy stayed down until the store answered again."""
+    async with agent_rig(tmp_path) as rig:
+        b = new_backend(backends, "a")
+        await rig.reg.put_service(Service("app", "host", "app.test"))
+        await rig.reg.put_instance(inst("i1", b))
+        await rig.until_status("app.test", 200)
+        await rig.settled()
+        agent = rig.bundle.agent
+        await rig.bundle.store.close()  # every read and watch of the store fails from here on
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while agent.status.store_ok:
+            assert loop.time() < deadline, "the agent did not see the store fail"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.5)  # into a longer wait between the store's retries (0.2, 0.4, 0.8, 1.6 s...)
+        proc = rig.bundle.control.process  # type: ignore[attr-defined]
+        master = proc.pid
+        t0 = loop.time()
+        os.kill(master, signal.SIGKILL)
+        await proc.exited.wait()
+        r = await rig.until_status("app.test", 200, timeout=5)
+        took = loop.time() - t0
+        assert r.text == "backend=a"
+        assert proc.pid not in (None, master)  # a new master, not the old one answering
+        assert not agent.status.store_ok and agent.status.haproxy_ok
+        restarts = [rec for rec in rig.bundle.activity.records if rec.kind == "restart"]
+        assert [rec.result for rec in restarts] == ["ok"], restarts
+        print(f"\nrouting back {took:.2f}s after the master's SIGKILL, the store unreadable")
+
+
 async def test_weights_ramp_on_haproxy(tmp_path: Path, backends: list[Backend]) -> None:
     async with agent_rig(tmp_path, ramp_interval=0.3, ramp_step=4, ramp_min=1) as rig:
         b = new_backend(backends, "a")

@@ -277,3 +277,39 @@ async def test_the_agent_stops_when_cancelled_as_an_event_arrives() -> None:
         task.cancel()
         await asyncio.wait({task}, timeout=2)
         await store.close()
+
+
+async def test_haproxy_is_healed_while_the_store_cannot_be_read() -> None:
+    """The store cannot be read and HAProxy dies meanwhile: the agent restarts it at once, converging to the
+    registry as it last read it (the instance came through the Runtime API: the last good config has its slot in
+    maint), instead of waiting, in its store retries, for the store to answer again; and it still retries the
+    store, converging once it answers."""
+    from haplane.errors import StoreUnavailable
+
+    async with running(setup=app_service) as rig:
+        await rig.reg.put_instance(inst("a"))
+        await until(lambda: not rig.fake.slot("app", "s1").maint)
+        store = rig.agent.store
+        real_range = store.range
+        tries: list[float] = []
+
+        async def down(*_a: object, **_k: object) -> object:
+            tries.append(asyncio.get_running_loop().time())
+            raise StoreUnavailable("store down (test)")
+
+        store.range = down  # type: ignore[method-assign]
+        rig.agent._resync_requested = True  # as after a failed watch: a full resync, which cannot read the store
+        rig.agent._events.put_nowait([])
+        await until(lambda: not rig.agent.status.store_ok)
+        await asyncio.sleep(1.5)  # into a longer wait between the store's retries (0.2, 0.4, 0.8, 1.6 s...)
+        rig.fake.kill()
+        # at once: not at the end of the wait (1.5 s away), let alone when the store answers
+        await until(lambda: rig.fake.running and not rig.fake.slot("app", "s1").maint, timeout=1)
+        assert not rig.agent.status.store_ok and rig.agent.status.haproxy_ok
+        assert [r.kind for r in rig.activity.records if r.kind == "restart"] == ["restart"]
+        before = len(tries)
+        await until(lambda: len(tries) > before, timeout=3)  # the store is still retried
+        await rig.reg.put_instance(inst("b", addr="127.0.0.3"))  # a change the agent cannot read yet
+        store.range = real_range  # type: ignore[method-assign]
+        # converged once the store answers (within its retries' longest wait, 5 s)
+        await until(lambda: not rig.fake.slot("app", "s2").maint and rig.agent.status.store_ok, timeout=7)
