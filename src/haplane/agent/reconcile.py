@@ -157,8 +157,9 @@ class Agent:
                         await task
 
     async def _load_store(self, first: bool = False) -> None:
-        """Read the whole store into the mirror, retrying with backoff until it can be read. ``first`` (at
-        start, nothing composed yet): while it cannot, HAProxy serves the last good config on disk."""
+        """Read the whole store into the mirror, retrying with backoff until it can be read (an HAProxy that
+        exits meanwhile is restarted at once). ``first`` (at start, nothing composed yet): while it cannot, HAProxy
+        serves the last good config on disk."""
         failures = 0
         while True:
             try:
