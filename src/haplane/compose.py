@@ -352,14 +352,18 @@ def backends_of_service(svc: Service, instances: Sequence[Instance], options: Co
 def _spares_of(options: ComposeOptions, held: Mapping[str, Backend]) -> tuple[list[Backend],
                                                                              tuple[tuple[str, int, int], ...]]:
     """Every spare (held ones as held), and the pools that run low: at most half their spares free."""
-    out: list[Backend] = []
+    out = [held.get(spare) or spare_backend(profile, spare, options) for spare, profile in spares(options).items()]
+    return out, pools_low(options)
+
+
+def pools_low(options: ComposeOptions) -> tuple[tuple[str, int, int], ...]:
+    """The pools that run low, (profile, spares free, spares in all): at most half their spares free
+    (``Config.pools_low``)."""
     free: dict[str, int] = {}
     taken = {spare for spare, _svc in options.pooled}
     for spare, profile in spares(options).items():
-        out.append(held.get(spare) or spare_backend(profile, spare, options))
         free[profile.name] = free.get(profile.name, 0) + (spare not in taken)
-    low = tuple((name, n, options.pool_size) for name, n in free.items() if n * 2 <= options.pool_size)
-    return out, low
+    return tuple((name, n, options.pool_size) for name, n in free.items() if n * 2 <= options.pool_size)
 
 
 def order_routes(routes: Iterable[Route]) -> list[Route]:
@@ -500,6 +504,30 @@ def compose(registry: Registry, options: ComposeOptions | None = None,
         if fe is not None:
             frontends.append(fe)
     return Config(tuple(frontends), tuple(backends), options.globals, maps, certificates, pools_low)
+
+
+def service_map_entries(svc: Service, backend: str, options: ComposeOptions,
+                        certificates: Sequence[RegistryCert] = ()) -> dict[str, dict[str, str]]:
+    """The entries ``svc`` alone puts in the runtime maps of ``compose`` (map path → key → value), routed to
+    ``backend``: its route (the host or path map) and, with HTTPS, its host's policy and HSTS entries. What a
+    change of one service record changes in the maps, when no other record claims its host or prefix
+    (``haplane.model.names``); compose builds the same entries for every service at once."""
+    out: dict[str, dict[str, str]] = {}
+    route = _service_route(svc, backend)
+    if route is not None:
+        if route.kind == "host" and options.host_map:
+            out[options.host_map] = {route.value: backend}
+        elif route.kind == "path_prefix" and options.path_map:
+            out[options.path_map] = {path_map_key(route.value): backend}
+    if options.tls is not None:
+        policy, hsts = options.tls.policy_map, options.tls.hsts_map
+        out.setdefault(policy, {})
+        out.setdefault(hsts, {})
+        for name, content in tls_maps(options.tls, [svc], certificates, ())[1:]:
+            for line in content.splitlines():
+                key, _, value = line.partition(" ")
+                out[name][key] = value
+    return out
 
 
 # --- HTTPS ----------------------------------------------------------------------------------------------------

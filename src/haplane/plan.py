@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import math
 from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field, replace
 
 from haplane.model.change import CauseKind, Change, ChangeKind, ReloadCause, reason_of
-from haplane.model.haproxy import Backend, Config, Server
+from haplane.model.haproxy import Backend, Config, Server, map_value
 from haplane.model.observed import Observed, SlotObs
 from haplane.model.ops import CertDel, CertPut, MapAdd, MapDel, MapSet, RuntimeOp, SetAddress, SetState, SetWeight
 
@@ -244,19 +244,26 @@ def plan_certs(desired: Config, current: Mapping[str, str], paths: set[str] | No
 
 
 def plan_maps(desired: Config, current: Mapping[str, Mapping[str, str]], map_paths: Mapping[str, str],
-              applied: Config | None = None) -> list[RuntimeOp]:
+              applied: Config | None = None, keys: Mapping[str, Set[str]] | None = None) -> list[RuntimeOp]:
     """Map entry changes: ``current`` is file name → {key: value} as HAProxy has it; ``map_paths`` file name →
     the path HAProxy knows the map by. In a map of backends (a frontend's host or path map), an entry is not
     pointed at a backend HAProxy does not run yet (not in ``applied``): it stays as it is until the reload that
     brings the backend, which loads the map file with it (a service leaving its spare for a backend of its own
     keeps being served by the spare until then). The changes name backends as operators know them
-    (``Backend.shown``)."""
+    (``Backend.shown``). ``keys`` given (map → keys): only those entries of only those maps are compared (what a
+    change of one service record touched), the rest of each map is not read."""
     ops: list[RuntimeOp] = []
     backend_maps = {m for fe in desired.frontends for m in (fe.host_map, fe.path_map) if m}
     for name, content in desired.maps:
         path = map_paths.get(name, name)
-        want = dict(line.split(" ", 1) for line in content.splitlines() if line)
         have = current.get(name, {})
+        if keys is None:
+            want = dict(line.split(" ", 1) for line in content.splitlines() if line)
+        elif name in keys:
+            want = {k: v for k in keys[name] if (v := map_value(content, k)) is not None}
+            have = {k: have[k] for k in keys[name] if k in have}
+        else:
+            continue
         shown: Callable[[str], str] = str
         if name in backend_maps:
             shown = desired.shown
@@ -313,9 +320,11 @@ def structure_diff(applied: Config | None, desired: Config) -> tuple[ReloadCause
 def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | None, now: float,
          policy: Policy, maps_now: Mapping[str, Mapping[str, str]] | None = None,
          map_paths: Mapping[str, str] | None = None, backends: set[str] | None = None,
-         certs_now: Mapping[str, str] | None = None, cert_paths: set[str] | None = None) -> Plan:
+         certs_now: Mapping[str, str] | None = None, cert_paths: set[str] | None = None,
+         map_keys: Mapping[str, Set[str]] | None = None) -> Plan:
     """Everything to do now. ``backends`` limits the membership diff to those backends (the agent passes
-    the ones its events touched, so a change in one service costs O(that service)). ``certs_now`` (what HAProxy
+    the ones its events touched, so a change in one service costs O(that service)); ``map_keys`` the map diff to
+    those entries (``plan_maps``). ``certs_now`` (what HAProxy
     serves through the crt-list; of ``cert_paths`` only, when given) given: certificates are put or removed too,
     before the maps (a redirect to HTTPS that a new certificate allows comes after the certificate)."""
     p = _Planner(observed, memory, now, policy)
@@ -332,7 +341,7 @@ def plan(desired: Config, observed: Observed, memory: Memory, applied: Config | 
     if certs_now is not None:
         ops = ops + plan_certs(desired, certs_now, cert_paths)
     if maps_now is not None:
-        ops = ops + plan_maps(desired, maps_now, map_paths or {}, applied)
+        ops = ops + plan_maps(desired, maps_now, map_paths or {}, applied, map_keys)
     reload = None
     if applied is None or desired.structure_key() != applied.structure_key():
         reload = Reload(structure_diff(applied, desired))

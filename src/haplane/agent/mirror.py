@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from haplane.errors import HaplaneError
+from haplane.model.names import Claim, Names, backend_claims, frontend_claims, owner, service_claims
 from haplane.model.records import BackendSpec, FrontendSpec, Instance, Registry, RegistryCert, Service
 from haplane.store import keys
 from haplane.store.base import KV, Event
@@ -89,6 +90,9 @@ class Touched:
     keys: int = 0
     certs: set[str] = field(default_factory=set)  # certificates (or keys) that changed: runtime, no reload
     maps: bool = False  # an ACME challenge changed: a runtime map entry
+    # the service records that changed, each with the record it had before the batch (None: it is new)
+    before: dict[str, Service | None] = field(default_factory=dict)
+    others: bool = False  # a Thalassa frontend or backend record changed (not a service record alone)
 
 
 class Mirror:
@@ -100,6 +104,9 @@ class Mirror:
         self.revision = 0
         self.bad: dict[str, str] = {}  # key → why it could not be read (never silently dropped)
         self.certs = _Certs()
+        # the names the service, backend and frontend records claim (fallback backends left out: they are claimed
+        # only where an agent focuses), kept current record by record: who else holds a service's name or route
+        self.names = Names()
 
     def load(self, kvs: Iterable[KV], revision: int) -> None:
         self.__init__()  # type: ignore[misc]
@@ -164,17 +171,21 @@ class Mirror:
                 touched.services.add(inst.service)
             elif what.kind == "service":
                 svc = Service.from_dict(data)
+                touched.before.setdefault(svc.name, self.services.get(svc.name))
                 self.services[svc.name] = svc
+                self.names.hold(owner("service", svc.name), _routed_claims(svc))
                 touched.structural = True
                 touched.services.add(svc.name)  # its backends converge with the change (a spare it takes)
             elif what.kind == "frontend":
                 fe = FrontendSpec.from_dict(data)
                 self.frontends[fe.name] = fe
-                touched.structural = True
+                self.names.hold(owner("frontend", fe.name), frontend_claims(fe))
+                touched.structural = touched.others = True
             else:
                 be = BackendSpec.from_dict(data)
                 self.backends[be.name] = be
-                touched.structural = True
+                self.names.hold(owner("backend", be.name), backend_claims(be))
+                touched.structural = touched.others = True
                 touched.backends.add(be.name)
             self.bad.pop(key, None)
         except (HaplaneError, ValueError, KeyError, TypeError) as exc:
@@ -203,13 +214,21 @@ class Mirror:
                 if not by_id:
                     del self.instances[what.parent]
         elif what.kind == "service":
-            self.services.pop(what.name, None)
+            touched.before.setdefault(what.name, self.services.pop(what.name, None))
+            self.names.release(owner("service", what.name))
             touched.structural = True
             touched.services.add(what.name)  # the spare it held, if any, is freed with the change
         elif what.kind == "frontend":
             self.frontends.pop(what.name, None)
-            touched.structural = True
+            self.names.release(owner("frontend", what.name))
+            touched.structural = touched.others = True
         elif what.kind == "backend":
             self.backends.pop(what.name, None)
-            touched.structural = True
+            self.names.release(owner("backend", what.name))
+            touched.structural = touched.others = True
             touched.backends.add(what.name)
+
+
+def _routed_claims(svc: Service) -> tuple[Claim, ...]:
+    """A service's claims where no agent focuses: its backend's name and its route (not its fallback backend)."""
+    return tuple(c for c in service_claims(svc) if not (c.space == "backend" and c.value != svc.name))

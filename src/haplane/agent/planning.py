@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Container
+from collections.abc import Container, Mapping, Set
 from dataclasses import replace
 from typing import Any
 
@@ -27,14 +27,18 @@ from haplane.compose import (
     held_in_maps,
     name_collisions,
     place_in_pools,
+    pools_low,
+    service_map_entries,
+    spare_backend,
+    spares,
     thalassa_backend,
 )
 from haplane.haproxy.runtime import command_of
-from haplane.model.haproxy import Backend, Config
-from haplane.model.names import Collision
+from haplane.model.haproxy import Backend, Config, with_map_entries
+from haplane.model.names import Collision, service_claims
 from haplane.model.observed import Observed
 from haplane.model.ops import RuntimeOp
-from haplane.model.records import Instance, Registry
+from haplane.model.records import Instance, Registry, Service
 from haplane.plan import Memory, Plan, Policy, plan
 from haplane.typing import HAProxyReader
 
@@ -43,10 +47,11 @@ log = logging.getLogger("haplane.agent")
 __all__ = ["Composer", "command_text", "compose_observe_plan", "maps_now", "plan_document", "plan_seen"]
 
 
-async def maps_now(reader: HAProxyReader, desired: Config) -> dict[str, dict[str, str]]:
+async def maps_now(reader: HAProxyReader, desired: Config, only: Container[str] | None = None
+                   ) -> dict[str, dict[str, str]]:
     """The entries HAProxy holds now for each map of ``desired`` (maps are named by the path HAProxy loads them
-    from: ``ComposeOptions.host_map``)."""
-    paths = [path for path, _ in desired.maps]
+    from: ``ComposeOptions.host_map``), or of those among them in ``only``."""
+    paths = [path for path, _ in desired.maps if only is None or path in only]
     current = await reader.maps(paths)
     return {path: current.get(path, {}) for path in paths}
 
@@ -54,15 +59,17 @@ async def maps_now(reader: HAProxyReader, desired: Config) -> dict[str, dict[str
 async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, options: ComposeOptions,
                                policy: Policy, *, memory: Memory, applied: Config | None, now: float,
                                backends: set[str] | None = None, read_maps: bool = True, read_certs: bool = False,
-                               cert_paths: set[str] | None = None) -> tuple[Config, Plan]:
+                               cert_paths: set[str] | None = None,
+                               map_keys: Mapping[str, Set[str]] | None = None) -> tuple[Config, Plan]:
     """The desired config and the plan from what HAProxy runs to it.
 
     ``what`` is the registry to compose with ``options``, or a config the caller composed already (the agent
     composes incrementally and keeps its full composition). ``backends`` limits the membership diff (and the
     state read) to those backends; ``read_maps`` False leaves the host map out (the agent reads it only on a
     full or structural pass); ``read_certs`` reads what HAProxy serves through the crt-list (of ``cert_paths``
-    only, when given) so certificates are planned too. ``memory`` is the ramp/drain bookkeeping
-    (``SlotMemory``), ``applied`` the config HAProxy runs (None: a reload is planned)."""
+    only, when given) so certificates are planned too; ``map_keys`` (map → keys) reads those maps alone and plans
+    those entries alone (a service record's change, ``Composer.service_change``). ``memory`` is the ramp/drain
+    bookkeeping (``SlotMemory``), ``applied`` the config HAProxy runs (None: a reload is planned)."""
     if isinstance(what, Registry):
         observed = await reader.servers(None)
         options = await pools_as_observed(reader, what, options, observed.keys())
@@ -72,12 +79,16 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
     else:
         desired = what
         observed = await reader.servers(backends)
-    current = await maps_now(reader, desired) if read_maps and desired.maps else None
+    current = None
+    if map_keys is not None:
+        current = await maps_now(reader, desired, map_keys.keys())
+    elif read_maps and desired.maps:
+        current = await maps_now(reader, desired)
     crt_list = next((f.tls.crt_list for f in desired.frontends if f.tls is not None), None)
     certs = await reader.certificates(crt_list, cert_paths) if read_certs and crt_list is not None else None
     return desired, plan(desired, observed, memory, applied, now, policy, maps_now=current,
                          map_paths={path: path for path, _ in desired.maps}, backends=backends, certs_now=certs,
-                         cert_paths=cert_paths)
+                         cert_paths=cert_paths, map_keys=map_keys)
 
 
 def plan_seen(desired: Config, seen: Observed, policy: Policy, *, memory: Memory, applied: Config | None,
@@ -170,12 +181,15 @@ class Composer:
             self._losers = frozenset(c.loser for c in lost if c.claim.space not in ("host", "path"))
         return self._full
 
-    def incremental(self, desired: Config, touched: Touched, excluded: frozenset[str]) -> tuple[Config, set[str]]:
+    def incremental(self, desired: Config, touched: Touched, excluded: frozenset[str],
+                    composed: Container[str] = ()) -> tuple[Config, set[str]]:
         """``desired`` with only the backends of touched services (and dynamic backends following them)
-        composed again; and their names."""
+        composed again, but those of the services in ``composed`` (done already); and their names."""
         opts = self.options_for(excluded)
         replaced: dict[str, Backend] = {}
         for name in touched.services:
+            if name in composed:
+                continue
             svc = self.mirror.services.get(name)
             if svc is None or f"service:{name}" in excluded or f"service:{name}" in self._losers:
                 continue
@@ -190,6 +204,81 @@ class Composer:
         if not replaced:
             return desired, set()
         return desired.with_backends(replaced), set(replaced)
+
+    def service_change(self, desired: Config, applied: Config | None, touched: Touched, excluded: frozenset[str]
+                       ) -> tuple[Config, set[str], dict[str, set[str]]] | None:
+        """``desired`` after a batch that changed service records (``touched.before``) and no other record, in time
+        that grows with those services, not with the config: their backends composed again (the spare a new
+        service takes, or a gone one leaves), their map entries (route, HTTPS policy and HSTS) set, the pools
+        that run low counted again. With it, the backends and the map entries (map → keys) to plan.
+
+        None when the change needs the whole config composed (``full``): a backend to add, remove or change in
+        structure (a reload follows), a name or route another record claims too (collisions are resolved over
+        every record), an owner held back, a quarantine released, focus, a route not carried by a runtime map,
+        ``desired`` composed with other owners held back, or HAProxy running no config yet."""
+        opts = self.options
+        if (applied is None or touched.others or not touched.before or opts.focused or self._full_key is None
+                or self._full_key[1] != excluded):
+            return None
+        names = self.mirror.names
+        now: dict[str, Service | None] = {}
+        for name, before in touched.before.items():
+            who = f"service:{name}"
+            if who in excluded or who in self._losers:
+                return None
+            now[name] = svc = self.mirror.services.get(name)
+            for rec in (before, svc):
+                if rec is None:
+                    continue
+                if rec.predicate is not None and (opts.host_map if rec.mode == "host" else opts.path_map) is None:
+                    return None  # a route in the frontend's own rules: structure
+                if any(names.holders(c) - {who} for c in service_claims(rec) if c.space != "backend"
+                       or c.value == name):
+                    return None  # another record claims its name, host or prefix (or did)
+        # new services take the lowest free spares of their pools, as ``place_in_pools`` over every record would
+        # (the others hold theirs, or have their own backends, or found no spare free, and none was freed since)
+        fresh = [s for s in now.values() if s is not None]
+        present = Registry(tuple(fresh), tuple(i for s in fresh for i in self._instances(s.name, excluded)),
+                           (), (), self.mirror.revision)
+        pooled = place_in_pools(present, applied.names(), self.options_for(excluded), [])
+        opts = replace(opts, excluded=excluded, pooled=pooled)
+        held_before = {svc: spare for spare, svc in self.pooled}
+        certs = tuple(c for c in self.mirror.certs.served.values() if f"certificate:{c.name}" not in excluded)
+        replaced: dict[str, Backend] = {}
+        changes: dict[str, dict[str, str | None]] = {}
+        for name, before in touched.before.items():
+            svc = now[name]
+            new = backends_of_service(svc, self._instances(name, excluded), opts) if svc is not None else []
+            for be in new:
+                old = desired.backend(be.name)
+                if old is None or old.structure() != be.structure():
+                    return None  # a backend of its own to add, or one to change: a reload
+                replaced[be.name] = be
+            own = desired.backend(name)
+            if own is not None and own.owner == f"service:{name}" and name not in replaced:
+                return None  # its backend goes: a reload
+            spare = held_before.get(name)
+            if spare is not None and spare not in replaced:  # it left the spare it held: free again
+                profile = spares(opts).get(spare)
+                if profile is None:
+                    return None
+                replaced[spare] = spare_backend(profile, spare, opts)
+            if before is not None:  # its entries out, then its entries (as it is now) in
+                for path, kv in service_map_entries(before, "", opts, certs).items():
+                    changes.setdefault(path, {}).update(dict.fromkeys(kv))
+            if svc is not None:
+                route_to = name if any(not be.pool for be in new) else next((b.name for b in new if b.pool), name)
+                for path, kv in service_map_entries(svc, route_to, opts, certs).items():
+                    changes.setdefault(path, {}).update(kv)
+        maps = tuple((path, with_map_entries(content, changes[path]) if changes.get(path) else content)
+                     for path, content in desired.maps)
+        if any(path not in dict(desired.maps) for path, kv in changes.items() if kv):
+            return None
+        config = desired.with_backends(replaced, maps=maps, pools_low=pools_low(opts))
+        self.pooled = pooled
+        # instances that came in the same batch, and the dynamic backends following these services
+        config, more = self.incremental(config, touched, excluded, composed=touched.before.keys())
+        return config, set(replaced) | more, {path: set(kv) for path, kv in changes.items() if kv}
 
     def _instances(self, service: str, excluded: frozenset[str]) -> list[Instance]:
         """The service's instances, without those held (runtime holds)."""

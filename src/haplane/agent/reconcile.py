@@ -408,9 +408,15 @@ class Agent:
         """Bring HAProxy to the desired state: runtime operations now, a reload if the structure changed.
         ``touched`` None means a full pass (after start, reload or resync)."""
         limit: set[str] | None
+        map_keys: dict[str, set[str]] | None = None
+        quick = self._service_change(touched) if touched is not None and touched.structural else None
         if touched is None:
             self.desired = self._compose_full()
             limit = None
+        elif quick is not None:
+            # service records alone, and no structure to change (a new service taking a pool's spare, a route
+            # moved, a service gone from its spare): their backends and map entries, composed and planned alone
+            self.desired, limit, map_keys = quick
         elif touched.structural:
             # A reload follows: plan runtime changes only for the services the events touched (the reload
             # and the full pass after it take care of the rest), so a new service among thousands does not
@@ -438,12 +444,12 @@ class Agent:
         # a certificate moves a map entry only through a tls: auto service (it redirects once covered)
         auto = bool(touched is not None and touched.certs
                     and any(s.tls == "auto" for s in self.mirror.services.values()))
-        full_read = touched is None or touched.structural or touched.maps or auto
+        full_read = touched is None or (touched.structural and quick is None) or touched.maps or auto
         cert_paths = None
         if touched is not None and touched.certs:  # only the certificates the events named: O(1) in those loaded
             cert_paths = {f"{self.options.compose.certs_dir}/{name}.pem" for name in touched.certs}
         read_certs = touched is None or bool(touched.certs)
-        _, p = await self._plan(self.desired, limit, full_read, read_certs, cert_paths)
+        _, p = await self._plan(self.desired, limit, full_read, read_certs, cert_paths, map_keys)
         if p.reload is None and touched is not None and touched.structural and limit is not None and touched.backends:
             # a Thalassa backend record changed but the structure did not (a dynamic backend now follows another
             # version): no reload will bring the rest along, so every backend converges through the runtime now. A
@@ -456,12 +462,27 @@ class Agent:
         self._set_revision()
 
     async def _plan(self, desired: Config, limit: set[str] | None, read_maps: bool, read_certs: bool = False,
-                    cert_paths: set[str] | None = None) -> tuple[Config, Plan]:
+                    cert_paths: set[str] | None = None, map_keys: dict[str, set[str]] | None = None
+                    ) -> tuple[Config, Plan]:
         return await compose_observe_plan(Seeing(self.control, self.seen), desired, self.compose_options(),
                                           self.options.policy,
                                           memory=self.memory, applied=self.applied, now=self.clock(),
                                           backends=limit, read_maps=read_maps, read_certs=read_certs,
-                                          cert_paths=cert_paths)
+                                          cert_paths=cert_paths, map_keys=map_keys)
+
+    def _service_change(self, touched: Touched) -> tuple[Config, set[str], dict[str, set[str]]] | None:
+        """``Composer.service_change`` for a batch of service records alone (no certificate, challenge or other
+        record), when no quarantined owner or held item is released by it; None: compose the whole config."""
+        if self.desired is None or touched.certs or touched.maps or touched.others:
+            return None
+        excluded = self._excluded()
+        for change in self.quarantine.release_changed(self.mirror.fingerprint):
+            self.activity.record(change)
+        self.status.quarantined = self.quarantine.messages()
+        self._release_holds()
+        if self._excluded() != excluded:
+            return None
+        return self.composer.service_change(self.desired, self.applied, touched, excluded)
 
     def _set_revision(self) -> None:
         self.status.revision = self.mirror.revision

@@ -9,6 +9,7 @@ Two layers of a backend are kept apart on purpose:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
@@ -109,6 +110,40 @@ class Route:
     def acl_name(self) -> str:
         digest = hashlib.sha1(f"{self.kind}\0{self.header}\0{self.value}\0{self.backend}".encode()).hexdigest()
         return f"r_{self.backend}_{digest[:8]}"
+
+
+def map_value(content: str, key: str) -> str | None:
+    """The value of ``key`` in a map's content as compose writes it (``key value`` lines, keys without spaces),
+    found without splitting the content into entries (a map holds an entry per service)."""
+    at = 0
+    if not content.startswith(key + " "):
+        at = content.find("\n" + key + " ") + 1
+        if at == 0:
+            return None
+    end = content.find("\n", at)
+    return content[at + len(key) + 1:end if end >= 0 else len(content)]
+
+
+def with_map_entries(content: str, changes: Mapping[str, str | None]) -> str:
+    """A map's content (``key value`` lines sorted by key, one line per key, as compose writes it) with the
+    entries of ``changes`` set (None: removed), still sorted: each found by bisection, so the Python work grows
+    with the changes, not with the map."""
+    lines = content.splitlines(keepends=True)
+    for key, value in changes.items():
+        i = bisect.bisect_left(lines, key, key=_map_line_key)
+        present = i < len(lines) and _map_line_key(lines[i]) == key
+        if value is None:
+            if present:
+                del lines[i]
+        elif present:
+            lines[i] = f"{key} {value}\n"
+        else:
+            lines.insert(i, f"{key} {value}\n")
+    return "".join(lines)
+
+
+def _map_line_key(line: str) -> str:
+    return line.partition(" ")[0]
 
 
 def path_map_key(prefix: str) -> str:
@@ -224,6 +259,13 @@ def _routing_digest(be: Backend) -> int:
     return int.from_bytes(hashlib.sha256(repr(be).encode()).digest()[:16], "big")
 
 
+def _routing_front(config: Config) -> bytes:
+    """The frontends' and the maps' share of ``Config.routing_key``."""
+    frontends = [(f.name, f.mode, f.default_backend, f.keepalive, f.routes, f.natives) for f in config.frontends]
+    maps = sorted(content for _name, content in config.maps)
+    return hashlib.sha256(repr((frontends, maps)).encode()).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     frontends: tuple[Frontend, ...] = ()
@@ -259,10 +301,12 @@ class Config:
         i = self._position(name)
         return None if i is None else self.backends[i]
 
-    def with_backends(self, replaced: Mapping[str, Backend]) -> Config:
+    def with_backends(self, replaced: Mapping[str, Backend], maps: tuple[tuple[str, str], ...] | None = None,
+                      pools_low: tuple[tuple[str, int, int], ...] | None = None) -> Config:
         """This config with the backends of the same names replaced (the others kept, in order), in time that
         grows with ``replaced``, not with the config: its structure key is carried over when no replaced backend
-        changed its structure (membership alone), its routing key (updated) and its index of backends always."""
+        changed its structure (membership alone), its routing key (updated) and its index of backends always.
+        ``maps`` and ``pools_low`` given replace those too (runtime state: the structure key stays)."""
         backends = list(self.backends)
         same_structure = self._key is not None
         routing = self._routing
@@ -275,7 +319,10 @@ class Config:
             if routing is not None:
                 routing = (routing[0], (routing[1] - _routing_digest(backends[i]) + _routing_digest(be)) % _ROUTING_MOD)
             backends[i] = be
-        out = replace(self, backends=tuple(backends))
+        out = replace(self, backends=tuple(backends), maps=self.maps if maps is None else maps,
+                      pools_low=self.pools_low if pools_low is None else pools_low)
+        if routing is not None and out.maps != self.maps:
+            routing = (_routing_front(out), routing[1])
         object.__setattr__(out, "_positions", self._positions)
         if same_structure:
             object.__setattr__(out, "_key", self._key)
@@ -290,10 +337,8 @@ class Config:
         over by ``with_backends`` in time that grows with the replaced backends, not with the config: the
         backends' part is a sum of one digest each."""
         if self._routing is None:
-            frontends = [(f.name, f.mode, f.default_backend, f.keepalive, f.routes, f.natives) for f in self.frontends]
-            maps = sorted(content for _name, content in self.maps)
-            front = hashlib.sha256(repr((frontends, maps)).encode()).digest()
-            object.__setattr__(self, "_routing", (front, sum(map(_routing_digest, self.backends)) % _ROUTING_MOD))
+            object.__setattr__(self, "_routing", (_routing_front(self),
+                                                  sum(map(_routing_digest, self.backends)) % _ROUTING_MOD))
         assert self._routing is not None
         front, total = self._routing
         return hashlib.sha256(front + total.to_bytes(16, "big")).hexdigest()[:16]

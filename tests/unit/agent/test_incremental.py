@@ -8,6 +8,7 @@ renders it, nor fingerprints its structure again, nor indexes its backends again
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
@@ -20,11 +21,15 @@ import haplane.agent.planning as planning
 import haplane.agent.reconcile as reconcile
 import haplane.compose as compose_module
 import haplane.model.haproxy as haproxy_model
+from haplane.agent.mirror import Mirror
+from haplane.agent.planning import Composer
 from haplane.agent.nodes import model_hash
-from haplane.compose import ComposeOptions, compose
-from haplane.model.haproxy import Backend, Bind, Config
+from haplane.compose import ComposeOptions, compose, pool_profiles
+from haplane.model.haproxy import Backend, Bind, Config, EdgeTls
 from haplane.model.records import Instance, Registry, Service
 from haplane.registry import RegistryStore
+from haplane.store import keys
+from haplane.store.base import Event, Put
 
 SERVICES = 40
 
@@ -198,20 +203,106 @@ async def test_a_new_service_composes_the_whole_config(monkeypatch: pytest.Monke
         assert counts.calls["structure_key"] >= 1
 
 
-async def test_a_new_service_taking_a_spare_walks_the_names_of_every_record_once(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new service that takes a pool's spare (no reload) is placed in the pool and composed: both ask which
-    records' names collide, a walk over every record, asked once for the store revision (it was three times)."""
+WHOLE = ("compose", "render", "structure_key", "index", "registry", "collisions")
+
+
+def count_whole(monkeypatch: pytest.MonkeyPatch) -> Counts:
+    """``Counts`` and the other walks over every record: the mirror's registry built (every record in one value)
+    and the names every record claims."""
+    counts = Counts(monkeypatch)
+    counts.counted(Mirror, "registry", "registry")
+    counts.counted(compose_module, "collisions", "collisions")
+    return counts
+
+
+def afresh(rig: Any) -> Config:
+    """The config the agent's records compose to from scratch, with the spares it holds (what the incremental
+    path must equal)."""
+    agent = rig.agent
+    return compose(agent.mirror.registry(), agent.compose_options())
+
+
+async def test_a_new_service_taking_a_spare_walks_no_record_but_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new service that takes a pool's spare (no reload) composes its spare and its map entry alone: neither the
+    whole config, nor the placement over every service, nor the names of every record (it composed the whole
+    config once, and walked every record's names, before: issue 14)."""
     async with running(setup=services, pool_size=4) as rig:
         await until(lambda: rig.agent.idle)
-        counts = Counts(monkeypatch)
-        counts.counted(compose_module, "collisions", "collisions")
+        await rig.reg.put_instance(Instance("i1", "svc3", "127.0.0.4", 9000))  # the index of backends, once
+        await until(lambda: rig.fake.slot("svc3", "s2").address == "127.0.0.4" and rig.agent.idle)
+        counts = count_whole(monkeypatch)
+        counts.watch_reads(rig.fake)
         await rig.reg.put_service(Service("fresh", "host", "fresh.test"))
         await until(lambda: rig.fake.map_entries["/s/hosts.map"].get("fresh.test", "").startswith("_pool")
                     and rig.agent.idle)
+        spare = rig.fake.map_entries["/s/hosts.map"]["fresh.test"]
         assert rig.fake.reload_count == 0  # it took a spare through the runtime
-        assert counts.calls["compose"] == 1  # the one new revision composed once
-        assert counts.calls["collisions"] == 1, dict(counts.calls)
+        for whole in WHOLE:
+            assert counts.calls[whole] == 0, (whole, dict(counts.calls))
+        assert counts.composed == ["fresh"]
+        assert counts.read == [frozenset({spare})] and counts.planned == [frozenset({spare})]
+        assert rig.agent.desired == afresh(rig)  # what composing everything again gives
+
+        counts.reset()  # its first instance: a membership change, as incremental as ever
+        await rig.reg.put_instance(Instance("i0", "fresh", "127.0.0.9", 9100))
+        await until(lambda: rig.fake.slot(spare, "s1").address == "127.0.0.9" and rig.agent.idle)
+        assert not any(counts.calls[whole] for whole in WHOLE), dict(counts.calls)
+        assert rig.fake.reload_count == 0
+        assert rig.agent.desired == afresh(rig)
+
+        counts.reset()  # deleted: its map entry removed and its spare's slots freed, alone
+        await rig.reg.delete_service("fresh")
+        await until(lambda: "fresh.test" not in rig.fake.map_entries["/s/hosts.map"]
+                    and rig.fake.slot(spare, "s1").maint and rig.agent.idle)
+        assert not any(counts.calls[whole] for whole in WHOLE), dict(counts.calls)
+        assert counts.planned == [frozenset({spare})] and rig.fake.reload_count == 0
+        assert rig.agent.desired == afresh(rig)
+
+
+async def test_a_route_moved_on_its_own_backend_is_a_map_entry_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service record that changes its host (its backend stays as it is): the map entries, and nothing whole."""
+    async with running(setup=services, path_map="/s/paths.map") as rig:
+        await until(lambda: rig.agent.idle)
+        await rig.reg.put_instance(Instance("i1", "svc3", "127.0.0.4", 9000))
+        await until(lambda: rig.fake.slot("svc3", "s2").address == "127.0.0.4" and rig.agent.idle)
+        counts = count_whole(monkeypatch)
+        await rig.reg.put_service(Service("svc7", "host", "seven.test"))
+        hosts = rig.fake.map_entries["/s/hosts.map"]
+        await until(lambda: hosts.get("seven.test") == "svc7" and rig.agent.idle)
+        assert "svc7.test" not in hosts and hosts["svc8.test"] == "svc8"
+        for whole in WHOLE:
+            assert counts.calls[whole] == 0, (whole, dict(counts.calls))
+        assert rig.fake.reload_count == 0
+        assert rig.agent.desired == afresh(rig)
+
+        counts.reset()  # from a host to a path prefix: one map's entry out, the other's in
+        await rig.reg.put_service(Service("svc7", "path", "/seven"))
+        await until(lambda: rig.fake.map_entries["/s/paths.map"].get("/seven/") == "svc7" and rig.agent.idle)
+        assert "seven.test" not in rig.fake.map_entries["/s/hosts.map"]
+        assert not any(counts.calls[whole] for whole in WHOLE), dict(counts.calls)
+        assert rig.agent.desired == afresh(rig)
+
+
+async def test_a_service_record_that_needs_the_whole_config_still_composes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counting can fail, and the shortcut knows its limits: a host another service holds (a collision, over
+    every record), and a service no pool fits (a backend of its own: a checked reload) compose the whole config."""
+    async with running(setup=services, pool_size=4) as rig:
+        await until(lambda: rig.agent.idle)
+        counts = count_whole(monkeypatch)
+        thief = Service("thief", "host", "svc5.test")  # written past the registry's checks (it would refuse it)
+        await rig.reg.store.txn([], [Put(keys.service_key("thief"), json.dumps(thief.to_dict()))])
+        await until(lambda: rig.agent.idle and counts.calls["collisions"] >= 1)
+        assert counts.calls["compose"] >= 1
+        assert rig.fake.map_entries["/s/hosts.map"]["svc5.test"] == "svc5"  # the first holder keeps its host
+        assert rig.agent.desired == afresh(rig)
+
+        counts.reset()
+        reloads = rig.fake.reload_count
+        await rig.reg.put_service(Service("hashed", "host", "hashed.test", balance="source"))
+        await until(lambda: rig.fake.reload_count == reloads + 1 and rig.agent.idle)
+        assert counts.calls["compose"] >= 1 and counts.calls["render"] >= 1
+        assert rig.fake.map_entries["/s/hosts.map"]["hashed.test"] == "hashed"
 
 
 def _registry(extra: tuple[Instance, ...] = ()) -> Registry:
@@ -251,3 +342,63 @@ def test_nodes_on_other_ports_have_the_same_routing_key() -> None:
     assert model_hash(here) == model_hash(there)
     other = compose(_registry((Instance("i1", "svc3", "127.0.0.3", 9000),)), ComposeOptions(min_slots=4))
     assert model_hash(other) != model_hash(here)
+
+
+def _put(rev: int, record: Service | Instance) -> Event:
+    key = (keys.service_key(record.name) if isinstance(record, Service)
+           else keys.instance_key(record.service, record.id))
+    return Event("put", key, json.dumps(record.to_dict()), rev)
+
+
+def test_a_service_record_change_composes_what_the_whole_config_would() -> None:
+    """The shortcut's config equals the whole config composed afresh, through new services taking spares (host
+    and path), routes and HTTPS policies moved, and a service gone from its spare; and it declines what needs the
+    whole config (a backend to remove, a service no pool fits), leaving its spares as they were."""
+    tls = EdgeTls((Bind("*", 443),), "/c/default.pem", "/c/list", "/m/acme.map", "/m/policy.map", "/m/hsts.map")
+    opts = ComposeOptions(min_slots=4, host_map="/m/hosts.map", path_map="/m/paths.map", tls=tls,
+                          pools=pool_profiles(["roundrobin"]), pool_size=4)
+    mirror = Mirror()
+    rev = 1
+    for n in range(6):
+        mirror.apply([_put(rev, Service(f"svc{n}", "host", f"svc{n}.test", tls="redirect" if n == 2 else "on")),
+                      _put(rev + 1, Instance("i0", f"svc{n}", "127.0.0.2", 8000 + n))])
+        rev += 2
+    composer = Composer(mirror, opts)
+    applied = composer.full(frozenset())  # what HAProxy runs: every service in a backend of its own
+    desired = composer.full(frozenset(), applied)
+    model_hash(desired)  # its routing key, carried over from now on (nodes report it every second)
+    none: frozenset[str] = frozenset()
+    changes: list[Service | str] = [
+        Service("new1", "host", "new1.test", tls="redirect", hsts=300),  # takes a spare, its policy and HSTS
+        Service("api", "path", "/api"),  # a path prefix, in a spare
+        Service("svc1", "host", "one.test", tls="off"),  # its own backend, another host and policy
+        Service("svc2", "host", "svc2.test"),  # its redirect dropped
+        Service("new1", "host", "new1.test", tls="redirect"),  # its HSTS dropped
+        "new1",  # gone: its spare free again (and still counted as taken until the reload)
+        Service("svc3", "path", "/three"),  # from a host to a path prefix
+    ]
+    for change in changes:
+        rev += 1
+        if isinstance(change, str):
+            touched = mirror.apply([Event("delete", keys.service_key(change), None, rev)])
+        else:
+            touched = mirror.apply([_put(rev, change)])
+        got = composer.service_change(desired, applied, touched, none)
+        assert got is not None, change
+        desired, backends, map_keys = got
+        whole = compose(mirror.registry(), composer.options_for(none))
+        assert desired == whole, change
+        assert model_hash(desired) == model_hash(whole), change
+        assert desired.structure_key() == applied.structure_key()  # nothing to reload
+        assert len(backends) == 1 and map_keys
+    assert dict(composer.pooled) == {"_pool1_1": "new1", "_pool1_2": "api"}
+    assert dict(desired.maps)["/m/hosts.map"].count("\n") == 5  # svc0..svc2, svc4, svc5; not new1, not svc3
+
+    for needs_all in (Service("hashed", "host", "hashed.test", balance="source"), "svc4"):
+        rev += 1
+        if isinstance(needs_all, str):
+            touched = mirror.apply([Event("delete", keys.service_key(needs_all), None, rev)])
+        else:
+            touched = mirror.apply([_put(rev, needs_all)])
+        assert composer.service_change(desired, applied, touched, none) is None, needs_all
+    assert dict(composer.pooled) == {"_pool1_1": "new1", "_pool1_2": "api"}
