@@ -22,8 +22,8 @@ import haplane.agent.reconcile as reconcile
 import haplane.compose as compose_module
 import haplane.model.haproxy as haproxy_model
 from haplane.agent.mirror import Mirror
-from haplane.agent.planning import Composer
 from haplane.agent.nodes import model_hash
+from haplane.agent.planning import Composer
 from haplane.compose import ComposeOptions, compose, pool_profiles
 from haplane.model.haproxy import Backend, Bind, Config, EdgeTls
 from haplane.model.records import Instance, Registry, Service
