@@ -56,6 +56,7 @@ __all__ = ["Agent"]
 log = logging.getLogger("haplane.agent")
 NEVER = float("inf")
 STORE_RETRY_BASE, STORE_RETRY_CAP = 0.2, 5.0  # seconds: the first wait for a store that failed, the longest
+REFILL_WAIT = 10  # reload intervals a pool refill may wait for the store to be quiet
 
 
 class Agent:
@@ -89,6 +90,8 @@ class Agent:
         self._exit_seen = asyncio.Event()  # set with _heal_requested: wakes the waits between the store's retries
         self._healing = False
         self._reload_wanted: Reload | None = None
+        self._wanted_at = -NEVER  # when the wanted reload was first wanted
+        self._events_at = -NEVER  # when the last batch of store events came
         self._reloading = False
         self._last_reload_at = -NEVER
         self.budget = ReloadBudget(options.reload_budget)
@@ -322,6 +325,7 @@ class Agent:
             self._wake_at, self._wake_backends = NEVER, set()  # the full pass plans every wake again
             await self._resync()  # (and a reload it asks for is not starved by the next one)
         elif events:
+            self._events_at = t0
             for ecb in self.event_callbacks:
                 ecb(events)
             touched = self.mirror.apply(events)
@@ -458,6 +462,8 @@ class Agent:
             _, p = await self._plan(self.desired, None, full_read, read_certs, cert_paths)
         await self._apply(p)
         if p.reload is not None:
+            if self._reload_wanted is None:
+                self._wanted_at = self.clock()
             self._reload_wanted = p.reload
         self._set_revision()
 
@@ -560,8 +566,16 @@ class Agent:
 
     def _reload_at(self, now: float) -> float:
         """When the wanted reload may start: a ``reload_interval`` after the last one (bursts coalesce), and
-        within the reload budget (at most ``reload_budget`` a minute)."""
-        return max(self._last_reload_at + self.options.reload_interval, self.budget.next_at(now))
+        within the reload budget (at most ``reload_budget`` a minute). A reload that only refills pools is
+        background work: it waits, besides, until the store has been quiet for a ``reload_interval`` (the instance
+        written just after a new service's record is routed first, not after the reload: seconds at 1,000
+        services), at most ``REFILL_WAIT`` reload intervals after it was wanted."""
+        interval = self.options.reload_interval
+        at = max(self._last_reload_at + interval, self.budget.next_at(now))
+        wanted = self._reload_wanted
+        if wanted is not None and all(c.kind == "pool-refill" for c in wanted.causes):
+            at = max(at, min(self._events_at + interval, self._wanted_at + REFILL_WAIT * interval))
+        return at
 
     def _say_held(self, now: float) -> None:
         """Say once that the budget holds a reload back (not the reload_interval's short waits)."""

@@ -313,3 +313,21 @@ async def test_haproxy_is_healed_while_the_store_cannot_be_read() -> None:
         store.range = real_range  # type: ignore[method-assign]
         # converged once the store answers (within its retries' longest wait, 5 s)
         await until(lambda: not rig.fake.slot("app", "s2").maint and rig.agent.status.store_ok, timeout=7)
+
+
+async def test_a_pool_refill_waits_for_the_new_services_instance() -> None:
+    """A new service takes half a pool's spares: the refill (a background reload) waits for the store to be quiet,
+    so the instance written just after the service's record goes into the spare through the runtime first (it was
+    started at once, and the instance waited for the whole reload: seconds at 1,000 services)."""
+    async with running(setup=app_service, pool_size=2, reload_interval=0.3) as rig:
+        await until(lambda: rig.agent.idle)
+        await asyncio.sleep(0.4)  # a reload_interval since the start: a reload wanted now may start at once
+        await rig.reg.put_service(Service("fresh", "host", "fresh.test"))
+        await until(lambda: rig.fake.map_entries["/s/hosts.map"].get("fresh.test", "").startswith("_pool"))
+        spare = rig.fake.map_entries["/s/hosts.map"]["fresh.test"]
+        assert rig.agent.reload_pending is not None  # the pool runs low: a refill is wanted
+        await rig.reg.put_instance(Instance("i0", "fresh", "127.0.0.9", 9100))
+        await until(lambda: rig.fake.slot(spare, "s1").address == "127.0.0.9")
+        assert rig.fake.reload_count == 0  # routed through the spare, before the refill
+        await until(lambda: rig.fake.reload_count == 1 and rig.agent.idle)  # and the refill follows
+        assert rig.fake.map_entries["/s/hosts.map"]["fresh.test"] == "fresh"
