@@ -6,7 +6,8 @@
   between them. The agent runs it on every change; ``AgentView.plan_preview`` and ``haplane plan`` run it too
   and apply nothing.
 - ``Composer``: the agent's own composition over its store mirror: the full config (cached per store revision
-  and quarantine) and, for an instance event, only the backends it touched.
+  and quarantine); for an instance event, only the backends it touched (``incremental``); for service records
+  that change no structure, only their backends and map entries (``service_change``).
 - ``plan_document``: a plan as plain data for the UI and the CLI (the command text comes from the runtime
   adapter, ``haproxy.runtime.command_of``).
 """

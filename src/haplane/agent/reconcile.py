@@ -8,13 +8,15 @@ This module is the loop alone: it watches the store, coalesces bursts of events,
 ``resync_interval`` (and after a failure), heals a dead HAProxy, wakes up for ramps and drains, and decides when
 to converge and when to reload. The work is done by its rooms, each with one job:
 
-- ``planning``: compose (incrementally for an instance event), observe HAProxy, plan;
+- ``planning``: compose (incrementally for an instance event or a service record that changes no structure),
+  observe HAProxy, plan;
 - ``apply``: run a plan's operations or a reload, and return what happened as Changes;
 - ``quarantine``: hold back the owners of lines ``haproxy -c`` rejects, release them when their record changes;
 - ``activity``: record every Change; ``mirror``: the store's records in memory.
 
-Membership events go straight through the Runtime API and never wait for a reload. Structural changes
-are rendered, checked with ``haproxy -c``, and reloaded through the master CLI; a config HAProxy rejects is
+Membership events go straight through the Runtime API and never wait for a reload; so do service records that
+change no structure (a new service taking a pool's spare, a route moved), composed and planned alone. Structural
+changes are rendered, checked with ``haproxy -c``, and reloaded through the master CLI; a config HAProxy rejects is
 never written where HAProxy would load it. Readers outside the agent (API, metrics, CLI) see it through
 ``haplane.agent.view.AgentView``, never through its members.
 """
