@@ -14,7 +14,7 @@ HAProxy 2.6) to the same behaviour for the same operations. Tests of real behavi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from haplane.errors import HAProxyUnavailable, ReloadFailed, ValidationError
@@ -105,6 +105,10 @@ class FakeHAProxy:
 
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         return {p: dict(self.map_entries.get(p, {})) for p in paths}
+
+    async def map_entries_of(self, keys: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        return {p: {k: v for k in ks if (v := self.map_entries.get(p, {}).get(k)) is not None}
+                for p, ks in keys.items()}
 
     async def certificates(self, crt_list: str, paths: Iterable[str] | None = None) -> dict[str, str]:
         self._require()

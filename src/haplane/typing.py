@@ -15,7 +15,7 @@ alone, so any layer may import it without pulling in an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from haplane.model.haproxy import Config
@@ -108,6 +108,11 @@ class HAProxyReader(Protocol):
 
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         """Current entries of the named map files as HAProxy holds them."""
+        ...
+
+    async def map_entries_of(self, keys: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        """The entries of these keys (map file → keys) as HAProxy holds them, each map's others not read (a key
+        HAProxy does not hold is left out): what a change of one service's route plans against."""
         ...
 
     async def certificates(self, crt_list: str, paths: Iterable[str] | None = None) -> dict[str, str]:

@@ -46,10 +46,15 @@ class Rig:
     def map_path(self) -> str:
         return str(self.state_dir / "hosts.map")
 
+    @property
+    def path_map(self) -> str:
+        return str(self.state_dir / "paths.map")
+
     def rendered(self, *instances: Instance, backends: tuple[BackendSpec, ...] = ()) -> Rendered:
         """The agent's config for services app (app.test) and web (web.test) with these instances."""
         cl = control_globals(self.state_dir, hard_stop_after="2s")
         options = ComposeOptions(binds=(Bind("127.0.0.1", self.port),), min_slots=4, host_map=self.map_path,
+                                 path_map=self.path_map,
                                  globals=Globals(log_target=None, control_global=cl.global_lines,
                                                  control_defaults=cl.defaults_lines))
         services = (Service("app", "host", "app.test"), Service("web", "host", "web.test"))
@@ -118,6 +123,20 @@ async def test_operations_and_the_read_after_them(rig: Rig) -> None:
                              "s2": SlotObs("127.0.0.3", 9000, 7, False, False), "s3": FREE, "s4": FREE}}
     assert after == await rig.control.servers(["app"])
     assert await rig.control.execute_and_read([], ["web"]) == ([], await rig.control.servers(["web"]))
+
+
+async def test_map_entries_are_read_key_by_key(rig: Rig) -> None:
+    """The entries of some keys, exactly: a key the map lacks is left out, also where a prefix map holds a shorter
+    key a request would find (``get map`` answers with that one); a map HAProxy does not load has none."""
+    await rig.control.start(rig.rendered(a1()))
+    await rig.control.execute([MapAdd(rig.map_path, "new.test", "web", C), MapAdd(rig.path_map, "/api/", "app", C)])
+    other = str(rig.state_dir / "other.map")
+    assert await rig.control.map_entries_of({
+        rig.map_path: {"app.test", "new.test", "nope.test"}, rig.path_map: {"/api/", "/api/v2/", "/"}, other: {"k"},
+    }) == {rig.map_path: {"app.test": "app", "new.test": "web"}, rig.path_map: {"/api/": "app"}, other: {}}
+    await rig.control.execute([MapDel(rig.map_path, "new.test", C), MapSet(rig.path_map, "/api/", "web", C)])
+    assert await rig.control.map_entries_of({rig.map_path: ["new.test"], rig.path_map: ["/api/"]}) == {
+        rig.map_path: {}, rig.path_map: {"/api/": "web"}}
 
 
 async def test_refused_operations_fail_alike_and_change_nothing(rig: Rig) -> None:

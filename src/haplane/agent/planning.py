@@ -48,11 +48,10 @@ log = logging.getLogger("haplane.agent")
 __all__ = ["Composer", "command_text", "compose_observe_plan", "maps_now", "plan_document", "plan_seen"]
 
 
-async def maps_now(reader: HAProxyReader, desired: Config, only: Container[str] | None = None
-                   ) -> dict[str, dict[str, str]]:
+async def maps_now(reader: HAProxyReader, desired: Config) -> dict[str, dict[str, str]]:
     """The entries HAProxy holds now for each map of ``desired`` (maps are named by the path HAProxy loads them
-    from: ``ComposeOptions.host_map``), or of those among them in ``only``."""
-    paths = [path for path, _ in desired.maps if only is None or path in only]
+    from: ``ComposeOptions.host_map``)."""
+    paths = [path for path, _ in desired.maps]
     current = await reader.maps(paths)
     return {path: current.get(path, {}) for path in paths}
 
@@ -68,9 +67,10 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
     composes incrementally and keeps its full composition). ``backends`` limits the membership diff (and the
     state read) to those backends; ``read_maps`` False leaves the host map out (the agent reads it only on a
     full or structural pass); ``read_certs`` reads what HAProxy serves through the crt-list (of ``cert_paths``
-    only, when given) so certificates are planned too; ``map_keys`` (map → keys) reads those maps alone and plans
-    those entries alone (a service record's change, ``Composer.service_change``). ``memory`` is the ramp/drain
-    bookkeeping (``SlotMemory``), ``applied`` the config HAProxy runs (None: a reload is planned)."""
+    only, when given) so certificates are planned too; ``map_keys`` (map → keys) reads and plans those entries
+    alone (a service record's change, ``Composer.service_change``: each entry read, not every map's whole).
+    ``memory`` is the ramp/drain bookkeeping (``SlotMemory``), ``applied`` the config HAProxy runs (None: a reload
+    is planned)."""
     if isinstance(what, Registry):
         observed = await reader.servers(None)
         options = await pools_as_observed(reader, what, options, observed.keys())
@@ -82,7 +82,7 @@ async def compose_observe_plan(reader: HAProxyReader, what: Registry | Config, o
         observed = await reader.servers(backends)
     current = None
     if map_keys is not None:
-        current = await maps_now(reader, desired, map_keys.keys())
+        current = await reader.map_entries_of(map_keys)
     elif read_maps and desired.maps:
         current = await maps_now(reader, desired)
     crt_list = next((f.tls.crt_list for f in desired.frontends if f.tls is not None), None)

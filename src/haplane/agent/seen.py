@@ -78,6 +78,9 @@ class Seeing:
     async def maps(self, paths: Iterable[str]) -> dict[str, dict[str, str]]:
         return await self.reader.maps(paths)
 
+    async def map_entries_of(self, keys: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        return await self.reader.map_entries_of(keys)
+
     async def certificates(self, crt_list: str, paths: Iterable[str] | None = None) -> dict[str, str]:
         return await self.reader.certificates(crt_list, paths)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from haplane.errors import HAProxyError, HAProxyUnavailable, RuntimeCommandError
@@ -21,11 +21,11 @@ from haplane.haproxy.check import check_rendered
 from haplane.haproxy.files import ConfigFiles
 from haplane.haproxy.limits import budget
 from haplane.haproxy.master import MasterClient
-from haplane.haproxy.parse import answer_error, parse_servers_state, parse_show_map, parse_stat
+from haplane.haproxy.parse import answer_error, parse_get_map, parse_servers_state, parse_show_map, parse_stat
 from haplane.haproxy.ports import PortHeld, listening_binds, refuse_held_ports
 from haplane.haproxy.process import HAProxyProcess
 from haplane.haproxy.reload import reload_with_last_good
-from haplane.haproxy.runtime import RuntimeClient, show_map_command
+from haplane.haproxy.runtime import RuntimeClient, get_map_command, show_map_command
 from haplane.model.observed import CheckResult, OpResult, SlotObs
 from haplane.model.ops import CertDel, CertPut, RuntimeOp
 from haplane.render import Rendered
@@ -111,6 +111,18 @@ class RuntimeReader:
         answers = await self.runtime.execute([show_map_command(p) for p in paths])
         return {p: parse_show_map(t) if answer_error("show map", t) is None else {}
                 for p, t in zip(paths, answers, strict=True)}
+
+    async def map_entries_of(self, keys: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        asked = [(p, k) for p, ks in keys.items() for k in sorted(ks)]
+        out: dict[str, dict[str, str]] = {p: {} for p in keys}
+        if not asked:
+            return out
+        answers = await self.runtime.execute([get_map_command(p, k) for p, k in asked])
+        for (p, k), text in zip(asked, answers, strict=True):
+            value = parse_get_map(text, k) if answer_error("get map", text) is None else None
+            if value is not None:
+                out[p][k] = value
+        return out
 
     async def show_stat(self) -> str:
         return await self.runtime.command("show stat")

@@ -5,7 +5,7 @@ Formats are those of HAProxy 2.6 (see docs/haproxy-notes.md for real samples):
 - ``show stat`` (CSV with a ``# pxname,svname,...`` header),
 - ``show info`` (``Name: value`` lines),
 - the master CLI's ``show proc`` (fixed columns, ``# workers`` / ``# old workers`` / ``# programs`` sections),
-- ``show map`` (``0x<ref> <key> <value>`` lines),
+- ``show map`` (``0x<ref> <key> <value>`` lines), ``get map`` (the entry a lookup finds),
 - ``haproxy -c`` (``[ALERT]    (pid) : config : parsing [file.cfg:12] : ...`` lines).
 
 Unknown or malformed lines are skipped rather than fatal: these parsers feed a reconcile loop that must
@@ -264,6 +264,20 @@ def parse_show_map(text: str) -> dict[str, str]:
             continue
         out.setdefault(parts[1], parts[2] if len(parts) > 2 else "")
     return out
+
+
+_GET_MAP = re.compile(r'found=yes, idx=\w+, key="([^"]*)", value="([^"]*)"')
+
+
+def parse_get_map(text: str, key: str) -> str | None:
+    """``get map <file> <key>`` → the value of the entry whose key is ``key``, or None. HAProxy answers with the
+    entry its rules would pick (``type=str ... found=yes, idx=tree, key="a.test", value="web", type="str"``, a line
+    per way the map is looked up); a prefix map (``map_beg``) may find a shorter key, which is not ``key``'s entry."""
+    for line in text.splitlines():
+        m = _GET_MAP.search(line)
+        if m and m.group(1) == key:
+            return m.group(2)
+    return None
 
 
 _MAP_LIST = re.compile(r"^(-?\d+) \((.*)\) ")

@@ -231,6 +231,11 @@ def show_map_command(path: str) -> str:
     return f"show map {_map_token(path, 'map')}"
 
 
+def get_map_command(path: str, key: str) -> str:
+    """``get map``: HAProxy looks ``key`` up as its rules would (``parse_get_map`` keeps an exact match only)."""
+    return f"get map {_map_token(path, 'map')} {_map_token(key, 'key')}"
+
+
 def command_of(op: RuntimeOp) -> str:
     """The Runtime API command for one of the plan's operations, through the validated builders above.
     ``ValueError`` when a value would not stay one valid argument (an address that is not an IP, a weight

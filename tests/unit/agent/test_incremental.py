@@ -47,6 +47,7 @@ class Counts:
         self.calls: Counter[str] = Counter()
         self.composed: list[str] = []  # services whose backends were composed
         self.read: list[frozenset[str] | None] = []  # backends whose state was read (None: all)
+        self.whole_maps: list[str] = []  # maps read whole (every entry)
         self.planned: list[frozenset[str] | None] = []
         self.monkeypatch = monkeypatch
         self.counted(planning, "compose", "compose")
@@ -85,12 +86,21 @@ class Counts:
             return await real(backends)
 
         fake.servers = servers
+        real_maps = fake.maps
+
+        async def maps(paths: Iterable[str]) -> Any:
+            paths = list(paths)
+            self.whole_maps.extend(paths)
+            return await real_maps(paths)
+
+        fake.maps = maps
 
     def reset(self) -> None:
         self.calls.clear()
         self.composed.clear()
         self.read.clear()
         self.planned.clear()
+        self.whole_maps.clear()
 
 
 async def test_a_membership_change_touches_its_service_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,6 +251,7 @@ async def test_a_new_service_taking_a_spare_walks_no_record_but_its_own(monkeypa
             assert counts.calls[whole] == 0, (whole, dict(counts.calls))
         assert counts.composed == ["fresh"]
         assert counts.read == [frozenset({spare})] and counts.planned == [frozenset({spare})]
+        assert counts.whole_maps == []  # its map entry read alone, not the host map's thousands
         assert rig.agent.desired == afresh(rig)  # what composing everything again gives
 
         counts.reset()  # its first instance: a membership change, as incremental as ever
@@ -256,6 +267,7 @@ async def test_a_new_service_taking_a_spare_walks_no_record_but_its_own(monkeypa
                     and rig.fake.slot(spare, "s1").maint and rig.agent.idle)
         assert not any(counts.calls[whole] for whole in WHOLE), dict(counts.calls)
         assert counts.planned == [frozenset({spare})] and rig.fake.reload_count == 0
+        assert counts.whole_maps == []
         assert rig.agent.desired == afresh(rig)
 
 

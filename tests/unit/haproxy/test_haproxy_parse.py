@@ -12,6 +12,7 @@ from haplane.haproxy.parse import (
     filter_server_state,
     named_proxies,
     parse_check_output,
+    parse_get_map,
     parse_info,
     parse_map_list,
     parse_servers_state,
@@ -110,6 +111,18 @@ def test_uptime(text: str, seconds: int) -> None:
 def test_maps() -> None:
     assert parse_show_map(S.SHOW_MAP) == {"www.example.com": "b", "a.com": "b"}  # first duplicate wins
     assert parse_map_list(S.MAP_LIST) == {"/tmp/hx/hosts.map": 2}
+
+
+def test_get_map_keeps_the_exact_key_alone() -> None:
+    """``get map`` answers what a lookup finds (HAProxy 2.6's own answers): an exact key's value; a prefix map's
+    shorter key is another entry; not found is None."""
+    found = 'type=str, case=sensitive, found=yes, idx=tree, key="a.test", value="be1", type="str"\n\n'
+    assert parse_get_map(found, "a.test") == "be1"
+    beg = 'type=beg, case=sensitive, found=yes, idx=tree, key="/api/", value="be1", type="str"\n\n'
+    assert parse_get_map(beg, "/api/") == "be1"
+    assert parse_get_map(beg, "/api/v2/") is None  # /api/v2/ is not in the map: /api/ is what a request finds
+    assert parse_get_map("type=str, case=sensitive, found=no\n\n", "c.test") is None
+    assert parse_get_map("Unknown map identifier. Please use #<id> or <file>.\n", "a.test") is None
 
 
 def test_check_output() -> None:

@@ -82,7 +82,8 @@ def _expect(fn: Callable[[str], Any], text: str, kind: type | tuple[type, ...]) 
 PARSERS: list[tuple[Callable[[str], Any], type | tuple[type, ...]]] = [
     (parse.parse_servers_state, list), (parse.parse_stat, list), (parse.parse_info, Info),
     (parse.parse_kv, dict), (parse.parse_show_proc, ProcInfo), (parse.parse_show_map, dict),
-    (parse.parse_map_list, dict), (parse.parse_uptime, int), (lambda t: parse.parse_check_output(t, 1), CheckResult),
+    (parse.parse_map_list, dict), (lambda t: parse.parse_get_map(t, "a.test"), (str, type(None))),
+    (parse.parse_uptime, int), (lambda t: parse.parse_check_output(t, 1), CheckResult),
     (lambda t: parse.config_lines((t,)), tuple), (lambda t: parse.named_proxies((t,)), tuple),
     (lambda t: parse.proxy_lines((t,), t), tuple),
     (lambda t: parse.filter_server_state(t, {("b", "s1"): ("1.2.3.4", 80)}), tuple),
