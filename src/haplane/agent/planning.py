@@ -124,6 +124,7 @@ class Composer:
         self.pooled: tuple[tuple[str, str], ...] = ()  # spare → service, since the last (re)load
         self._full: Config | None = None
         self._full_key: tuple[int, frozenset[str], tuple[tuple[str, str], ...]] | None = None
+        self._to_reload = False  # the last full composition was a config to reload with (every service its own)
         self._left_out: list[str] = []  # TLS frontends this agent cannot serve (no HTTPS), last said
         self._collisions: list[str] = []  # records left out because another holds their name, last said
         self._losers: frozenset[str] = frozenset()  # their owners, left out of incremental compositions too
@@ -156,6 +157,7 @@ class Composer:
         held stay. With ``applied`` (the config HAProxy runs), new services that fit a pool take its spares (kept
         in ``pooled``); without it every service has a backend of its own (a config to reload with)."""
         pooled: tuple[tuple[str, str], ...] = ()
+        self._to_reload = applied is None
         if applied is not None:
             self.pooled = pooled = self.place(applied, excluded)
         key = (self.mirror.revision, excluded, pooled)
@@ -216,10 +218,11 @@ class Composer:
         None when the change needs the whole config composed (``full``): a backend to add, remove or change in
         structure (a reload follows), a name or route another record claims too (collisions are resolved over
         every record), an owner held back, a quarantine released, focus, a route not carried by a runtime map,
-        ``desired`` composed with other owners held back, or HAProxy running no config yet."""
+        ``desired`` composed with other owners held back or as a config to reload with (a reload that failed or
+        was held back by a quarantine leaves that one), or HAProxy running no config yet."""
         opts = self.options
         if (applied is None or touched.others or not touched.before or opts.focused or self._full_key is None
-                or self._full_key[1] != excluded):
+                or self._full_key[1] != excluded or self._to_reload):
             return None
         names = self.mirror.names
         now: dict[str, Service | None] = {}

@@ -414,3 +414,8 @@ def test_a_service_record_change_composes_what_the_whole_config_would() -> None:
             touched = mirror.apply([_put(rev, needs_all)])
         assert composer.service_change(desired, applied, touched, none) is None, needs_all
     assert dict(composer.pooled) == {"_pool1_1": "new1", "_pool1_2": "api"}
+
+    composer.full(none)  # a config to reload with (every service in a backend of its own): not what HAProxy runs
+    rev += 1
+    touched = mirror.apply([_put(rev, Service("late", "host", "late.test"))])
+    assert composer.service_change(desired, applied, touched, none) is None
