@@ -83,6 +83,20 @@ def read_text(path: str, what: str) -> str:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def read_json(path: str, what: str) -> Any:
+    """The JSON document at ``path`` (``-``: standard input); PayloadError naming ``what`` and where it breaks."""
+    import json
+    import sys
+
+    from haplane.errors import PayloadError
+
+    text = sys.stdin.read() if path == "-" else read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(what, f"line {exc.lineno} column {exc.colno}", f"is not valid JSON: {exc.msg}") from None
+
+
 async def refuse_a_foreign_store(store: Store) -> None:
     """A store that is not haplane's (HSDO's DynamoDB table) stops the command at once with its own message; a
     store that is only unreachable now does not (the API answers 503, the agent waits, until it is back)."""

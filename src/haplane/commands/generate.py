@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 
-from haplane.commands._common import add_settings_options, load_settings, read_text
+from haplane.commands._common import add_settings_options, load_settings, read_json, read_text
 
 HELP = "print the haproxy.cfg for a Lambda-Registry payload ({table, running, candidates})"
 DESCRIPTION = """\
@@ -34,7 +33,6 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from haplane.compose import compose_table
-    from haplane.errors import PayloadError
     from haplane.model import values
     from haplane.model.haproxy import Bind
     from haplane.registry import RegistryStore
@@ -42,12 +40,7 @@ async def _run(args: argparse.Namespace) -> int:
     from haplane.store import open_store
 
     settings = load_settings(args)
-    text = sys.stdin.read() if args.payload == "-" else read_text(args.payload, "payload")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PayloadError("payload", f"line {exc.lineno} column {exc.colno}", f"is not valid JSON: {exc.msg}"
-                           ) from None
+    data = read_json(args.payload, "payload")
     bind = Bind(*values.ip_or_wildcard_bind(args.bind, "--bind"))
     template = compile_template(read_text(settings.template, "template")) if settings.template else None
     if settings.store is None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 
-from haplane.commands._common import add_settings_options, load_settings, read_text
+from haplane.commands._common import add_settings_options, load_settings, read_json
 
 HELP = "replace the registry with a document from haplane export, or read Thalassa's --persistence file"
 DESCRIPTION = """\
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from haplane.api.rendering import render_registry
     from haplane.commands._common import refuse_a_foreign_store
-    from haplane.errors import ConfigCheckFailed, PayloadError
+    from haplane.errors import ConfigCheckFailed
     from haplane.haproxy.check import check_rendered
     from haplane.model.records import Registry
     from haplane.registry.transfer import import_document
@@ -52,12 +51,7 @@ async def _run(args: argparse.Namespace) -> int:
     from haplane.transfer import DocumentInvalid, parse_document
 
     settings = load_settings(args)
-    text = sys.stdin.read() if args.document == "-" else read_text(args.document, "document")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PayloadError("document", f"line {exc.lineno} column {exc.colno}", f"is not valid JSON: {exc.msg}"
-                           ) from None
+    data = read_json(args.document, "document")
     try:
         doc = parse_document(data)
     except DocumentInvalid as exc:
