@@ -111,8 +111,11 @@ class AcmeManager:
                     await self.scan_once()
                 except (StoreError, AcmeError) as exc:
                     log.warning("ACME: %s", exc)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that lands as the
+                # wake does (this loop then went on, and stopping the leader hung)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.options.interval)
+                    async with asyncio.timeout(self.options.interval):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             watcher.cancel()

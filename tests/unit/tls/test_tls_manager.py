@@ -94,3 +94,17 @@ async def test_one_node_orders_at_a_time_and_another_takes_over() -> None:
         for t in tasks.values():
             t.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def test_the_leader_stops_when_cancelled_as_a_wake_arrives() -> None:
+    """A cancellation that lands as the leader's wait for a wake ends is not lost (Python 3.11's asyncio.wait_for
+    lost it: the loop went on, and the election's handover and the agent's stop waited forever)."""
+    m = _Recorder(MemoryStore(), "n1", [])
+    for _ in range(20):
+        task = asyncio.create_task(m._lead())
+        await asyncio.sleep(0.1)  # scanned (nothing wanted): waiting for a wake or the interval
+        m.wake()
+        await asyncio.sleep(0)  # the wait ends in this turn of the loop...
+        task.cancel()  # ...and the stop arrives with it
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, "the leader's loop went on after it was cancelled"

@@ -183,8 +183,9 @@ class DockerSource:
                 while True:
                     wake = deadline if pending else min(self._leaving.values(), default=None)
                     if wake is not None:
-                        try:
-                            item = await asyncio.wait_for(queue.get(), max(0.0, wake - loop.time()))
+                        try:  # asyncio.timeout: 3.11's wait_for loses a stop that lands as an event arrives
+                            async with asyncio.timeout(max(0.0, wake - loop.time())):
+                                item = await queue.get()
                         except TimeoutError:
                             now = loop.time()
                             for gone in [c for c, t in self._leaving.items() if t <= now]:
