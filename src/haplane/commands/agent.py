@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 
 from haplane.commands._common import add_pool_options, add_settings_options, add_traffic_options, load_settings
+from haplane.tasks import stop_tasks
 from haplane.tls.wiring import tls_overrides
 
 HELP = "run the agent beside one HAProxy: watch the store, apply changes (Runtime API first)"
@@ -109,9 +109,6 @@ async def _run(settings: object) -> int:
         log.info("stopping")
     finally:
         stopper.cancel()
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await stop_tasks(tasks)
         await bundle.close()
     return 0

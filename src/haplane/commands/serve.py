@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import signal
@@ -12,6 +11,7 @@ import signal
 from haplane.commands._common import add_settings_options, load_settings, refuse_a_foreign_store
 from haplane.errors import ConfigurationError
 from haplane.settings import Settings
+from haplane.tasks import stop_tasks
 
 HELP = "run the registry's HTTP API (services, instances, sources, Thalassa's frontends/backends, /generate)"
 DESCRIPTION = """\
@@ -109,10 +109,8 @@ async def _run(settings: Settings) -> int:
         log.info("stopping")
         return 0
     finally:
-        task.cancel()
         stopper.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await stop_tasks([task])
         await store.close()
 
 

@@ -19,6 +19,7 @@ from haplane.commands._common import add_pool_options, add_settings_options, add
 from haplane.commands.serve import check_exposure, split_listen
 from haplane.registry import RegistryStore
 from haplane.settings import Settings
+from haplane.tasks import stop_tasks
 
 HELP = "run HAProxy + agent + API + UI on this machine (the embedded default)"
 DESCRIPTION = """\
@@ -159,13 +160,8 @@ async def _run(settings: Settings, docker: bool) -> int:
         print("haplane up: stopping", file=sys.stderr)
         return 0
     finally:
-        for t in tasks:
-            t.cancel()
         stopper.cancel()
-        ready.cancel()
-        for t in (*tasks, ready):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await stop_tasks([*tasks, ready])
         await bundle.close()
 
 

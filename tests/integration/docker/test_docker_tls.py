@@ -19,6 +19,7 @@ from haplane.registry import RegistryStore
 from haplane.sources.base import StoreSink
 from haplane.sources.docker import DockerSource, docker_socket_reachable
 from haplane.store.memory import MemoryStore
+from haplane.tasks import name, stop_tasks, where
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +125,7 @@ async def test_tcp_with_tls_verify_and_a_client_certificate(tmp_path: Path, dock
             assert await reg.list_instances("web") == []
             assert not refused.connected.is_set() and not tasks[0].done()
         finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            # bounded: once in a whole-suite run under load one of the two ignored its cancel and the test sat
+            # until pytest's 300 s timeout with no stack; now it fails at once, naming where the task sits
+            stuck = await stop_tasks(tasks, grace=15)
+            assert not stuck, f"did not stop on cancel: {[(name(t), where(t)) for t in stuck]}"
