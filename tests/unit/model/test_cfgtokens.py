@@ -78,10 +78,12 @@ fuzz = st.lists(st.sampled_from(_PIECES), max_size=14).map("".join).filter(
 def _haproxy_says(lines: list[str], tmp: Path) -> dict[int, tuple[str, str]]:
     path = tmp / "t.cfg"
     path.write_text("".join(f".notice {line}\n" for line in lines))
-    out = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30,
+    out = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, timeout=30,
                          env={"PATH": os.environ.get("PATH", "")})
+    # HAProxy prints the bytes a word holds: `\xff` is byte 0xff, not UTF-8; latin-1 reads byte N as chr(N), which
+    # is what split_line makes of `\xHH` (reading the output as UTF-8 failed on such words, one run in four)
     said: dict[int, tuple[str, str]] = {}
-    for text in (out.stdout + out.stderr).splitlines():
+    for text in (out.stdout + out.stderr).decode("latin-1").splitlines():
         for kind, rx in (("one", _NOTICE), ("second", _UNEXPECTED), ("refused", _REFUSED)):
             m = rx.search(text)
             if m:
