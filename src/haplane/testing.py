@@ -169,14 +169,7 @@ class FakeHAProxy:
                 slot = be.get(op.server)
                 if slot is None:
                     return OpResult(op, command, False, "No such server.")
-                match op:
-                    case SetAddress():
-                        slot = replace(slot, address=op.address, port=op.port)
-                    case SetWeight():
-                        slot = replace(slot, weight=op.weight)
-                    case SetState():
-                        slot = replace(slot, maint=op.state == "maint", drain=op.state == "drain")
-                be[op.server] = slot
+                be[op.server] = slot.after(op)
             case CertPut():
                 import time
 

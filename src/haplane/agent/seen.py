@@ -16,7 +16,6 @@ fresh), is read first as before.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from haplane.model.observed import Observed, SlotObs
 from haplane.model.ops import RuntimeOp, SetAddress, SetState, SetWeight
@@ -86,24 +85,12 @@ class Seeing:
 
 
 def expected(seen: Mapping[str, Mapping[str, SlotObs]], ops: Sequence[RuntimeOp]) -> dict[str, dict[str, SlotObs]]:
-    """The slots ``ops`` leave when HAProxy had ``seen``: ``set server`` sets the address and port, the weight, or
-    the admin state (``ready`` clears maintenance and drain, ``drain`` sets drain and clears maintenance, ``maint``
-    the reverse: HAProxy's ``srv_adm_set_*``)."""
+    """The slots ``ops`` leave when HAProxy had ``seen`` (each ``set server`` as ``SlotObs.after`` says)."""
     out = {name: dict(slots) for name, slots in seen.items()}
     for op in ops:
-        slot = out.get(getattr(op, "backend", ""), {}).get(getattr(op, "server", ""))
-        if slot is None:
-            continue
-        match op:
-            case SetAddress():
-                slot = replace(slot, address=op.address, port=op.port)
-            case SetWeight():
-                slot = replace(slot, weight=op.weight)
-            case SetState():
-                slot = replace(slot, maint=op.state == "maint", drain=op.state == "drain")
-            case _:
-                continue
-        out[op.backend][op.server] = slot
+        if isinstance(op, SetAddress | SetWeight | SetState) and \
+                (slot := out.get(op.backend, {}).get(op.server)) is not None:
+            out[op.backend][op.server] = slot.after(op)
     return out
 
 

@@ -8,11 +8,11 @@ Every field name says which HAProxy field it comes from when the two differ.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
-from haplane.model.ops import RuntimeOp
+from haplane.model.ops import RuntimeOp, SetAddress, SetState, SetWeight
 
 # srv_op_state (show servers state): the server's operational state.
 OP_STOPPED = 0  # down
@@ -295,6 +295,20 @@ class SlotObs:
     maint: bool
     drain: bool
     sessions: int = 0
+
+    def after(self, op: RuntimeOp) -> SlotObs:
+        """The slot once HAProxy applied ``op`` to it: ``set server`` sets the address and port, the weight, or the
+        admin state (``ready`` clears maintenance and drain, ``drain`` sets drain and clears maintenance, ``maint``
+        the reverse: HAProxy's ``srv_adm_set_*``); any other op leaves it as it is."""
+        match op:
+            case SetAddress():
+                return replace(self, address=op.address, port=op.port)
+            case SetWeight():
+                return replace(self, weight=op.weight)
+            case SetState():
+                return replace(self, maint=op.state == "maint", drain=op.state == "drain")
+            case _:
+                return self
 
 
 Observed = Mapping[str, Mapping[str, SlotObs]]

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import haproxy_samples as S
@@ -359,10 +359,9 @@ async def test_held_connection_is_not_retried_after_part_of_a_batch(sock_dir: Pa
         assert held.connections == 2
 
 
-async def test_held_connection_busy_sends_a_batch_over_its_own(sock_dir: Path) -> None:
-    path = sock_dir / "admin.sock"
-    release = asyncio.Event()
-
+def _answers_slowly_until(release: asyncio.Event) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                               Awaitable[None]]:
+    """An admin socket's handler answering every command at once but ``slow``, answered once ``release`` is set."""
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
             if line.startswith(b"slow"):
@@ -370,8 +369,14 @@ async def test_held_connection_busy_sends_a_batch_over_its_own(sock_dir: Path) -
             writer.write(b"\n> ")
             await writer.drain()
         writer.close()
+    return slow
 
-    server = await asyncio.start_unix_server(slow, str(path))
+
+async def test_held_connection_busy_sends_a_batch_over_its_own(sock_dir: Path) -> None:
+    path = sock_dir / "admin.sock"
+    release = asyncio.Event()
+
+    server = await asyncio.start_unix_server(_answers_slowly_until(release), str(path))
     try:
         held = RuntimeClient(path, hold=True)
         first = asyncio.create_task(held.execute(["slow"]))
@@ -390,15 +395,7 @@ async def test_held_connection_timed_out_is_not_used_again(sock_dir: Path) -> No
     path = sock_dir / "admin.sock"
     release = asyncio.Event()
 
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while line := await reader.readline():
-            if line.startswith(b"slow"):
-                await release.wait()
-            writer.write(b"\n> ")
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_unix_server(slow, str(path))
+    server = await asyncio.start_unix_server(_answers_slowly_until(release), str(path))
     try:
         held = RuntimeClient(path, hold=True, timeout=0.1)
         with pytest.raises(HAProxyUnavailable, match="no complete answer"):
