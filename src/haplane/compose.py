@@ -520,25 +520,21 @@ def service_map_entries(svc: Service, backend: str, options: ComposeOptions,
         elif route.kind == "path_prefix" and options.path_map:
             out[options.path_map] = {path_map_key(route.value): backend}
     if options.tls is not None:
-        policy, hsts = options.tls.policy_map, options.tls.hsts_map
-        out.setdefault(policy, {})
-        out.setdefault(hsts, {})
-        for name, content in tls_maps(options.tls, [svc], certificates, ())[1:]:
-            for line in content.splitlines():
-                key, _, value = line.partition(" ")
-                out[name][key] = value
+        policy, hsts = tls_host_entries([svc], certificates)
+        out.setdefault(options.tls.policy_map, {}).update(policy)
+        out.setdefault(options.tls.hsts_map, {}).update(hsts)
     return out
 
 
 # --- HTTPS ----------------------------------------------------------------------------------------------------
 
-def tls_maps(tls: EdgeTls, services: Sequence[Service], certificates: Sequence[RegistryCert],
-             challenges: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """The three runtime maps of HTTPS: ACME challenges (token → key authorization); the policy (host → redirect
-    or off; ``on`` is the absence of an entry; ``auto`` redirects once a certificate covers the host, so nobody is
-    sent to the default certificate); HSTS (host → max-age)."""
+def tls_host_entries(services: Sequence[Service], certificates: Sequence[RegistryCert]
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+    """The entries of HTTPS's policy map (host → redirect or off; ``on`` is the absence of an entry; ``auto``
+    redirects once a certificate covers the host, so nobody is sent to the default certificate) and of its HSTS
+    map (host → max-age) that ``services`` put there."""
     policy: dict[str, str] = {}
-    hsts: dict[str, int] = {}
+    hsts: dict[str, str] = {}
     for svc in sorted(services, key=lambda s: s.name):
         host = svc.predicate
         if svc.mode != "host" or host is None:
@@ -548,7 +544,15 @@ def tls_maps(tls: EdgeTls, services: Sequence[Service], certificates: Sequence[R
         elif svc.tls == "auto" and any(c.covers(host) for c in certificates):
             policy.setdefault(host, "redirect")
         if svc.hsts is not None and svc.tls != "off":
-            hsts.setdefault(host, svc.hsts)
+            hsts.setdefault(host, str(svc.hsts))
+    return policy, hsts
+
+
+def tls_maps(tls: EdgeTls, services: Sequence[Service], certificates: Sequence[RegistryCert],
+             challenges: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The three runtime maps of HTTPS: ACME challenges (token → key authorization), the policy and HSTS
+    (``tls_host_entries``)."""
+    policy, hsts = tls_host_entries(services, certificates)
     return (
         (tls.acme_map, "".join(f"{t} {a}\n" for t, a in sorted(challenges))),
         (tls.policy_map, "".join(f"{h} {p}\n" for h, p in sorted(policy.items()))),
